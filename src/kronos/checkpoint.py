@@ -1,0 +1,160 @@
+"""Checkpoints in the published layout: a folder (or hub repo) with ``config.json`` and ``model.safetensors``.
+
+Only safetensors are read; pickled weights are never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+M = TypeVar("M", bound="PretrainedMixin")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file that cannot be loaded; the message names the file and tensor."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
+                       local_files_only: bool = False, token: str | bool | None = None) -> tuple[Path, Path]:
+    """Return local paths of ``config.json`` and ``model.safetensors`` for a folder or a hub id.
+
+    A hub id (``owner/name``) goes through huggingface_hub, which honours ``HF_HUB_OFFLINE`` and
+    ``HF_HUB_CACHE``/``HF_HOME``.
+    """
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        config, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        if not config.is_file():
+            raise CheckpointError(f"{config}: missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+        if not weights.is_file():
+            hint = " (pickled pytorch_model.bin is not loaded; convert it to safetensors)" if (
+                folder / "pytorch_model.bin").exists() else ""
+            raise CheckpointError(f"{weights}: missing{hint}")
+        return config, weights
+    repo_id = str(source)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+        raise CheckpointError(f"{repo_id}: no such folder, and not a hub id of the form 'owner/name'")
+    from huggingface_hub import hf_hub_download
+
+    kwargs: dict[str, Any] = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir,
+                                  local_files_only=local_files_only, token=token)
+    try:
+        config = hf_hub_download(filename=CONFIG_NAME, **kwargs)
+        weights = hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
+    except Exception as exc:  # huggingface_hub raises many types; keep its message, name the repo
+        raise CheckpointError(f"{repo_id}: could not get {CONFIG_NAME}/{WEIGHTS_NAME} from the hub or its "
+                              f"cache ({type(exc).__name__}: {exc})") from exc
+    return Path(config), Path(weights)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable JSON config ({exc})") from exc
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from exc
+
+
+def load_weights_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy ``tensors`` into ``model``; every tensor must exist with the same shape (dtype is converted)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing tensor(s) {', '.join(missing[:5])}"
+                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected tensor(s) {', '.join(unexpected[:5])}"
+                              + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
+    for name, target in expected.items():
+        if tuple(tensors[name].shape) != tuple(target.shape):
+            raise CheckpointError(f"{path}: tensor {name} has shape {list(tensors[name].shape)}, "
+                                  f"but the config implies {list(target.shape)}")
+    with torch.no_grad():
+        for name, target in expected.items():
+            target.copy_(tensors[name].to(target.dtype))
+
+
+class PretrainedMixin:
+    """``save_pretrained``/``from_pretrained`` for a module built as ``cls(config)``."""
+
+    config_class: type
+    config: Any
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+
+        ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type; loading restores
+        the model's own dtype.
+        """
+        from safetensors.torch import save
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for name, tensor in self.state_dict().items():  # type: ignore[attr-defined]
+            tensor = tensor.detach().cpu()
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            tensors[name] = tensor.contiguous()
+        atomic_write_bytes(directory / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+        config_text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(directory / CONFIG_NAME, config_text.encode())
+        return directory
+
+    @classmethod
+    def from_pretrained(cls: type[M], source: str | os.PathLike, revision: str | None = None,
+                        cache_dir: str | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None, device: str | torch.device | None = None,
+                        **config_overrides: Any) -> M:
+        """Load a local folder or a hub id (``NeoQuasar/Kronos-small``) and return the model in eval mode."""
+        config_path, weights_path = resolve_checkpoint(source, revision, cache_dir, local_files_only, token)
+        values = read_config(config_path)
+        values.update(config_overrides)
+        try:
+            config = cls.config_class.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{config_path}: {exc}") from exc
+        model = cls(config)  # type: ignore[call-arg]
+        load_weights_into(model, read_weights(weights_path), weights_path)  # type: ignore[arg-type]
+        if device is not None:
+            model.to(device)  # type: ignore[attr-defined]
+        model.eval()  # type: ignore[attr-defined]
+        return model

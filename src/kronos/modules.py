@@ -1,0 +1,182 @@
+"""Transformer building blocks shared by the tokenizer and the predictor network.
+
+Submodule and parameter names follow the published checkpoints (``norm1``, ``self_attn.q_proj``,
+``self_attn.rotary.inv_freq``, ``ffn.w1`` ...), so ``load_state_dict`` takes them unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last dimension, computed in float32 (eps 1e-5)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class FeedForward(nn.Module):
+    """SwiGLU feed-forward without biases: ``w2(silu(w1 x) * w3 x)``."""
+
+    def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding in rotate-half form.
+
+    ``inv_freq`` is a persistent buffer because the published checkpoints store it.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        self.register_buffer("inv_freq", inv_freq)
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for integer ``positions`` (any shape) -> two tensors of shape ``positions.shape + (head_dim,)``."""
+        needed = int(positions.max()) + 1 if positions.numel() else 1
+        table = self._table
+        if table is None or table[0].shape[0] < needed or table[0].device != self.inv_freq.device:
+            length = max(needed, 1024)
+            t = torch.arange(length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)
+            freqs = torch.outer(t, self.inv_freq)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            table = self._table = (emb.cos(), emb.sin())
+        return table[0][positions], table[1][positions]
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class KVCache:
+    """Preallocated keys and values of every self-attention layer of one network.
+
+    Buffers are ``(n_layers, batch, n_heads, capacity, head_dim)``; ``length`` is how many positions
+    are filled. Layers write at ``[length, length + T)`` and the network advances ``length`` once
+    all layers have run.
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, head_dim: int, capacity: int,
+                 device: torch.device, dtype: torch.dtype):
+        shape = (n_layers, batch, n_heads, capacity, head_dim)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v`` of shape (batch, heads, T, head_dim) and return all keys/values so far."""
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise RuntimeError(f"KVCache overflow: {end} positions > capacity {self.capacity}")
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only batch ``rows`` (a 1-D index tensor; repeats fan one row out to many)."""
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with rotary positions and biased projections."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0,
+                 rope_base: float = 10000.0):
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryEmbedding(self.head_dim, rope_base)
+        self.attn_dropout_p = attn_dropout_p
+        self.resid_dropout = nn.Dropout(resid_dropout_p)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x (B, T, d); positions (T,) or (B, T); attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
+        b, t, d = x.shape
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        cos, sin = self.rotary.cos_sin(positions)
+        if positions.dim() == 2:  # per-row positions: (B, T, hd) -> (B, 1, T, hd)
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        q, k = RotaryEmbedding.rotate(q, cos, sin), RotaryEmbedding.rotate(k, cos, sin)
+        past = cache.length if cache is not None else 0
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        dropout = self.attn_dropout_p if self.training else 0.0
+        if attn_mask is None:
+            # No padding: causal over the new queries; a query appended to a cache sees every cached key.
+            causal = t > 1
+            if causal and past:
+                raise ValueError("multi-token step on a non-empty cache needs an explicit attn_mask")
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        out = out.transpose(1, 2).reshape(b, t, d)
+        return self.resid_dropout(self.out_proj(out))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm1(x)), then + ffn(norm2(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_dim: int, ffn_dropout_p: float = 0.0,
+                 attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0, rope_base: float = 10000.0):
+        super().__init__()
+        self.norm1 = RMSNorm(d_model)
+        self.self_attn = SelfAttention(d_model, n_heads, attn_dropout_p, resid_dropout_p, rope_base)
+        self.norm2 = RMSNorm(d_model)
+        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), positions, attn_mask, cache, layer)
+        return x + self.ffn(self.norm2(x))
+
+
+def padded_causal_mask(valid: torch.Tensor, n_queries: int | None = None) -> torch.Tensor:
+    """Attention mask for left-padded rows.
+
+    valid: bool (B, T_keys), True at real tokens. Queries are the last ``n_queries`` key positions
+    (all of them by default). Returns bool (B, 1, T_q, T_keys), True where attention is allowed: causal,
+    real keys only, and each query may always see itself so padded rows never produce NaN.
+    """
+    t_keys = valid.shape[1]
+    n_queries = t_keys if n_queries is None else n_queries
+    q_pos = torch.arange(t_keys - n_queries, t_keys, device=valid.device)
+    k_pos = torch.arange(t_keys, device=valid.device)
+    causal = k_pos[None, :] <= q_pos[:, None]  # (Tq, Tk)
+    mask = causal[None] & valid[:, None, :]
+    mask |= k_pos[None, None, :] == q_pos[None, :, None]
+    return mask.unsqueeze(1)
