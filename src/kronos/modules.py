@@ -52,7 +52,7 @@ class RotaryEmbedding(nn.Module):
         self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for integer ``positions`` (any shape) -> two tensors of shape ``positions.shape + (head_dim,)``."""
+        """cos, sin for integer ``positions`` (any shape), each of shape ``positions.shape + (head_dim,)``."""
         needed = int(positions.max()) + 1 if positions.numel() else 1
         table = self._table
         if table is None or table[0].shape[0] < needed or table[0].device != self.inv_freq.device:

@@ -1,0 +1,117 @@
+"""DataFrame handling: validation, OHLCV+amount features, time features, per-window normalisation.
+
+Everything that touches pandas for inference lives here; the networks only see tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+FEATURE_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+TIME_COLUMNS = ("minute", "hour", "weekday", "day", "month")
+NORM_EPS = 1e-5
+
+
+def _rows_text(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _is_empty(series: pd.Series) -> bool:
+    return bool(series.isna().all())
+
+
+def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
+    """Validated (T, 6) float32 array of open, high, low, close, volume, amount.
+
+    open/high/low/close are required. Without volume (or an all-empty one), volume and amount are 0;
+    with volume but no amount (or an all-empty one), amount = volume × mean(open, high, low, close).
+    Raises ``ValueError`` naming the column and rows of any non-numeric, NaN or infinite value.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} is missing required column(s) {', '.join(missing)}; "
+                         f"it has {', '.join(map(str, df.columns)) or 'no columns'}")
+    optional_empty = {c for c in ("volume", "amount") if c in df.columns and _is_empty(df[c])}
+    present = [c for c in FEATURE_COLUMNS if c in df.columns and c not in optional_empty]
+    for column in present:
+        if not pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column]):
+            converted = pd.to_numeric(df[column], errors="coerce")
+            bad = np.flatnonzero(converted.isna().to_numpy() & df[column].notna().to_numpy())
+            example = df[column].iloc[bad[0]] if len(bad) else None
+            raise ValueError(f"{name} column '{column}' must be numeric; dtype {df[column].dtype}, "
+                             f"non-numeric value {example!r} at row(s) {_rows_text(bad)}")
+    values = pd.DataFrame({c: df[c].to_numpy(dtype=np.float64) for c in present})
+    if "volume" not in present:
+        values["volume"] = 0.0
+        values["amount"] = 0.0
+    elif "amount" not in present:
+        values["amount"] = values["volume"] * values[list(PRICE_COLUMNS)].mean(axis=1)
+    array = values[list(FEATURE_COLUMNS)].to_numpy()
+    for j, column in enumerate(FEATURE_COLUMNS):
+        bad = np.flatnonzero(~np.isfinite(array[:, j]))
+        if len(bad):
+            kind = "NaN" if np.isnan(array[bad[0], j]) else "inf"
+            raise ValueError(f"{name} column '{column}' has NaN or inf values (first: {kind}) at row(s) "
+                             f"{_rows_text(bad)}; fill or drop them first")
+    return array.astype(np.float32)
+
+
+def as_timestamps(values: Any, name: str, expected_len: int | None = None) -> pd.DatetimeIndex:
+    """Coerce timestamps (Series, DatetimeIndex, list, array) to a strictly increasing DatetimeIndex."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{name} must be a sequence of timestamps, got {type(values).__name__}")
+    index_name = getattr(values, "name", None)
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(pd.Series(values) if not isinstance(values, pd.Index) else values),
+                                 name=index_name)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be read as timestamps: {exc}") from exc
+    if expected_len is not None and len(index) != expected_len:
+        raise ValueError(f"{name} has {len(index)} timestamps but {expected_len} were expected")
+    if index.hasnans:
+        raise ValueError(f"{name} has missing timestamps at position(s) {_rows_text(np.flatnonzero(index.isna()))}")
+    steps = np.flatnonzero(np.diff(index.asi8) <= 0)
+    if len(steps):
+        i = steps[0]
+        more = f"; {len(steps)} such positions" if len(steps) > 1 else ""
+        raise ValueError(f"{name} must be strictly increasing: position {i + 1} ({index[i + 1]}) does not come "
+                         f"after position {i} ({index[i]}){more}")
+    return index
+
+
+def time_features(index: pd.DatetimeIndex) -> np.ndarray:
+    """(T, 5) float32 of minute, hour, weekday (Monday = 0), day of month, month."""
+    return np.stack([index.minute, index.hour, index.weekday, index.day, index.month], axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-window z-score with clipping; ``inverse`` undoes the affine part (not the clip).
+
+    ``mean`` and ``std`` are (6,) float32 statistics of the history (population std); values are
+    ``(x - mean) / (std + 1e-5)`` clipped to ±clip, all in float32 like the original.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    clip: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, clip: float) -> Normalizer:
+        x = np.asarray(x, dtype=np.float32)
+        return cls(np.mean(x, axis=0), np.std(x, axis=0), clip)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = (np.asarray(x, dtype=np.float32) - self.mean) / (self.std + np.float32(NORM_EPS))
+        return np.clip(x, -self.clip, self.clip)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, dtype=np.float32) * (self.std + np.float32(NORM_EPS)) + self.mean

@@ -1,0 +1,276 @@
+"""KronosPredictor: DataFrames of bars in, forecast DataFrames (mean, quantiles, sample paths) out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import FEATURE_COLUMNS, Normalizer, as_timestamps, bar_features, time_features
+from .generation import SamplingConfig, generate_tokens
+from .network import Kronos
+from .tokenizer import KronosTokenizer
+
+DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+NON_NEGATIVE = ("volume", "amount")
+
+
+def auto_device() -> torch.device:
+    """cuda if available, else mps, else cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Forecast:
+    """Sample paths of one series' forecast, in the input's units.
+
+    ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``; volume and amount are clipped
+    at 0 in every path. ``timestamps`` index the forecast bars.
+    """
+
+    samples: np.ndarray
+    timestamps: pd.DatetimeIndex
+    quantile_levels: tuple[float, ...] = DEFAULT_QUANTILES
+    columns: tuple[str, ...] = field(default=FEATURE_COLUMNS)
+
+    def _frame(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=self.timestamps, columns=list(self.columns))
+
+    @property
+    def mean(self) -> pd.DataFrame:
+        """Mean over sample paths, one row per forecast bar."""
+        return self._frame(self.samples.mean(axis=0))
+
+    @property
+    def median(self) -> pd.DataFrame:
+        return self.quantile(0.5)
+
+    def quantile(self, q: float) -> pd.DataFrame:
+        """The ``q`` quantile over sample paths (linear interpolation), one row per forecast bar."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile level must be in [0, 1], got {q!r}")
+        return self._frame(np.quantile(self.samples, q, axis=0).astype(np.float32))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy frame: one row per (timestamp, column) with ``mean`` and one column per quantile level."""
+        levels = np.quantile(self.samples, self.quantile_levels, axis=0)  # (Q, P, 6)
+        n_bars, n_cols = self.samples.shape[1:]
+        frame = pd.DataFrame({
+            "timestamp": np.repeat(self.timestamps.to_numpy(), n_cols),
+            "column": np.tile(np.array(self.columns, dtype=object), n_bars),
+            "mean": self.samples.mean(axis=0).reshape(-1),
+        })
+        for q, values in zip(self.quantile_levels, levels):
+            frame[f"{q:g}"] = values.reshape(-1)
+        return frame
+
+
+@dataclass
+class _Series:
+    bars: np.ndarray  # (T, 6) float32
+    x_stamp: np.ndarray  # (T, 5)
+    y_stamp: np.ndarray  # (P, 5)
+    y_index: pd.DatetimeIndex
+
+    @property
+    def pred_len(self) -> int:
+        return len(self.y_stamp)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: list[int], keep_hist: int,
+                   pred_len: int, samples: int) -> torch.Tensor:
+    """(len(series) * samples, keep_hist + pred_len): the last history tokens, then each path's forecast."""
+    rows = []
+    for i in series:
+        past = hist[i][len(hist[i]) - keep_hist:].expand(samples, -1)
+        rows.append(torch.cat([past, generated[i * samples:(i + 1) * samples, :pred_len]], dim=1))
+    return torch.cat(rows)
+
+
+class KronosPredictor:
+    """Forecast OHLCV bars with a Kronos network and its tokenizer.
+
+    Args:
+        model, tokenizer: the networks (moved to ``device`` and put in eval mode).
+        device: "cpu", "cuda", "cuda:1", "mps" ...; picked automatically (cuda, mps, cpu) when None.
+        max_context: most tokens the network sees (512 for the published small/base models).
+        clip: normalised values are clipped to ±clip.
+        dtype: network dtype; ``torch.bfloat16`` is an opt-in for CUDA (the tokenizer stays float32).
+    """
+
+    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
+                 max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None):
+        self.device = torch.device(device) if device is not None else auto_device()
+        self.model = model.to(self.device).eval()
+        if dtype is not None:
+            self.model.to(dtype)
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.max_context = _check_count("max_context", max_context)
+        if not clip > 0:
+            raise ValueError(f"clip must be > 0, got {clip!r}")
+        self.clip = clip
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
+                        device: str | torch.device | None = None, max_context: int | None = None, clip: float = 5,
+                        **hub_kwargs: Any) -> KronosPredictor:
+        """Load a predictor from folders or hub ids (``"NeoQuasar/Kronos-small"``,
+        ``"NeoQuasar/Kronos-Tokenizer-base"``), or the bundled default model with ``"default"``."""
+        if str(model) == "default":
+            from .default_model import default_paths
+
+            default_model, default_tokenizer, default_context = default_paths()
+            model, tokenizer = default_model, tokenizer or default_tokenizer
+            max_context = max_context or default_context
+        if tokenizer is None:
+            raise ValueError("tokenizer is required unless model is 'default' (e.g. NeoQuasar/Kronos-Tokenizer-base)")
+        network = Kronos.from_pretrained(model, **hub_kwargs)
+        codec = KronosTokenizer.from_pretrained(tokenizer, **hub_kwargs)
+        return cls(network, codec, device=device, max_context=max_context or 512, clip=clip)
+
+    # -- validation -----------------------------------------------------------------------------
+    def _series(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
+                name: str = "df") -> _Series:
+        bars = bar_features(df, name)
+        if len(bars) < 2:
+            raise ValueError(f"{name} has {len(bars)} history row(s); at least 2 are needed")
+        x_index = as_timestamps(x_timestamp, "x_timestamp", expected_len=len(bars))
+        if y_timestamp is None or len(y_timestamp) == 0:
+            raise ValueError(f"y_timestamp is empty; give the {pred_len} timestamp(s) of the bars to forecast")
+        y_index = as_timestamps(y_timestamp, "y_timestamp", expected_len=pred_len)
+        if y_index[0] <= x_index[-1]:
+            raise ValueError(f"y_timestamp must start after the last x_timestamp ({x_index[-1]}), "
+                             f"got {y_index[0]}")
+        return _Series(bars, time_features(x_index), time_features(y_index), y_index)
+
+    @staticmethod
+    def _sampling(T: float, top_k: int | None, top_p: float, sample_count: int) -> SamplingConfig:
+        _check_count("sample_count", sample_count)
+        return SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)
+
+    def _generator(self, seed: int | torch.Generator | None) -> torch.Generator | None:
+        if seed is None or isinstance(seed, torch.Generator):
+            return seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    # -- the pipeline ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _sample_paths(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
+                      generator: torch.Generator | None, use_cache: bool) -> list[np.ndarray]:
+        """Per series, (sample_count, pred_len, 6) float32 paths in input units."""
+        norms = [Normalizer.fit(s.bars, self.clip) for s in series]
+        s1_hist, s2_hist = self._encode([n.transform(s.bars) for n, s in zip(norms, series)])
+        stamps = [torch.from_numpy(np.concatenate([s.x_stamp, s.y_stamp])).to(self.device) for s in series]
+        pred_lens = [s.pred_len for s in series]
+        gen_s1, gen_s2 = generate_tokens(self.model, s1_hist, s2_hist, stamps, pred_lens, self.max_context,
+                                         sampling, sample_count, generator, use_cache)
+        decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
+        paths = []
+        for norm, z in zip(norms, decoded):
+            values = norm.inverse(z)
+            for column in NON_NEGATIVE:
+                j = FEATURE_COLUMNS.index(column)
+                values[..., j] = np.maximum(values[..., j], 0)
+            paths.append(values)
+        return paths
+
+    def _encode(self, normalised: list[np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Encode each whole history (series of equal length in one batch) -> per-series s1, s2 (T,)."""
+        s1: list[torch.Tensor | None] = [None] * len(normalised)
+        s2: list[torch.Tensor | None] = [None] * len(normalised)
+        for length in sorted({len(x) for x in normalised}):
+            idx = [i for i, x in enumerate(normalised) if len(x) == length]
+            batch = torch.from_numpy(np.stack([normalised[i] for i in idx])).to(self.device)
+            b1, b2 = self.tokenizer.encode(batch, half=True)
+            for row, i in enumerate(idx):
+                s1[i], s2[i] = b1[row], b2[row]
+        return s1, s2  # type: ignore[return-value]
+
+    def _decode(self, s1_hist: list[torch.Tensor], s2_hist: list[torch.Tensor], gen_s1: torch.Tensor,
+                gen_s2: torch.Tensor, pred_lens: list[int], samples: int) -> list[np.ndarray]:
+        """Decode the last ``max_context`` tokens of history + forecast; keep the forecast rows."""
+        out: list[np.ndarray | None] = [None] * len(pred_lens)
+        windows = [min(len(h) + p, self.max_context) for h, p in zip(s1_hist, pred_lens)]
+        for key in sorted(set(zip(windows, pred_lens))):
+            window, pred_len = key
+            idx = [i for i in range(len(pred_lens)) if (windows[i], pred_lens[i]) == key]
+            keep_hist = window - pred_len
+            s1 = _window_tokens(s1_hist, gen_s1, idx, keep_hist, pred_len, samples)
+            s2 = _window_tokens(s2_hist, gen_s2, idx, keep_hist, pred_len, samples)
+            z = self.tokenizer.decode((s1, s2), half=True)
+            z = z[:, -pred_len:].float().cpu().numpy().reshape(len(idx), samples, pred_len, -1)
+            for row, i in enumerate(idx):
+                out[i] = z[row]
+        return out  # type: ignore[return-value]
+
+    # -- public API -----------------------------------------------------------------------------
+    def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
+                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
+                       T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
+                       quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
+                       use_cache: bool = True) -> list[Forecast]:
+        """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ."""
+        n = len(df_list)
+        if n == 0:
+            raise ValueError("df_list is empty")
+        if len(x_timestamp_list) != n or len(y_timestamp_list) != n:
+            raise ValueError(f"df_list has {n} series but x_timestamp_list has {len(x_timestamp_list)} and "
+                             f"y_timestamp_list {len(y_timestamp_list)}")
+        pred_lens = list(pred_len) if isinstance(pred_len, Sequence) else [pred_len] * n
+        if len(pred_lens) != n:
+            raise ValueError(f"pred_len has {len(pred_lens)} entries for {n} series")
+        pred_lens = [_check_count("pred_len", p) for p in pred_lens]
+        levels = tuple(float(q) for q in quantiles)
+        bad = [q for q in levels if not 0 <= q <= 1]
+        if bad:
+            raise ValueError(f"quantiles must be in [0, 1], got {bad}")
+        sampling = self._sampling(T, top_k, top_p, sample_count)
+        series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
+                  for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
+        paths = self._sample_paths(series, sampling, sample_count, self._generator(seed), use_cache)
+        return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
+
+    def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
+                 sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
+                 quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
+                 use_cache: bool = True) -> Forecast:
+        """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``."""
+        return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,
+                                   quantiles, seed, use_cache)[0]
+
+    def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
+                      y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], T: float = 1.0,
+                      top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
+                      seed: int | torch.Generator | None = None, use_cache: bool = True) -> list[pd.DataFrame]:
+        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed)."""
+        forecasts = self.forecast_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T,
+                                        top_k, top_p, (), seed, use_cache)
+        return [f.mean for f in forecasts]
+
+    def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, T: float = 1.0,
+                top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
+                seed: int | torch.Generator | None = None, use_cache: bool = True) -> pd.DataFrame:
+        """Mean forecast over ``sample_count`` paths, indexed by ``y_timestamp`` (the original's ``predict``).
+
+        ``verbose`` is accepted for compatibility and ignored.
+        """
+        return self.predict_batch([df], [x_timestamp], [y_timestamp], pred_len, T, top_k, top_p, sample_count,
+                                  verbose, seed, use_cache)[0]
