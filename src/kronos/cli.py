@@ -1,0 +1,65 @@
+"""The ``kronos`` command line: one subcommand per job, each defined in the module that owns the job.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func=run`` on it. User mistakes raise :class:`UsageError` (or ``ValueError``/``FileNotFoundError``
+from the library) and are printed as one line with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (module, what it provides); imported lazily so `kronos --help` stays fast.
+COMMAND_MODULES = (
+    "kronos.commands.forecast",  # kronos forecast, kronos info
+    "kronos.commands.train",  # kronos train-tokenizer, kronos train
+    "kronos.commands.evaluate",  # kronos evaluate
+    "kronos.commands.serve",  # kronos serve
+)
+
+
+class UsageError(Exception):
+    """A mistake in the user's input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kronos", description="Kronos: forecast, train and evaluate candlestick (K-line) models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"kronos-kline {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not part of this build
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = args.func(args)
+    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError) as exc:
+        print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kronos {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``kronos`` command line (see :mod:`kronos.cli`)."""
