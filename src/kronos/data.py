@@ -89,7 +89,7 @@ def as_timestamps(values: Any, name: str, expected_len: int | None = None) -> pd
 
 def time_features(index: pd.DatetimeIndex) -> np.ndarray:
     """(T, 5) float32 of minute, hour, weekday (Monday = 0), day of month, month."""
-    return np.stack([index.minute, index.hour, index.weekday, index.day, index.month], axis=1).astype(np.float32)
+    return np.stack([index.minute, index.hour, index.day_of_week, index.day, index.month], axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)
