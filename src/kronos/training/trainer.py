@@ -1,0 +1,524 @@
+"""Training loops for the tokenizer and the predictor, with checkpoints, resume and a metrics log.
+
+One loop serves both networks; a :class:`Task` says how to build the model and compute its loss.
+Defaults follow the original's fine-tuning recipe: AdamW (betas 0.9/0.95, weight decay 0.1), a
+one-cycle schedule (3 % warm-up from lr/10), gradient-norm clipping (2.0 tokenizer, 3.0 predictor),
+windows of 90 + 10 bars, batches of 50, learning rate 2e-4 (tokenizer) or 4e-5 (predictor).
+
+Files under ``out`` (written by rank 0 only):
+``best/`` and ``final/`` (``from_pretrained`` folders), ``checkpoint.pt`` (model, optimizer, scheduler,
+RNG states, step; atomic), ``metrics.jsonl``, ``options.json`` and ``splits.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import CONFIG_NAME, atomic_write_bytes
+from ..config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
+from ..network import Kronos
+from ..tokenizer import KronosTokenizer
+from . import distributed as dist_utils
+from .distributed import DistInfo
+from .files import describe_splits, load_series, split_by_time
+from .windows import Batch, WindowSampler
+
+log = logging.getLogger("kronos.training")
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+# Options that must not change when a run is resumed (they change what the saved state means).
+RESUME_FIXED = ("kind", "lookback", "horizon", "clip", "batch_size", "accumulation_steps", "seed", "epochs",
+                "steps_per_epoch", "max_steps", "val_fraction", "test_fraction", "lr", "pct_start", "div_factor")
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run needs; field names are the command-line option names (``_`` for ``-``)."""
+
+    kind: str  # "tokenizer" or "predictor"
+    data: list[str]
+    out: str
+    tokenizer: str | None = None  # predictor only: frozen tokenizer (folder, training output dir or hub id)
+    init: str | None = None  # fine-tune from this from_pretrained source
+    size: str | None = None  # from scratch: a published size
+    model_config: dict[str, Any] = field(default_factory=dict)  # config field overrides
+    lookback: int = 90
+    horizon: int = 10
+    clip: float = 5.0
+    batch_size: int = 50
+    accumulation_steps: int = 1
+    lr: float | None = None  # 2e-4 tokenizer, 4e-5 predictor
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    weight_decay: float = 0.1
+    grad_clip: float | None = None  # 2.0 tokenizer, 3.0 predictor
+    pct_start: float = 0.03
+    div_factor: float = 10.0
+    epochs: int = 30
+    steps_per_epoch: int = 2000
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0
+    val_windows: int = 1000
+    eval_every: int | None = None  # default: once per epoch
+    save_every: int = 500
+    log_every: int = 10
+    seed: int = 100
+    device: str = "auto"
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16
+    timestamp_column: str | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+    nan: str = "drop"
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("tokenizer", "predictor"):
+            raise ValueError(f"kind must be 'tokenizer' or 'predictor', got {self.kind!r}")
+        if self.lr is None:
+            self.lr = 2e-4 if self.kind == "tokenizer" else 4e-5
+        if self.grad_clip is None:
+            self.grad_clip = 2.0 if self.kind == "tokenizer" else 3.0
+        for name in ("lookback", "horizon", "batch_size", "accumulation_steps", "epochs", "steps_per_epoch",
+                     "val_windows", "save_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("max_steps", "eval_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("lr", "clip", "div_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)!r}")
+        if not 0 < self.pct_start < 1:
+            raise ValueError(f"--pct-start must be in (0, 1), got {self.pct_start!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.init and self.size:
+            raise ValueError("give either --init (fine-tune) or --size (from scratch), not both")
+        sizes = TOKENIZER_SIZES if self.kind == "tokenizer" else KRONOS_SIZES
+        if self.size is not None and self.size not in sizes:
+            raise ValueError(f"--size must be one of {', '.join(sizes)}, got {self.size!r}")
+        if self.kind == "predictor" and not self.tokenizer:
+            raise ValueError("--tokenizer is required: the frozen tokenizer (folder or hub id) that makes the tokens")
+
+    @property
+    def total_steps(self) -> int:
+        return self.max_steps if self.max_steps is not None else self.epochs * self.steps_per_epoch
+
+    @property
+    def windows_per_step(self) -> int:
+        return self.batch_size * self.accumulation_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+def _config_with(base: Any, overrides: dict[str, Any], config_class: type) -> Any:
+    values = base.to_dict() if base is not None else {}
+    values.update(overrides)
+    return config_class.from_dict(values)
+
+
+def resolve_tokenizer_source(source: str) -> str:
+    """A training output folder (with ``best/``) stands for its best model; other sources pass through."""
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "best" / CONFIG_NAME).is_file():
+        return str(path / "best")
+    return source
+
+
+class Task:
+    """How one network is built and trained: ``loss(model, batch)`` -> (scalar loss, metrics as 0-d tensors)."""
+
+    best_metric = "loss"
+
+    def build(self, opts: TrainOptions, device: torch.device) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class TokenizerTask(Task):
+    """Loss ``(MSE(coarse, x) + MSE(full, x) + bsq_loss) / 2`` as in :meth:`KronosTokenizer.loss`, computed
+    from ``forward`` so that DistributedDataParallel sees the pass."""
+
+    best_metric = "recon_mse"
+
+    def build(self, opts: TrainOptions, device: torch.device) -> nn.Module:
+        if opts.init:
+            model = KronosTokenizer.from_pretrained(opts.init, **opts.model_config)
+        else:
+            config = _config_with(TOKENIZER_SIZES[opts.size or "base"], opts.model_config, TokenizerConfig)
+            model = KronosTokenizer(config)
+        return model.to(device)
+
+    def loss(self, model, batch, device):
+        x = torch.from_numpy(batch.x).to(device)
+        (coarse, full), bsq_loss, _, _ = model(x)
+        mse_coarse = torch.mean((coarse.float() - x) ** 2)
+        mse_full = torch.mean((full.float() - x) ** 2)
+        total = (mse_coarse + mse_full + bsq_loss.float()) / 2
+        return total, {"loss": total.detach(), "recon_mse": mse_full.detach(),
+                       "recon_mse_coarse": mse_coarse.detach(), "bsq_loss": bsq_loss.detach().float()}
+
+
+class PredictorTask(Task):
+    """Tokens of the frozen tokenizer; inputs ``tokens[:, :-1]`` with their stamps, targets ``tokens[:, 1:]``;
+    loss ``(CE(s1) + CE(s2)) / 2`` with the s2 head teacher-forced on the true next s1."""
+
+    def __init__(self) -> None:
+        self.tokenizer: KronosTokenizer | None = None
+
+    def build(self, opts: TrainOptions, device: torch.device) -> nn.Module:
+        tokenizer = KronosTokenizer.from_pretrained(resolve_tokenizer_source(opts.tokenizer), device=device)
+        tokenizer.requires_grad_(False)
+        self.tokenizer = tokenizer.eval()
+        bits = {"s1_bits": tokenizer.config.s1_bits, "s2_bits": tokenizer.config.s2_bits}
+        if opts.init:
+            model = Kronos.from_pretrained(opts.init, **opts.model_config)
+        else:
+            overrides = {**bits, **opts.model_config}
+            model = Kronos(_config_with(KRONOS_SIZES[opts.size or "small"], overrides, KronosConfig))
+        found = {"s1_bits": model.config.s1_bits, "s2_bits": model.config.s2_bits}
+        if found != bits:
+            raise ValueError(f"the model's token bits {found} do not match the tokenizer's {bits}")
+        return model.to(device)
+
+    def loss(self, model, batch, device):
+        x = torch.from_numpy(batch.x).to(device)
+        stamps = torch.from_numpy(batch.stamps).to(device)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            s1, s2 = self.tokenizer.encode(x, half=True)  # (B, W) each
+        s1_in, s2_in, s1_tgt, s2_tgt = s1[:, :-1], s2[:, :-1], s1[:, 1:], s2[:, 1:]
+        s1_logits, s2_logits = model(s1_in, s2_in, stamps[:, :-1], use_teacher_forcing=True, s1_targets=s1_tgt)
+        ce_s1 = F.cross_entropy(s1_logits.float().flatten(0, 1), s1_tgt.flatten())
+        ce_s2 = F.cross_entropy(s2_logits.float().flatten(0, 1), s2_tgt.flatten())
+        total = (ce_s1 + ce_s2) / 2
+        with torch.no_grad():
+            acc1 = (s1_logits.argmax(-1) == s1_tgt).float().mean()
+            acc2 = (s2_logits.argmax(-1) == s2_tgt).float().mean()
+        return total, {"loss": total.detach(), "ce_s1": ce_s1.detach(), "ce_s2": ce_s2.detach(),
+                       "s1_acc": acc1, "s2_acc": acc2}
+
+
+TASKS = {"tokenizer": TokenizerTask, "predictor": PredictorTask}
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def save_model_dir(model: nn.Module, directory: Path) -> None:
+    """Write a ``from_pretrained`` folder: fill a temporary sibling, then swap it in by rename."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, rows after the checkpoint's step are dropped first."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    step: int
+    best_value: float
+    out: Path
+    last_val: dict[str, float] | None = None
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Runs one training job described by :class:`TrainOptions` (plain or under torchrun)."""
+
+    def __init__(self, opts: TrainOptions, info: DistInfo | None = None):
+        self.opts = opts
+        self.info = info or dist_utils.setup(opts.device)
+        self.device = self.info.device
+        self.out = Path(opts.out).expanduser()
+        self.task = TASKS[opts.kind]()
+        if opts.precision == "bf16" and self.device.type != "cuda":
+            raise ValueError("--precision bf16 needs a CUDA device; use fp32 on CPU")
+        self.amp = self.device.type == "cuda" and opts.precision in ("auto", "bf16")
+        self.metrics = MetricsLog(self.out / METRICS_NAME, self.info.is_main)
+
+    # setup
+    def _check_out(self) -> None:
+        checkpoint = self.out / CHECKPOINT_NAME
+        if self.opts.resume and not checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out}")
+        if not self.opts.resume and checkpoint.is_file():
+            raise ValueError(f"--out {self.out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
+                             "continue it or choose another folder")
+
+    def _load_data(self) -> None:
+        opts = self.opts
+        window = opts.lookback + opts.horizon
+        series = load_series(opts.data, window, opts.timestamp_column, opts.rename, opts.nan)
+        splits = split_by_time(series, opts.val_fraction, opts.test_fraction)
+        self.train_windows = WindowSampler(splits.train, opts.lookback, opts.horizon, opts.clip, opts.seed)
+        self.val_windows = WindowSampler(splits.val, opts.lookback, opts.horizon, opts.clip, opts.seed)
+        if not self.train_windows.n_windows:
+            raise ValueError(f"--data: no training segment has a window of {window} bars; lower --lookback/--horizon "
+                             "or --val-fraction/--test-fraction")
+        short = [s.name for s in splits.train if len(s) < window]
+        if short:
+            log.warning("%d series have a training segment shorter than %d bars and give no training windows: %s",
+                        len(short), window, ", ".join(short))
+        if self.opts.val_fraction and not self.val_windows.n_windows:
+            log.warning("no validation segment has a window of %d bars; validation is skipped", window)
+        self.splits_record = {"series": describe_splits(splits, series), "train_windows": self.train_windows.n_windows,
+                              "val_windows": self.val_windows.n_windows}
+        log.info("%d series; %d training and %d validation windows of %d bars", len(series),
+                 self.train_windows.n_windows, self.val_windows.n_windows, window)
+
+    def _build(self) -> None:
+        opts = self.opts
+        torch.manual_seed(opts.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.model = self.task.build(opts, self.device)
+        self.model.train()
+        if self.info.enabled:
+            ids = [self.info.local_rank] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+        else:
+            self.wrapped = self.model
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(opts.adam_beta1, opts.adam_beta2),
+                                           weight_decay=opts.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=opts.lr, total_steps=opts.total_steps, pct_start=opts.pct_start,
+            div_factor=opts.div_factor)
+        # Dropout draws differ per rank but are reproducible.
+        torch.manual_seed(opts.seed * 1000 + 17 * (self.info.rank + 1))
+        self.step, self.best_value = 0, math.inf
+
+    # checkpoints
+    def _rng_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_checkpoint(self) -> None:
+        rng = dist_utils.gather_objects(self._rng_state(), self.info)
+        if not self.info.is_main:
+            return
+        state = {"format": 1, "step": self.step, "best_value": self.best_value, "world_size": self.info.world_size,
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "rng": rng, "options": self.opts.to_dict()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.out / CHECKPOINT_NAME, buffer.getvalue())
+
+    def load_checkpoint(self) -> None:
+        path = self.out / CHECKPOINT_NAME
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        saved = state["options"]
+        changed = [k for k in RESUME_FIXED if saved.get(k) != getattr(self.opts, k)]
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(self.opts, k)!r}" for k in changed)
+            raise ValueError(f"--resume: options differ from the checkpoint's ({details})")
+        if state["world_size"] != self.info.world_size:
+            raise ValueError(f"--resume: the checkpoint was written by {state['world_size']} process(es), "
+                             f"this run has {self.info.world_size}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best_value = int(state["step"]), float(state["best_value"])
+        rng = state["rng"][self.info.rank]
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.metrics.truncate_after(self.step)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        if not self.val_windows.n_windows:
+            return None
+        indices = self.val_windows.fixed_indices(self.opts.val_windows)[self.info.rank::self.info.world_size]
+        self.model.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for start in range(0, len(indices), self.opts.batch_size):
+            chunk = indices[start:start + self.opts.batch_size]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                _, parts = self.task.loss(self.model, self.val_windows.batch(chunk), self.device)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(chunk)
+            count += len(chunk)
+        self.model.train()
+        keys = sorted(self.task_keys)
+        totals = dist_utils.all_reduce_sum([sums.get(k, 0.0) for k in keys] + [float(count)], self.info)
+        return {k: v / totals[-1] for k, v in zip(keys, totals[:-1])}
+
+    @property
+    def task_keys(self) -> tuple[str, ...]:
+        if self.opts.kind == "tokenizer":
+            return ("loss", "recon_mse", "recon_mse_coarse", "bsq_loss")
+        return ("loss", "ce_s1", "ce_s2", "s1_acc", "s2_acc")
+
+    def _after_eval(self, val: dict[str, float] | None) -> None:
+        if val is None:
+            return
+        self.metrics.write({"split": "val", "step": self.step, "epoch": self.step / self.opts.steps_per_epoch,
+                            **{k: round(v, 6) for k, v in val.items()}})
+        value = val[self.task.best_metric]
+        if value < self.best_value:
+            self.best_value = value
+            if self.info.is_main:
+                save_model_dir(self.model, self.out / "best")
+
+    # training
+    def _step_batches(self, epoch_cache: dict[int, Any]) -> list[Batch]:
+        opts = self.opts
+        epoch, position = divmod(self.step, opts.steps_per_epoch)
+        if epoch not in epoch_cache:
+            epoch_cache.clear()
+            epoch_cache[epoch] = self.train_windows.epoch_indices(epoch, self.info.rank,
+                                                                  opts.steps_per_epoch * opts.windows_per_step)
+        chosen = epoch_cache[epoch][position * opts.windows_per_step:(position + 1) * opts.windows_per_step]
+        return [self.train_windows.batch(chosen[i:i + opts.batch_size])
+                for i in range(0, len(chosen), opts.batch_size)]
+
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
+        """One optimizer step over ``accumulation_steps`` micro-batches; returns the mean metrics (0-d tensors)."""
+        totals: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = self.wrapped.no_sync() if (self.info.enabled and not last) else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    loss, parts = self.task.loss(self.wrapped, batch, self.device)
+                (loss / len(batches)).backward()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0) + value / len(batches)
+        totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return totals
+
+    def _log_train(self, sums: dict[str, torch.Tensor], steps: int, seconds: float) -> dict[str, float]:
+        keys = sorted(sums)
+        totals = dist_utils.all_reduce_sum([float(sums[k]) / steps for k in keys], self.info)
+        row = {k: round(v / self.info.world_size, 6) for k, v in zip(keys, totals)}
+        bars = steps * self.opts.windows_per_step * (self.opts.lookback + self.opts.horizon) * self.info.world_size
+        row.update(lr=self.optimizer.param_groups[0]["lr"], bars_per_s=round(bars / max(seconds, 1e-9), 1))
+        self.metrics.write({"split": "train", "step": self.step, "epoch": self.step / self.opts.steps_per_epoch,
+                            **row})
+        return row
+
+    def run(self) -> RunResult:
+        opts, info = self.opts, self.info
+        self._check_out()
+        self._load_data()
+        self._build()
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        dist_utils.barrier(info)
+        if opts.resume:
+            self.load_checkpoint()
+        elif info.is_main:
+            self.metrics.truncate_after(-1)
+        if info.is_main:
+            write_json(self.out / "options.json", opts.to_dict())
+            write_json(self.out / "splits.json", self.splits_record)
+        eval_every = opts.eval_every or opts.steps_per_epoch
+        total = opts.total_steps
+        started = time.monotonic()
+        window_start, window_steps, sums = time.monotonic(), 0, {}
+        last_val, stopped_early, epoch_cache = None, False, {}
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=self.step, desc=f"train {opts.kind}", unit="step", file=sys.stderr,
+                   disable=not (opts.progress and info.is_main), dynamic_ncols=True)
+        while self.step < total:
+            parts = self.train_step(self._step_batches(epoch_cache))
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0) + value.detach()
+            window_steps += 1
+            bar.update(1)
+            if self.step % opts.log_every == 0 or self.step == total:
+                row = self._log_train(sums, window_steps, time.monotonic() - window_start)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", bars_s=f"{row['bars_per_s']:.0f}")
+                window_start, window_steps, sums = time.monotonic(), 0, {}
+            out_of_time = opts.max_minutes is not None and time.monotonic() - started > opts.max_minutes * 60
+            stopped_early = dist_utils.any_rank(out_of_time, info) and self.step < total
+            if self.step % eval_every == 0 or self.step == total or stopped_early:
+                last_val = self.evaluate()
+                self._after_eval(last_val)
+            if self.step % opts.save_every == 0 or self.step == total or stopped_early:
+                self.save_checkpoint()
+            if stopped_early:
+                log.warning("--max-minutes %s reached at step %d of %d; stopping (resume with --resume)",
+                            opts.max_minutes, self.step, total)
+                break
+        bar.close()
+        if info.is_main:
+            save_model_dir(self.model, self.out / "final")
+            if not (self.out / "best").is_dir():  # no validation windows: the final model is the best we know
+                save_model_dir(self.model, self.out / "best")
+        dist_utils.barrier(info)
+        return RunResult(self.step, self.best_value, self.out, last_val, stopped_early)
+
+
+def train(opts: TrainOptions) -> RunResult:
+    """Run a training job; under torchrun joins (and leaves) the process group."""
+    info = dist_utils.setup(opts.device)
+    try:
+        return Trainer(opts, info).run()
+    finally:
+        dist_utils.cleanup()
