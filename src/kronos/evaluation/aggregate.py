@@ -1,0 +1,113 @@
+"""Per-origin records -> per-series and pooled metric tables, and the cross-sectional rank IC.
+
+Scale: ``*_rel`` metrics are fractions of the last observed close at each origin (volume: of the mean
+history volume), log-return and coverage metrics are scale-free; these pool across series. Price-unit
+metrics (``close_mae``, ``close_rmse``, ``crps``, ``volume_mae``) are per series only (NaN when pooled).
+Pooled numbers weight every origin equally.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .metrics import CALIBRATION_LEVELS, spearman
+
+POOLED = "ALL"
+METHOD_ORDER = ("kronos", "persistence", "rw_drift", "gaussian_rw", "seasonal_naive")
+MIN_CROSS_SECTION = 5
+
+# metric -> (record column, how: mean | rmse), its unit, and whether it pools across series.
+METRICS: dict[str, tuple[str, str, str, bool]] = {
+    "close_mae": ("close_ae", "mean", "price units, close at the horizon", False),
+    "close_rmse": ("close_se", "rmse", "price units, close at the horizon", False),
+    "close_mae_rel": ("close_ae_rel", "mean", "fraction of last close, close at the horizon", True),
+    "close_rmse_rel": ("close_se_rel", "rmse", "fraction of last close, close at the horizon", True),
+    "logret_mae": ("logret_ae", "mean", "log return to the horizon", True),
+    "logret_rmse": ("logret_se", "rmse", "log return to the horizon", True),
+    "direction_acc": ("direction", "mean", "share of horizon returns with the right sign", True),
+    "crps": ("crps", "mean", "price units, mean over horizon bars", False),
+    "crps_rel": ("crps_rel", "mean", "fraction of last close, mean over horizon bars", True),
+    "coverage_50": ("coverage_50", "mean", "share of closes in the central 50% interval (target 0.5)", True),
+    "coverage_80": ("coverage_80", "mean", "share of closes in the central 80% interval (target 0.8)", True),
+    "vol_mae": ("vol_ae", "mean", "per-bar log-return std over the horizon", True),
+    "volume_mae": ("volume_ae", "mean", "volume units, mean over horizon bars", False),
+    "volume_mae_rel": ("volume_ae_rel", "mean", "fraction of mean history volume", True),
+    "ohlc_break": ("ohlc_break", "mean", "share of sample-path bars with high<max(o,c) or low>min(o,c)", True),
+    "ohlc_break_mean": ("ohlc_break_mean", "mean", "same, for the mean forecast bars", True),
+}
+CALIBRATION_COLUMNS = [f"coverage_{round(level * 100)}" for level in CALIBRATION_LEVELS]
+
+
+def ordered_methods(methods) -> list[str]:
+    present = list(dict.fromkeys(methods))
+    return [m for m in METHOD_ORDER if m in present] + sorted(m for m in present if m not in METHOD_ORDER)
+
+
+def _reduce(values: pd.Series, how: str) -> float:
+    values = values.dropna()
+    if values.empty:
+        return float("nan")
+    return float(np.sqrt(values.mean())) if how == "rmse" else float(values.mean())
+
+
+def _row(group: pd.DataFrame, pooled: bool) -> dict[str, float]:
+    row: dict[str, float] = {"n_origins": float(group["origin"].count())}
+    for metric, (column, how, _, pools) in METRICS.items():
+        usable = column in group and (pools or not pooled)
+        row[metric] = _reduce(group[column], how) if usable else float("nan")
+    return row
+
+
+def summarise(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, method), then the pooled rows (series ``ALL``); columns ``METRICS``."""
+    rows = []
+    for (series, method), group in records.groupby(["series", "method"], sort=False):
+        rows.append({"series": series, "method": method, **_row(group, pooled=False)})
+    for method, group in records.groupby("method", sort=False):
+        rows.append({"series": POOLED, "method": method, **_row(group, pooled=True)})
+    table = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(ordered_methods(table["method"]))}
+    series_order = {s: i for i, s in enumerate(dict.fromkeys(records["series"]))}
+    series_order[POOLED] = len(series_order)
+    table = table.sort_values(["series", "method"], key=lambda c: c.map(series_order if c.name == "series" else order))
+    return table.reset_index(drop=True)
+
+
+def pooled_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pooled metrics side by side: one row per pooling metric, one column per method."""
+    pooled = summary[summary["series"] == POOLED].set_index("method")
+    metrics = ["n_origins"] + [m for m, spec in METRICS.items() if spec[3]]
+    return pooled[metrics].T.reindex(columns=ordered_methods(pooled.index))
+
+
+def calibration(records: pd.DataFrame) -> pd.DataFrame:
+    """Pooled empirical coverage of the central intervals, rows = nominal level, columns = methods with paths."""
+    table = {}
+    for method, group in records.groupby("method", sort=False):
+        columns = [c for c in CALIBRATION_COLUMNS if c in group]
+        means = group[columns].mean()
+        if means.notna().any():
+            table[method] = means.to_numpy()
+    frame = pd.DataFrame(table, index=list(CALIBRATION_LEVELS[:len(CALIBRATION_COLUMNS)]))
+    return frame.reindex(columns=ordered_methods(frame.columns))
+
+
+def rank_ic(records: pd.DataFrame, min_series: int = MIN_CROSS_SECTION) -> pd.DataFrame:
+    """Cross-sectional Spearman IC of forecast vs realised horizon log return, per method.
+
+    For each origin timestamp shared by at least ``min_series`` series, one IC across those series; the
+    table gives per method the number of such timestamps, the mean IC (NaN ICs, e.g. from a constant
+    forecast, left out), its standard deviation and the number of ICs averaged.
+    """
+    rows = []
+    with_forecast = records.dropna(subset=["forecast_return"]) if "forecast_return" in records else records.iloc[:0]
+    for method in ordered_methods(with_forecast["method"]):
+        group = with_forecast[with_forecast["method"] == method]
+        ics = [spearman(g["forecast_return"], g["realised_return"])
+               for _, g in group.groupby("origin") if g["series"].nunique() >= min_series]
+        valid = np.array([ic for ic in ics if not np.isnan(ic)])
+        rows.append({"method": method, "timestamps": len(ics), "ics": len(valid),
+                     "mean_ic": float(valid.mean()) if len(valid) else float("nan"),
+                     "std_ic": float(valid.std(ddof=1)) if len(valid) > 1 else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "timestamps", "ics", "mean_ic", "std_ic"])

@@ -1,0 +1,176 @@
+"""Forecast metrics as pure numpy functions.
+
+Conventions: sample axes come first (``samples`` is (S, ...)); the realised value ``y`` has the
+remaining shape. Every function returns float64. Prices stay in their own units; the scale-free
+versions used for pooling divide by the last observed close (see :func:`score_origin`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def crps_samples(samples: np.ndarray, y: np.ndarray | float) -> np.ndarray:
+    """Continuous ranked probability score of an ensemble, in the units of ``y`` (lower is better).
+
+    Energy form ``mean|X - y| - 0.5 * mean|X - X'|`` over all S² ordered pairs of members, computed
+    exactly in O(S log S) by sorting: ``sum_ij |x_i - x_j| = 2 * sum_k x_(k) * (2k - S + 1)`` for the
+    ascending order statistics x_(0..S-1). ``samples`` (S, ...), ``y`` broadcastable to (...).
+    A single member (S = 1) gives the absolute error.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
+    y = np.asarray(y, dtype=np.float64)
+    s = x.shape[0]
+    if s == 0:
+        raise ValueError("crps_samples needs at least one sample")
+    weights = (2 * np.arange(s) - s + 1).astype(np.float64).reshape((s,) + (1,) * (x.ndim - 1))
+    spread = (weights * x).sum(axis=0) / s**2  # = 0.5 * mean|X - X'|
+    return np.abs(x - y).mean(axis=0) - spread
+
+
+def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the central ``level`` interval of ``samples`` (S, ...) over axis 0.
+
+    Bounds are the (1 - level)/2 and (1 + level)/2 empirical quantiles (linear interpolation).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
+    lo, hi = np.quantile(np.asarray(samples, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float:
+    """Share of realised values ``y`` (...) inside the central ``level`` interval (bounds included)."""
+    lo, hi = central_interval(samples, level)
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+def log_returns(path: np.ndarray, start: np.ndarray | float) -> np.ndarray:
+    """Log returns (..., P) of a price path (..., P) that starts from ``start`` (the last observed close).
+
+    Non-positive prices give NaN instead of a warning.
+    """
+    path = np.asarray(path, dtype=np.float64)
+    start = np.broadcast_to(np.asarray(start, dtype=np.float64)[..., None], path.shape[:-1] + (1,))
+    full = np.concatenate([start, path], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(full > 0, np.log(np.where(full > 0, full, 1.0)), np.nan)
+    return np.diff(logs, axis=-1)
+
+
+def realised_volatility(path: np.ndarray, start: np.ndarray | float) -> np.ndarray:
+    """Standard deviation (population, ddof 0) of the P log returns of ``path`` (..., P) from ``start``.
+
+    Per-bar volatility in log-return units, shape (...); NaN when P < 2.
+    """
+    returns = log_returns(path, start)
+    if returns.shape[-1] < 2:
+        return np.full(returns.shape[:-1], np.nan)
+    return returns.std(axis=-1)
+
+
+def direction_hits(forecast_return: np.ndarray, realised_return: np.ndarray) -> np.ndarray:
+    """Per-forecast direction score: 1 when the signs agree, 0 when they differ, 0.5 when the forecast
+    return is exactly 0 (no direction called, a coin flip); NaN where the realised return is 0 or NaN
+    (no direction to call)."""
+    f = np.asarray(forecast_return, dtype=np.float64)
+    r = np.asarray(realised_return, dtype=np.float64)
+    hits = np.where(np.sign(f) == np.sign(r), 1.0, 0.0)
+    hits = np.where(f == 0, 0.5, hits)
+    return np.where((r == 0) | np.isnan(r) | np.isnan(f), np.nan, hits)
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-D array, ties given their average rank (as scipy.stats.rankdata 'average')."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    average = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1 .. end
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(average, ends - starts)
+    return ranks
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays (NaN pairs dropped); NaN if fewer than 3 pairs
+    remain or either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = rankdata(x) - (len(x) + 1) / 2, rankdata(y) - (len(y) + 1) / 2
+    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def ohlc_break_rates(bars: np.ndarray) -> dict[str, float]:
+    """How often forecast bars (..., 4+) over open, high, low, close break the candle rules.
+
+    ``high_break``: share of bars with high < max(open, close); ``low_break``: low > min(open, close);
+    ``any_break``: either.
+    """
+    bars = np.asarray(bars, dtype=np.float64)
+    o, h, lo, c = bars[..., 0], bars[..., 1], bars[..., 2], bars[..., 3]
+    high = h < np.maximum(o, c)
+    low = lo > np.minimum(o, c)
+    return {"high_break": float(high.mean()), "low_break": float(low.mean()), "any_break": float((high | low).mean())}
+
+
+def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None, last_close: float,
+                 realised_close: np.ndarray, realised_volume: np.ndarray, volume_scale: float,
+                 bars: np.ndarray | None = None) -> dict[str, float]:
+    """All per-origin numbers of one method at one forecast origin.
+
+    Args:
+        close_paths: (S, P) forecast closes (S = 1 for a point forecast), or None (no close forecast).
+        volume_paths: (S, P) forecast volumes, or None.
+        last_close: the last observed close before the horizon (the scale of the ``*_rel`` numbers).
+        realised_close, realised_volume: (P,) what happened.
+        volume_scale: mean volume of the history window (the scale of ``volume_ae_rel``).
+        bars: (S, P, 4+) full forecast bars for the OHLC-consistency rates, or None.
+
+    The point forecast is the mean over paths (what ``KronosPredictor.predict`` returns). Point numbers
+    are at the horizon (the last bar); CRPS and coverage average over every bar of the horizon.
+    Returns errors per origin (``*_ae`` absolute, ``*_se`` squared); aggregation happens later.
+    """
+    nan = float("nan")
+    out: dict[str, float] = {}
+    realised_close = np.asarray(realised_close, dtype=np.float64)
+    realised_return = float(log_returns(realised_close[-1:], last_close)[0])
+    out["realised_return"] = realised_return
+    out["realised_vol"] = float(realised_volatility(realised_close, last_close))
+    if close_paths is not None:
+        paths = np.asarray(close_paths, dtype=np.float64)
+        point = paths.mean(axis=0)
+        forecast_return = float(log_returns(point[-1:], last_close)[0])
+        error = point[-1] - realised_close[-1]
+        out.update(
+            forecast_return=forecast_return,
+            close_ae=abs(error), close_se=error**2,
+            close_ae_rel=abs(error) / last_close, close_se_rel=(error / last_close) ** 2,
+            logret_ae=abs(forecast_return - realised_return), logret_se=(forecast_return - realised_return) ** 2,
+            direction=float(direction_hits(forecast_return, realised_return)),
+            crps=float(crps_samples(paths, realised_close).mean()),
+        )
+        out["crps_rel"] = out["crps"] / last_close
+        for level in CALIBRATION_LEVELS:
+            out[f"coverage_{round(level * 100)}"] = (interval_coverage(paths, realised_close, level)
+                                                     if len(paths) > 1 else nan)
+        forecast_vol = float(np.nanmean(realised_volatility(paths, last_close))) if paths.shape[1] > 1 else nan
+        out["vol_ae"] = abs(forecast_vol - out["realised_vol"])
+    if volume_paths is not None:
+        error = np.abs(np.asarray(volume_paths, dtype=np.float64).mean(axis=0) - realised_volume).mean()
+        out["volume_ae"] = float(error)
+        out["volume_ae_rel"] = float(error / volume_scale) if volume_scale > 0 else nan
+    if bars is not None:
+        rates = ohlc_break_rates(bars)
+        mean_rates = ohlc_break_rates(np.asarray(bars).mean(axis=0))
+        out.update(ohlc_break=rates["any_break"], ohlc_high_break=rates["high_break"],
+                   ohlc_low_break=rates["low_break"], ohlc_break_mean=mean_rates["any_break"])
+    return out

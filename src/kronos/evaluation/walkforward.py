@@ -1,0 +1,290 @@
+"""Walk-forward evaluation: forecast origins over the held-out tail of each series, model and baselines
+scored on the same origins.
+
+An *origin* is the index ``o`` of the first forecast bar: the history is bars ``[o - lookback, o)``
+(fewer at the start of a short series, down to ``min_history``) and the horizon bars ``[o, o + pred_len)``.
+Every horizon lies inside the tail, rows ``[floor(n * (1 - tail_fraction)), n)``.
+Origins step by ``stride`` bars on a grid anchored near the end of each series; the anchor is the latest
+origin timestamp shared by the most series, so series on one calendar share origin timestamps (needed for
+the cross-sectional rank IC). ``max_origins`` thins the grid evenly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import as_timestamps, bar_features
+from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
+from .metrics import score_origin
+
+MODEL = "kronos"
+FAN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to evaluate and how. Bars are counts of rows of each series.
+
+    lookback: history bars per origin. pred_len: horizon bars. sample_count: paths per origin (model and
+    Gaussian baseline). stride: bars between origins (default ``pred_len``: horizons do not overlap).
+    max_origins: most origins per series (None: all on the grid). tail_fraction: share of each series
+    held out. min_history: fewest history bars an origin may have (default min(64, lookback)).
+    vol_window: N, most recent log returns for the drift and volatility baselines (None: the whole history).
+    batch_size: origins per model call. seed: seeds the model (per batch) and the baselines (per origin).
+    T, top_k, top_p: sampling settings passed to the predictor.
+    """
+
+    lookback: int = 256
+    pred_len: int = 24
+    sample_count: int = 20
+    stride: int | None = None
+    max_origins: int | None = 20
+    tail_fraction: float = 0.2
+    min_history: int | None = None
+    vol_window: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+    T: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+
+    def __post_init__(self) -> None:
+        for name in ("lookback", "pred_len", "sample_count", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("stride", "max_origins", "min_history", "vol_window"):
+            _positive_int(name, getattr(self, name), allow_none=True)
+        if isinstance(self.tail_fraction, bool) or not isinstance(self.tail_fraction, (int, float)) \
+                or not 0 < self.tail_fraction < 1:
+            raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction!r}")
+        if self.vol_window is not None and self.vol_window < 2:
+            raise ValueError(f"vol_window must be >= 2 (a standard deviation needs 2 returns), got {self.vol_window}")
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.pred_len
+
+    @property
+    def history_floor(self) -> int:
+        return min(self.min_history or 64, self.lookback)
+
+
+@dataclass(frozen=True)
+class Origin:
+    series: str
+    index: int  # first forecast bar
+    start: int  # first history bar
+
+
+@dataclass
+class FanChart:
+    """What a fan chart of one origin needs: recent history, realised and forecast closes."""
+
+    series: str
+    history_ts: list[str]
+    history_close: list[float]
+    future_ts: list[str]
+    realised_close: list[float]
+    quantiles: dict[str, dict[str, list[float]]]  # method -> quantile level -> (P,) closes
+
+
+@dataclass
+class SeriesData:
+    name: str
+    timestamps: pd.DatetimeIndex
+    bars: np.ndarray  # (n, 6) float64
+
+
+def read_series(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a bar file (CSV or Parquet) with a ``timestamps`` (or ``timestamp``/``date``) column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"series file not found: {path}")
+    frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    for column in ("timestamps", "timestamp", "date"):
+        if column in frame.columns:
+            return frame.rename(columns={column: "timestamps"})
+    raise ValueError(f"{path} has no 'timestamps' column; it has {', '.join(map(str, frame.columns))}")
+
+
+def _as_series(name: str, frame: pd.DataFrame) -> SeriesData:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"series {name!r} must be a pandas DataFrame, got {type(frame).__name__}")
+    if "timestamps" not in frame.columns:
+        raise ValueError(f"series {name!r} has no 'timestamps' column; it has {', '.join(map(str, frame.columns))}")
+    timestamps = as_timestamps(frame["timestamps"], f"series {name!r} timestamps")
+    return SeriesData(name, timestamps, bar_features(frame, f"series {name!r}").astype(np.float64))
+
+
+def load_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame]) -> list[SeriesData]:
+    """Files (names are the file stems) or a mapping name -> DataFrame, validated."""
+    if isinstance(sources, Mapping):
+        items = list(sources.items())
+    else:
+        items = [(Path(p).stem, read_series(p)) for p in sources]
+    if not items:
+        raise ValueError("no series to evaluate")
+    names = [name for name, _ in items]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"series names must be unique; repeated: {', '.join(duplicates)}")
+    return [_as_series(name, frame) for name, frame in items]
+
+
+def _valid_range(n: int, config: EvaluationConfig) -> range:
+    split = int(math.floor(n * (1 - config.tail_fraction) + 1e-9))
+    first = max(split, config.history_floor)
+    return range(first, n - config.pred_len + 1)
+
+
+def plan_origins(series: Sequence[SeriesData], config: EvaluationConfig) -> tuple[list[Origin], dict[str, str]]:
+    """Origins per series (see the module docstring) and the reason for each series left without any."""
+    valid = {s.name: _valid_range(len(s.bars), config) for s in series}
+    counts = Counter(ts for s in series for ts in s.timestamps[valid[s.name]].asi8.tolist())
+    origins, skipped = [], {}
+    for s in series:
+        candidates = valid[s.name]
+        if len(candidates) == 0:
+            skipped[s.name] = (f"{len(s.bars)} rows leave no horizon of {config.pred_len} bars inside the last "
+                               f"{config.tail_fraction:.0%} with >= {config.history_floor} history bars")
+            continue
+        stamps = s.timestamps[candidates].asi8
+        shared = np.array([counts[t] for t in stamps.tolist()])
+        anchor = candidates[int(np.flatnonzero(shared == shared.max())[-1])]
+        grid = list(range(anchor % config.step, candidates.stop, config.step))
+        grid = [o for o in grid if o >= candidates.start]
+        if config.max_origins is not None and len(grid) > config.max_origins:
+            every = math.ceil(len(grid) / config.max_origins)
+            phase = grid.index(anchor) % every
+            grid = grid[phase::every][-config.max_origins:]
+        origins += [Origin(s.name, o, max(0, o - config.lookback)) for o in grid]
+    return origins, skipped
+
+
+class _ModelRunner:
+    """Batches origins through ``predictor.forecast_batch`` (histories of equal length together)."""
+
+    def __init__(self, predictor: Any, config: EvaluationConfig):
+        self.predictor, self.config = predictor, config
+        self.seconds = 0.0
+
+    def run(self, by_name: dict[str, SeriesData], origins: list[Origin]) -> dict[Origin, np.ndarray]:
+        """(S, P, 6) sample paths per origin."""
+        config = self.config
+        ordered = sorted(origins, key=lambda o: (o.index - o.start, o.series, o.index))
+        out: dict[Origin, np.ndarray] = {}
+        for b, first in enumerate(range(0, len(ordered), config.batch_size)):
+            batch = ordered[first:first + config.batch_size]
+            frames, x_ts, y_ts = [], [], []
+            for o in batch:
+                s = by_name[o.series]
+                frames.append(pd.DataFrame(s.bars[o.start:o.index], columns=list(_COLUMNS)))
+                x_ts.append(s.timestamps[o.start:o.index])
+                y_ts.append(s.timestamps[o.index:o.index + config.pred_len])
+            started = time.perf_counter()
+            forecasts = self.predictor.forecast_batch(frames, x_ts, y_ts, config.pred_len, config.sample_count,
+                                                      config.T, config.top_k, config.top_p, (),
+                                                      seed=config.seed + b)
+            self.seconds += time.perf_counter() - started
+            out.update({o: f.samples for o, f in zip(batch, forecasts)})
+        return out
+
+
+_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+
+
+@dataclass
+class EvaluationRun:
+    """Raw outcome of :func:`run_walkforward`: one record per (origin, method), fan chart data, timings."""
+
+    config: EvaluationConfig
+    records: pd.DataFrame
+    fans: list[FanChart]
+    skipped: dict[str, str]
+    series: list[str]
+    timing: dict[str, float] = field(default_factory=dict)
+    model_name: str | None = None
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+
+def _fan(s: SeriesData, o: Origin, config: EvaluationConfig, methods: dict[str, MethodForecast]) -> FanChart:
+    shown = max(o.start, o.index - 3 * config.pred_len)
+    horizon = slice(o.index, o.index + config.pred_len)
+    quantiles = {}
+    for name, forecast in methods.items():
+        if forecast.close is not None and len(forecast.close) > 1:
+            levels = np.quantile(forecast.close, FAN_QUANTILES, axis=0)
+            quantiles[name] = {f"{q:g}": row.tolist() for q, row in zip(FAN_QUANTILES, levels)}
+    return FanChart(s.name, [str(t) for t in s.timestamps[shown:o.index]], s.bars[shown:o.index, CLOSE].tolist(),
+                    [str(t) for t in s.timestamps[horizon]], s.bars[horizon, CLOSE].tolist(), quantiles)
+
+
+def _fan_origins(origins: list[Origin], count: int) -> set[Origin]:
+    """Up to ``count`` origins for fan charts: the middle origin of the first series, then of the next ones."""
+    by_series: dict[str, list[Origin]] = {}
+    for o in origins:
+        by_series.setdefault(o.series, []).append(o)
+    return {group[len(group) // 2] for group in list(by_series.values())[:count]}
+
+
+def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, predictor: Any | None = None,
+                    fan_count: int = 4, model_name: str | None = None) -> EvaluationRun:
+    """Forecast every origin with the model (when ``predictor`` is given) and the baselines; score them.
+
+    Returns the per-(origin, method) records (columns ``series, origin, last_bar, method`` and the numbers
+    of :func:`kronos.evaluation.metrics.score_origin`).
+    """
+    origins, skipped = plan_origins(series, config)
+    if not origins:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise ValueError(f"no forecast origins in any series (lookback {config.lookback}, pred_len "
+                         f"{config.pred_len}, tail_fraction {config.tail_fraction}): {reasons}")
+    by_name = {s.name: s for s in series}
+    started = time.perf_counter()
+    runner = _ModelRunner(predictor, config) if predictor is not None else None
+    model_paths = runner.run(by_name, origins) if runner is not None else {}
+    fan_set = _fan_origins(origins, fan_count)
+    index_of = {s.name: i for i, s in enumerate(series)}
+    rows, fans = [], []
+    for o in origins:
+        s = by_name[o.series]
+        history, future = s.bars[o.start:o.index], s.bars[o.index:o.index + config.pred_len]
+        future_ts = s.timestamps[o.index:o.index + config.pred_len]
+        rng = np.random.default_rng([config.seed, index_of[o.series], o.index])
+        methods = baseline_forecasts(history, s.timestamps[o.start:o.index], future_ts, config.sample_count, rng,
+                                     config.vol_window, past=(s.timestamps[:o.index], s.bars[:o.index, VOLUME]))
+        if o in model_paths:
+            paths = model_paths[o]
+            methods = {MODEL: MethodForecast(paths[..., CLOSE], paths[..., VOLUME], paths), **methods}
+        volume_scale = float(history[:, VOLUME].mean())
+        for name, forecast in methods.items():
+            numbers = score_origin(forecast.close, forecast.volume, float(history[-1, CLOSE]), future[:, CLOSE],
+                                   future[:, VOLUME], volume_scale, forecast.bars)
+            rows.append({"series": o.series, "origin": future_ts[0], "last_bar": s.timestamps[o.index - 1],
+                         "history": o.index - o.start, "method": name, **numbers})
+        if o in fan_set:
+            fans.append(_fan(s, o, config, methods))
+    records = pd.DataFrame(rows)
+    total = time.perf_counter() - started
+    timing = {"seconds_total": total, "origins": float(len(origins))}
+    if runner is not None:
+        timing.update(seconds_model=runner.seconds, origins_per_second=len(origins) / max(runner.seconds, 1e-9))
+    return EvaluationRun(config, records, fans, skipped, [s.name for s in series], timing, model_name)
