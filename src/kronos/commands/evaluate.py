@@ -1,0 +1,108 @@
+"""``kronos evaluate``: walk-forward evaluation of a model against baselines on the tails of bar files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import UsageError
+from .forecast import add_model_arguments, load_predictor, positive_int, progress
+
+SERIES_SUFFIXES = (".csv", ".parquet", ".pq")
+
+EXAMPLES = """\
+examples:
+  kronos evaluate ../shared/data/ohlcv/ --out eval-default
+  kronos evaluate AAPL.csv MSFT.csv --lookback 256 --pred-len 24 --samples 20 --origins 30 --out eval
+  kronos evaluate data/ --model ./my-model --tokenizer ./my-tokenizer --max-context 256 --device cuda --out eval
+  kronos evaluate data/ --baselines-only --out eval-baselines
+
+Each FILE (or every .csv/.parquet in a folder) needs a timestamps column and open, high, low, close
+(volume optional). Forecast horizons lie in the last --tail-fraction of each series; origins step by
+--stride bars (default --pred-len), at most --origins per series. The folder --out receives summary.md,
+summary.csv, records.csv (one row per origin and method), metrics.json and PNG plots.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="walk-forward evaluation against baselines", epilog=EXAMPLES,
+        description="Forecast many origins over the held-out tail of each series and score the model against "
+                    "persistence, random walk with drift, a Gaussian random walk and seasonal-naive volume.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet bar files or folders of them")
+    parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
+    walk = parser.add_argument_group("walk-forward")
+    walk.add_argument("--lookback", type=positive_int, default=256, help="history bars per origin (default 256)")
+    walk.add_argument("--pred-len", type=positive_int, default=24, help="horizon bars (default 24)")
+    walk.add_argument("--samples", type=positive_int, default=20, help="sample paths per origin (default 20)")
+    walk.add_argument("--origins", type=positive_int, default=20,
+                      help="most origins per series, spread evenly over the tail (default 20)")
+    walk.add_argument("--all-origins", action="store_true", help="every origin on the stride grid (no cap)")
+    walk.add_argument("--stride", type=positive_int, default=None, help="bars between origins (default --pred-len)")
+    walk.add_argument("--tail-fraction", type=float, default=0.2,
+                      help="held-out share at the end of each series (default 0.2)")
+    walk.add_argument("--min-history", type=positive_int, default=None,
+                      help="fewest history bars an origin may have (default min(64, lookback))")
+    walk.add_argument("--vol-window", type=positive_int, default=None,
+                      help="recent log returns for the drift/volatility baselines (default: the whole history)")
+    walk.add_argument("--batch-size", type=positive_int, default=32, help="origins per model call (default 32)")
+    walk.add_argument("--seed", type=int, default=0, help="random seed of model and baselines (default 0)")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
+    sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off")
+    sampling.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1] (default 0.9)")
+    add_model_arguments(parser)
+    parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    parser.set_defaults(func=run)
+
+
+def expand_files(items: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their .csv/.parquet files (sorted)."""
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SERIES_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"folder {path} has no .csv or .parquet files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import EvaluationConfig, evaluate
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is an existing file; give a folder")
+    config = EvaluationConfig(
+        lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
+        max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
+        min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
+        T=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    files = expand_files(args.files)
+    predictor, model_name = None, None
+    if not args.baselines_only:
+        predictor = load_predictor(args)
+        model_name = args.model if args.model != "default" else "default (bundled)"
+        progress(args, f"loaded model {model_name} on {predictor.device}")
+    progress(args, f"evaluating {len(files)} series")
+    evaluation = evaluate(files, predictor, config, model_name=model_name)
+    for name, why in evaluation.run.skipped.items():
+        progress(args, f"skipped {name}: {why}")
+    written = evaluation.write(args.out, plots=not args.no_plots)
+    timing = evaluation.run.timing
+    speed = f", {timing['origins_per_second']:.2f} origins/s" if "origins_per_second" in timing else ""
+    progress(args, f"{int(timing['origins'])} origins in {timing['seconds_total']:.1f}s{speed}; "
+                   f"wrote {', '.join(p.name for p in written)} to {args.out}")
+    from ..evaluation.report import markdown_table
+
+    sys.stdout.write(markdown_table(evaluation.pooled, "metric") + "\n")
+    return 0
