@@ -36,6 +36,8 @@ OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
      "both"),
     ("--max-minutes", float, "wall-clock budget: stop, evaluate and save after this many minutes (the schedule "
      "still spans all steps; --resume continues)", "both"),
+    ("--stop-after", int, "stop this invocation after N steps, saving a checkpoint (the schedule still spans all "
+     "steps; --resume continues)", "both"),
     ("--val-fraction", float, "last fraction of every series (before the test part) held out for validation", "both"),
     ("--test-fraction", float, "last fraction of every series held out entirely (never read in training)", "both"),
     ("--val-windows", int, "size of the fixed validation set of windows", "both"),
@@ -177,6 +179,7 @@ def build_options(args: argparse.Namespace):
     model_config.update({k: _parse_scalar(v) for k, v in given.pop("model_config", [])})
     rename = dict(values.pop("rename", {}) or {})
     rename.update(dict(given.pop("rename", [])))
+    _coerce_file_values(values)
     values.update(given)
     for required in ("data", "out"):
         if not values.get(required):
@@ -184,14 +187,43 @@ def build_options(args: argparse.Namespace):
     return TrainOptions(kind=kind, model_config=model_config, rename=rename, **values)
 
 
+def _coerce_file_values(values: dict[str, Any]) -> None:
+    """Config-file values as the option types (YAML reads ``4e-5`` as a string)."""
+    types = {flag[2:].replace("-", "_"): type_ for flag, type_, _, _ in OPTIONS}
+    for name, value in values.items():
+        type_ = types.get(name)
+        if type_ is None or value is None or isinstance(value, type_) and not isinstance(value, bool):
+            continue
+        if type_ is float and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = float(value)
+            continue
+        try:
+            if isinstance(value, (bool, list, dict)) or (type_ is int and isinstance(value, float)):
+                raise ValueError
+            values[name] = type_(value)
+        except ValueError:
+            raise UsageError(f"--config: {name} must be {type_.__name__}, got {value!r}") from None
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     logger = logging.getLogger("kronos.training")
     if logger.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("kronos: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
-    logger.propagate = False
     # Under torchrun only rank 0 reports; the others stay quiet unless something fails.
     logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.ERROR)
 
@@ -208,6 +240,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if os.environ.get("RANK", "0") == "0":
         best = "" if result.best_value == float("inf") else f"; best validation value {result.best_value:.6g}"
-        state = "stopped by --max-minutes" if result.stopped_early else "done"
+        state = "stopped early" if result.stopped_early else "done"
         print(f"{state} at step {result.step}{best}; models in {result.out / 'best'} and {result.out / 'final'}")
     return 0

@@ -75,6 +75,7 @@ class TrainOptions:
     steps_per_epoch: int = 2000
     max_steps: int | None = None
     max_minutes: float | None = None
+    stop_after: int | None = None  # stop this invocation after N steps (the schedule still spans total_steps)
     val_fraction: float = 0.1
     test_fraction: float = 0.0
     val_windows: int = 1000
@@ -102,7 +103,7 @@ class TrainOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("max_steps", "eval_every"):
+        for name in ("max_steps", "eval_every", "stop_after"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -478,7 +479,7 @@ class Trainer:
             write_json(self.out / "splits.json", self.splits_record)
         eval_every = opts.eval_every or opts.steps_per_epoch
         total = opts.total_steps
-        started = time.monotonic()
+        started, first_step = time.monotonic(), self.step
         window_start, window_steps, sums = time.monotonic(), 0, {}
         last_val, stopped_early, epoch_cache = None, False, {}
         from tqdm.auto import tqdm
@@ -496,15 +497,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", bars_s=f"{row['bars_per_s']:.0f}")
                 window_start, window_steps, sums = time.monotonic(), 0, {}
             out_of_time = opts.max_minutes is not None and time.monotonic() - started > opts.max_minutes * 60
-            stopped_early = dist_utils.any_rank(out_of_time, info) and self.step < total
+            enough = opts.stop_after is not None and self.step - first_step >= opts.stop_after
+            stopped_early = (enough or dist_utils.any_rank(out_of_time, info)) and self.step < total
             if self.step % eval_every == 0 or self.step == total or stopped_early:
                 last_val = self.evaluate()
                 self._after_eval(last_val)
             if self.step % opts.save_every == 0 or self.step == total or stopped_early:
                 self.save_checkpoint()
             if stopped_early:
-                log.warning("--max-minutes %s reached at step %d of %d; stopping (resume with --resume)",
-                            opts.max_minutes, self.step, total)
+                reason = f"--stop-after {opts.stop_after}" if enough else f"--max-minutes {opts.max_minutes}"
+                log.warning("%s reached at step %d of %d; stopping (continue with --resume)", reason, self.step, total)
                 break
         bar.close()
         if info.is_main:
