@@ -1,0 +1,123 @@
+"""Generation engine: cached vs full-recompute equivalence, seeds, sampling filters, ragged batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kronos.data import Normalizer, bar_features, time_features
+from kronos.generation import SamplingConfig, filter_logits, generate_tokens, sample_next_token
+
+from .conftest import read_bars
+
+
+def _tokens(predictor, bars, start: int, lookback: int, pred_len: int):
+    """History tokens and stamps of a real window, as the predictor prepares them."""
+    window = bars.iloc[start:start + lookback + pred_len]
+    x = bar_features(window.iloc[:lookback])
+    norm = Normalizer.fit(x, 5)
+    s1, s2 = predictor.tokenizer.encode(torch.from_numpy(norm.transform(x))[None], half=True)
+    stamp = torch.from_numpy(time_features(pd.DatetimeIndex(window["timestamps"])))
+    return s1[0], s2[0], stamp
+
+
+def _generate(predictor, series, pred_lens, max_context, sampling, samples=1, seed=None, use_cache=True):
+    s1, s2, stamps = zip(*series)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return generate_tokens(predictor.model, list(s1), list(s2), list(stamps), pred_lens, max_context, sampling,
+                           samples, generator, use_cache)
+
+
+SAMPLINGS = {
+    "greedy": SamplingConfig(top_k=1),
+    "temperature": SamplingConfig(temperature=0.7, top_k=0, top_p=1.0),
+    "top-k": SamplingConfig(temperature=1.3, top_k=5, top_p=1.0),
+    "top-p": SamplingConfig(temperature=1.0, top_k=0, top_p=0.8),
+    "top-k+top-p": SamplingConfig(temperature=1.0, top_k=20, top_p=0.6),
+}
+
+
+@pytest.mark.parametrize("name", SAMPLINGS)
+@pytest.mark.parametrize("lookback, pred_len", [(40, 12), (56, 20), (90, 6)],
+                         ids=["inside-window", "slides-while-generating", "history-longer-than-window"])
+def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, name, lookback, pred_len):
+    series = [_tokens(tiny_predictor, xshg, 300, lookback, pred_len)]
+    cached = _generate(tiny_predictor, series, [pred_len], 64, SAMPLINGS[name], samples=3, seed=11)
+    full = _generate(tiny_predictor, series, [pred_len], 64, SAMPLINGS[name], samples=3, seed=11, use_cache=False)
+    assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
+
+
+def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg):
+    history = xshg.iloc[100:160]
+    future = xshg["timestamps"].iloc[160:170]
+    run = lambda seed: tiny_predictor.forecast(history, history["timestamps"], future, 10, sample_count=8,  # noqa: E731
+                                               seed=seed).samples
+    first, again, other = run(5), run(5), run(6)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert len({path.tobytes() for path in first}) > 1  # the 8 paths are not copies of one another
+    generator = torch.Generator().manual_seed(5)
+    np.testing.assert_array_equal(
+        tiny_predictor.forecast(history, history["timestamps"], future, 10, sample_count=8, seed=generator).samples,
+        first)
+
+
+def test_greedy_ignores_the_seed(tiny_predictor, xshg):
+    history = xshg.iloc[:50]
+    future = xshg["timestamps"].iloc[50:55]
+    a = tiny_predictor.predict(history, history["timestamps"], future, 5, top_k=1, seed=1)
+    b = tiny_predictor.predict(history, history["timestamps"], future, 5, top_k=1, seed=2)
+    assert a.equals(b)
+
+
+def test_ragged_batch_equals_each_series_alone(tiny_predictor):
+    """Different histories (inside and beyond max_context=256), lengths, frequencies and pred_len."""
+    names = ["kronos_XSHG-600977_5min.csv", "bokeh_AAPL_1d.csv", "backtesting_EURUSD_1h.csv",
+             "freqtrade_ETH-BTC_5min.csv"]
+    lookbacks, pred_lens = [300, 60, 120, 61], [5, 12, 8, 3]
+    frames = [read_bars(n) for n in names]
+    histories = [f.iloc[:lb] for f, lb in zip(frames, lookbacks)]
+    futures = [f["timestamps"].iloc[lb:lb + p] for f, lb, p in zip(frames, lookbacks, pred_lens)]
+    batch = tiny_predictor.predict_batch(histories, [h["timestamps"] for h in histories], futures, pred_lens,
+                                         top_k=1)
+    for history, future, pred_len, together in zip(histories, futures, pred_lens, batch):
+        alone = tiny_predictor.predict(history, history["timestamps"], future, pred_len, top_k=1)
+        assert together.index.equals(alone.index)
+        np.testing.assert_allclose(together.to_numpy(), alone.to_numpy(), rtol=1e-4)
+
+
+def test_ragged_batch_sampled_paths_are_reproducible(tiny_predictor):
+    frames = [read_bars("bokeh_IBM_1d.csv"), read_bars("bokeh_MSFT_1d.csv")]
+    histories = [frames[0].iloc[:80], frames[1].iloc[:40]]
+    futures = [frames[0]["timestamps"].iloc[80:84], frames[1]["timestamps"].iloc[40:47]]
+    run = lambda: tiny_predictor.forecast_batch(histories, [h["timestamps"] for h in histories], futures,  # noqa: E731
+                                                [4, 7], sample_count=4, seed=9)
+    first, second = run(), run()
+    for a, b, p in zip(first, second, [4, 7]):
+        assert a.samples.shape == (4, p, 6)
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_filter_logits_applies_top_k_and_top_p_together():
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.15, 0.1, 0.05]]))
+    only_k = filter_logits(logits, top_k=3, top_p=1.0)
+    assert torch.isfinite(only_k).tolist() == [[True, True, True, False, False]]
+    both = filter_logits(logits, top_k=3, top_p=0.6)  # 0.4 + 0.3 reaches 0.6 -> two tokens
+    assert torch.isfinite(both).tolist() == [[True, True, False, False, False]]
+    tiny_p = filter_logits(logits, top_k=0, top_p=1e-6)  # always at least one token
+    assert torch.isfinite(tiny_p).tolist() == [[True, False, False, False, False]]
+    for off in (0, None):
+        assert torch.equal(filter_logits(logits, top_k=off, top_p=1.0), logits)
+
+
+def test_sampling_respects_filters_and_greedy_is_argmax():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 50)
+    greedy = sample_next_token(logits, SamplingConfig(top_k=1))
+    assert torch.equal(greedy, logits.argmax(-1))
+    drawn = sample_next_token(logits.repeat(20, 1), SamplingConfig(top_k=3, top_p=1.0),
+                              torch.Generator().manual_seed(1))
+    allowed = torch.topk(logits, 3).indices.repeat(20, 1)
+    assert (drawn[:, None] == allowed).any(-1).all()
