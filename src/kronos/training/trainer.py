@@ -301,6 +301,8 @@ class Trainer:
         if not self.opts.resume and checkpoint.is_file():
             raise ValueError(f"--out {self.out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
                              "continue it or choose another folder")
+        if self.opts.resume:
+            self._resume_state = self._read_checkpoint(checkpoint)
 
     def _load_data(self) -> None:
         opts = self.opts
@@ -361,9 +363,9 @@ class Trainer:
         torch.save(state, buffer)
         atomic_write_bytes(self.out / CHECKPOINT_NAME, buffer.getvalue())
 
-    def load_checkpoint(self) -> None:
-        path = self.out / CHECKPOINT_NAME
-        state = torch.load(path, map_location=self.device, weights_only=True)
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Load ``checkpoint.pt`` and check that it fits this run (options, number of processes)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state["options"]
         changed = [k for k in RESUME_FIXED if saved.get(k) != getattr(self.opts, k)]
         if changed:
@@ -372,6 +374,11 @@ class Trainer:
         if state["world_size"] != self.info.world_size:
             raise ValueError(f"--resume: the checkpoint was written by {state['world_size']} process(es), "
                              f"this run has {self.info.world_size}")
+        return state
+
+    def load_checkpoint(self) -> None:
+        path = self.out / CHECKPOINT_NAME
+        state = self._resume_state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -380,6 +387,7 @@ class Trainer:
         torch.set_rng_state(rng["torch"].cpu())
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self._resume_state = None
         self.metrics.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -465,8 +473,8 @@ class Trainer:
     def run(self) -> RunResult:
         opts, info = self.opts, self.info
         self._check_out()
+        self._build()  # before reading data: a bad model config fails fast
         self._load_data()
-        self._build()
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         dist_utils.barrier(info)
