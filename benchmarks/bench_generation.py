@@ -1,0 +1,249 @@
+"""Generation speed: the key/value-cached path against full recompute (and optionally the original).
+
+Builds the Kronos-small layout (or ``--layout base``) with random weights (``torch.manual_seed``,
+eval mode) and the published tokenizer layout, saves both in the published folder layout, and
+forecasts real 5-minute bars (``shared/data/ohlcv/kronos_XSHG-600977_5min.csv``) greedily
+(``top_k=1``) through ``KronosPredictor.predict`` / ``predict_batch``. Every (configuration, method)
+runs in its own subprocess, so its peak memory is its own: peak RSS (VmHWM, reset after loading) on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA. Outputs of the cached and full-recompute paths must be
+identical; the original's (``--original PATH``: a checkout of shiyu-coder/Kronos whose ``model``
+package is imported from PATH) are compared by their largest relative difference.
+
+    nice -n 0 python benchmarks/bench_generation.py                      # CPU, 400+120 and 256+64
+    python benchmarks/bench_generation.py --original /tmp/kronos-original
+    python benchmarks/bench_generation.py --device cuda --series 64 --samples 5 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV = ROOT.parent / "shared" / "data" / "ohlcv" / "kronos_XSHG-600977_5min.csv"
+COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
+DEFAULT_CONFIGS = ("400+120", "256+64")
+METHODS = ("cached", "full", "original")
+
+
+def machine() -> str:
+    """CPU model name and core count (and the GPU when one is used)."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
+
+
+def build_checkpoints(folder: Path, layout: str, seed: int) -> None:
+    """Random-weight Kronos (``layout``) and tokenizer (published base layout) in save_pretrained folders."""
+    import torch
+
+    from kronos import Kronos, KronosTokenizer
+    from kronos.config import KRONOS_SIZES, TOKENIZER_SIZES
+
+    torch.manual_seed(seed)
+    tokenizer = KronosTokenizer(TOKENIZER_SIZES["base"]).eval()
+    model = Kronos(KRONOS_SIZES[layout]).eval()
+    tokenizer.save_pretrained(folder / "tokenizer")
+    model.save_pretrained(folder / "model")
+
+
+def load_inputs(n_series: int, history: int, pred_len: int):
+    """``n_series`` windows of real bars (histories shifted by 7 bars each): (df, x_ts, y_ts) lists."""
+    import pandas as pd
+
+    bars = pd.read_csv(CSV, parse_dates=["timestamps"])
+    need = history + pred_len + 7 * (n_series - 1)
+    if need > len(bars):
+        raise SystemExit(f"{CSV.name} has {len(bars)} bars; {n_series} series of {history}+{pred_len} need {need}")
+    start0 = len(bars) - need
+    dfs, xs, ys = [], [], []
+    for i in range(n_series):
+        start = start0 + 7 * i
+        window = bars.iloc[start:start + history].reset_index(drop=True)
+        dfs.append(window[COLUMNS])
+        xs.append(window["timestamps"])
+        ys.append(bars["timestamps"].iloc[start + history:start + history + pred_len].reset_index(drop=True))
+    return dfs, xs, ys
+
+
+def _status_mib(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> float:
+    """Reset the process's peak resident set (Linux: VmHWM via clear_refs); return the current RSS in MiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    current = _status_mib("VmRSS")
+    return current if current is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss() -> float:
+    """Peak resident set in MiB since :func:`reset_peak_rss` (whole-process ``ru_maxrss`` where /proc lacks it)."""
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(spec: dict) -> dict:
+    """Run one method on one configuration; time it, measure peak memory, save the forecasts."""
+    import torch
+
+    device = torch.device(spec["device"])
+    dtype = getattr(torch, spec["dtype"])
+    folder = Path(spec["folder"])
+    dfs, xs, ys = load_inputs(spec["series"], spec["history"], spec["pred_len"])
+    kwargs = dict(T=1.0, top_k=1, top_p=1.0, sample_count=spec["samples"])
+    if spec["method"] == "original":
+        from model import Kronos as OriginalKronos  # the original's package, from PYTHONPATH
+        from model import KronosPredictor as OriginalPredictor
+        from model import KronosTokenizer as OriginalTokenizer
+
+        network = OriginalKronos.from_pretrained(str(folder / "model")).eval()
+        codec = OriginalTokenizer.from_pretrained(str(folder / "tokenizer")).eval()
+        if dtype != torch.float32:
+            network.to(dtype)
+        predictor = OriginalPredictor(network, codec, device=str(device), max_context=spec["max_context"])
+        kwargs["verbose"] = False
+        use_cache = {}
+    else:
+        from kronos import Kronos, KronosPredictor, KronosTokenizer
+
+        predictor = KronosPredictor(Kronos.from_pretrained(folder / "model"),
+                                    KronosTokenizer.from_pretrained(folder / "tokenizer"), device=device,
+                                    max_context=spec["max_context"], dtype=None if dtype == torch.float32 else dtype)
+        use_cache = {"use_cache": spec["method"] == "cached"}
+
+    def run(pred_len: int) -> list:
+        y = [t.iloc[:pred_len] for t in ys]
+        if len(dfs) == 1:
+            return [predictor.predict(dfs[0], xs[0], y[0], pred_len, **kwargs, **use_cache)]
+        return predictor.predict_batch(dfs, xs, y, pred_len, **kwargs, **use_cache)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(2)  # warm-up: first-call allocations and kernel selection
+    sync()
+    rss_loaded = reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        frames = run(spec["pred_len"])
+        sync()
+        times.append(time.perf_counter() - start)
+    result = {"seconds": min(times), "all_seconds": times,
+              "rss_mib": peak_rss(), "rss_loaded_mib": rss_loaded, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["gpu"] = torch.cuda.get_device_name(device)
+    np.save(spec["out"], np.stack([f.to_numpy(dtype=np.float64) for f in frames]))
+    return result
+
+
+def run_worker(spec: dict, original: str | None) -> dict:
+    env = dict(os.environ)
+    if spec["method"] == "original":
+        env["PYTHONPATH"] = original + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, text=True,
+                          capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{spec['method']} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_text(result: dict) -> str:
+    if "cuda_peak_mib" in result:
+        return f"GPU peak {result['cuda_peak_mib']:.0f} MiB"
+    return f"peak RSS {result['rss_mib']:.0f} MiB (before the timed run {result['rss_loaded_mib']:.0f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="HISTORY+FORECAST bars")
+    parser.add_argument("--samples", type=int, nargs="+", default=[1, 5], help="sample_count values")
+    parser.add_argument("--series", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--layout", default="small", choices=["mini", "small", "base"])
+    parser.add_argument("--max-context", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (the fastest counts)")
+    parser.add_argument("--methods", nargs="+", default=["cached", "full"], choices=METHODS)
+    parser.add_argument("--original", metavar="PATH", help="checkout of shiyu-coder/Kronos: also time its predict")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    methods = list(dict.fromkeys(args.methods + (["original"] if args.original else [])))
+    if "original" in methods and not args.original:
+        parser.error("--methods original needs --original PATH")
+
+    import torch
+
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"device {args.device}, {args.dtype}, Kronos-{args.layout}, max_context {args.max_context}, "
+          f"{args.series} series, greedy top_k=1")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        build_checkpoints(folder, args.layout, args.seed)
+        for config in args.configs:
+            history, pred_len = (int(part) for part in config.split("+"))
+            for samples in args.samples:
+                results, outputs = {}, {}
+                for method in methods:
+                    spec = dict(method=method, folder=str(folder), device=args.device, dtype=args.dtype,
+                                series=args.series, history=history, pred_len=pred_len, samples=samples,
+                                max_context=args.max_context, repeats=args.repeats,
+                                out=str(folder / f"{method}.npy"))
+                    results[method] = run_worker(spec, args.original)
+                    outputs[method] = np.load(spec["out"])
+                    print(f"  {history}+{pred_len} samples={samples} {method:>8}: "
+                          f"{results[method]['seconds']:8.2f} s  {memory_text(results[method])}", flush=True)
+                report(history, pred_len, samples, results, outputs)
+
+
+def report(history: int, pred_len: int, samples: int, results: dict, outputs: dict) -> None:
+    line = f"{history}+{pred_len} samples={samples}:"
+    base = outputs["cached"]
+    for other in ("full", "original"):
+        if other not in results:
+            continue
+        ratio = results[other]["seconds"] / results["cached"]["seconds"]
+        diff = np.abs(outputs[other] - base) / np.maximum(np.abs(outputs[other]), 1e-12)
+        same = "identical" if np.array_equal(outputs[other], base) else f"max rel diff {diff.max():.2e}"
+        line += f"  cached is {ratio:.1f}x faster than {other} (outputs {same})"
+    print(line, flush=True)
+    if "full" in outputs and not np.array_equal(outputs["full"], base):
+        raise SystemExit("cached and full-recompute outputs differ")
+
+
+if __name__ == "__main__":
+    main()
