@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args)
         model_name = args.model if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
-    progress(args, f"evaluating {len(files)} series")
     evaluation = evaluate(files, predictor, config, model_name=model_name)
+    progress(args, f"evaluated {len(files)} series")
     for name, why in evaluation.run.skipped.items():
         progress(args, f"skipped {name}: {why}")
     written = evaluation.write(args.out, plots=not args.no_plots)

@@ -1,0 +1,211 @@
+"""Walk-forward evaluation end to end on real bar files with the tiny parity checkpoints, and its CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos.cli import main
+from kronos.evaluation import EvaluationConfig, evaluate, load_series
+from kronos.evaluation.walkforward import plan_origins
+
+from .conftest import DATA, PARITY
+
+FILES = [DATA / "bokeh_AAPL_1d.csv", DATA / "freqtrade_ETH-BTC_5min.csv", DATA / "backtesting_BTCUSD_1mo.csv"]
+SETTINGS = dict(lookback=64, pred_len=8, sample_count=8, max_origins=3, seed=0)
+FREQTRADE = [DATA / f"freqtrade_{pair}-BTC_5min.csv" for pair in ("ADA", "DASH", "ETC", "ETH", "LTC", "NXT")]
+TINY = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "256"]
+
+
+@pytest.fixture(scope="module")
+def evaluation(tiny_predictor):
+    return evaluate(FILES, tiny_predictor, model_name="parity-tiny", **SETTINGS)
+
+
+class TestWalkForward:
+    def test_every_origin_has_model_and_baselines(self, evaluation):
+        records = evaluation.run.records
+        methods = records.groupby(["series", "origin"])["method"].apply(frozenset)
+        for (series, _), found in methods.items():
+            expected = {"kronos", "persistence", "rw_drift", "gaussian_rw"}
+            assert found == expected | ({"seasonal_naive"} if "5min" in series else set())
+        # BTCUSD monthly: 4 grid points in its tail, thinned by 2 to stay within max_origins=3
+        assert records.groupby("series")["origin"].nunique().to_dict() == {
+            "bokeh_AAPL_1d": 3, "freqtrade_ETH-BTC_5min": 3, "backtesting_BTCUSD_1mo": 2}
+
+    def test_horizons_lie_in_the_held_out_tail(self, evaluation):
+        for path in FILES:
+            frame = pd.read_csv(path, parse_dates=["timestamps"])
+            tail_start = frame["timestamps"].iloc[int(len(frame) * 0.8)]
+            rows = evaluation.run.records[evaluation.run.records["series"] == path.stem]
+            assert (rows["origin"] >= tail_start).all()
+            assert (rows["history"] <= 64).all() and (rows["history"] >= 64).all()
+            last_origin = frame.index[frame["timestamps"] == rows["origin"].max()][0]
+            assert last_origin + 8 <= len(frame)
+
+    def test_model_numbers_are_in_range(self, evaluation):
+        pooled = evaluation.pooled["kronos"]
+        for metric in ("close_mae_rel", "logret_mae", "crps_rel", "vol_mae", "volume_mae_rel"):
+            assert math.isfinite(pooled[metric]) and pooled[metric] >= 0
+        for metric in ("direction_acc", "coverage_50", "coverage_80", "ohlc_break", "ohlc_break_mean"):
+            assert 0 <= pooled[metric] <= 1
+        assert pooled["n_origins"] == 8
+        assert evaluation.pooled.loc["crps_rel", "gaussian_rw"] > 0
+        assert math.isnan(evaluation.pooled.loc["coverage_80", "persistence"])  # a point forecast has no interval
+        assert evaluation.run.timing["origins_per_second"] > 0
+
+    def test_metric_lookup(self, evaluation):
+        assert evaluation.metric("crps_rel", "gaussian_rw") == evaluation.pooled.loc["crps_rel", "gaussian_rw"]
+        assert evaluation.metric("close_mae", series="bokeh_AAPL_1d") > 0
+        with pytest.raises(KeyError, match="no 'crps_rel' for method 'arima'"):
+            evaluation.metric("crps_rel", "arima")
+
+    def test_same_inputs_and_seed_same_numbers(self, tiny_predictor):
+        first, again = (evaluate(FILES[:1], tiny_predictor, **SETTINGS).run.records for _ in range(2))
+        pd.testing.assert_frame_equal(first, again)
+        other = evaluate(FILES[:1], tiny_predictor, **dict(SETTINGS, seed=1)).run.records
+        assert not np.allclose(first["crps"], other["crps"], equal_nan=True)
+
+    def test_greedy_batched_equals_one_origin_at_a_time(self, tiny_predictor):
+        settings = dict(SETTINGS, sample_count=1, top_k=1)
+        batched = evaluate(FILES[:2], tiny_predictor, batch_size=8, **settings).run.records
+        single = evaluate(FILES[:2], tiny_predictor, batch_size=1, **settings).run.records
+        model = [r[r["method"] == "kronos"].reset_index(drop=True) for r in (batched, single)]
+        pd.testing.assert_frame_equal(model[0], model[1], rtol=1e-5)
+
+
+class TestOrigins:
+    def test_series_on_one_calendar_share_origins_for_rank_ic(self):
+        result = evaluate(FREQTRADE, None, lookback=64, pred_len=12, sample_count=50, max_origins=6)
+        shared = result.run.records.groupby("origin")["series"].nunique()
+        assert (shared >= 5).sum() >= 3
+        table = result.rank_ic.set_index("method")
+        assert table.loc["rw_drift", "timestamps"] == (shared >= 5).sum()
+        assert -1 <= table.loc["rw_drift", "mean_ic"] <= 1
+        assert math.isnan(table.loc["persistence", "mean_ic"])  # a zero forecast return has no ranking
+
+    def test_stride_cap_and_tail(self):
+        series = load_series(FILES[:1])
+        n = len(series[0].bars)
+        config = EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=None, tail_fraction=0.1)
+        origins, skipped = plan_origins(series, config)
+        indices = [o.index for o in origins]
+        assert not skipped and np.all(np.diff(indices) == 5)
+        assert indices[0] >= int(n * 0.9) and indices[-1] == n - 10  # the anchor is the last possible origin
+        capped, _ = plan_origins(series, EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=4,
+                                                          tail_fraction=0.1))
+        assert len(capped) == 4 and capped[-1].index == n - 10
+        assert len(set(np.diff([o.index for o in capped]))) == 1  # evenly thinned
+
+    def test_too_short_series_is_skipped_with_reason(self):
+        result = evaluate(FILES[:1] + [DATA / "backtesting_BTCUSD_1mo.csv"], None, lookback=64, pred_len=40,
+                          max_origins=2)
+        assert "backtesting_BTCUSD_1mo" in result.run.skipped
+        assert "no horizon of 40 bars" in result.run.skipped["backtesting_BTCUSD_1mo"]
+        assert set(result.run.records["series"]) == {"bokeh_AAPL_1d"}
+
+    def test_no_origin_anywhere_is_an_error(self):
+        with pytest.raises(ValueError, match="no forecast origins in any series"):
+            evaluate([DATA / "backtesting_BTCUSD_1mo.csv"], None, pred_len=100)
+
+    @pytest.mark.parametrize(("settings", "message"), [
+        ({"tail_fraction": 1.0}, r"tail_fraction must be in \(0, 1\), got 1.0"),
+        ({"pred_len": 0}, "pred_len must be an integer >= 1, got 0"),
+        ({"vol_window": 1}, "vol_window must be >= 2"),
+    ])
+    def test_bad_settings(self, settings, message):
+        with pytest.raises(ValueError, match=message):
+            EvaluationConfig(**settings)
+
+    def test_unknown_setting_is_a_type_error(self):
+        with pytest.raises(TypeError, match="unknown setting.*horizon"):
+            evaluate(FILES[:1], None, horizon=5)
+
+    def test_frames_need_timestamps(self):
+        frame = pd.read_csv(FILES[0]).drop(columns="timestamps")
+        with pytest.raises(ValueError, match="series 'aapl' has no 'timestamps' column"):
+            evaluate({"aapl": frame}, None)
+
+
+class TestReport:
+    def test_files_exist_and_parse(self, evaluation, tmp_path):
+        written = evaluation.write(tmp_path / "out")
+        names = {p.name for p in written}
+        assert names == {"summary.md", "summary.csv", "records.csv", "metrics.json", "fan_charts.png",
+                         "calibration.png", "metrics_by_series.png"}
+        numbers = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        assert numbers["pooled"]["kronos"]["crps_rel"] == pytest.approx(evaluation.metric("crps_rel"))
+        assert numbers["per_series"]["bokeh_AAPL_1d"]["persistence"]["n_origins"] == 3
+        assert numbers["config"]["lookback"] == 64 and numbers["model"] == "parity-tiny"
+        assert numbers["pooled"]["persistence"]["coverage_80"] is None  # NaN written as null
+        summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+        assert set(summary["method"]) == {"kronos", "persistence", "rw_drift", "gaussian_rw", "seasonal_naive"}
+        assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
+        markdown = (tmp_path / "out" / "summary.md").read_text()
+        assert "| metric | kronos | persistence | rw_drift | gaussian_rw | seasonal_naive | unit |" in markdown
+        assert "break high >= max(open, close)" in markdown
+        for name in ("fan_charts.png", "calibration.png", "metrics_by_series.png"):
+            assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not list((tmp_path / "out").glob(".*.tmp"))
+
+    def test_out_must_not_be_a_file(self, evaluation, tmp_path):
+        (tmp_path / "taken").write_text("x")
+        with pytest.raises(ValueError, match="is an existing file"):
+            evaluation.write(tmp_path / "taken")
+
+
+class TestCommandLine:
+    def test_evaluate_writes_report_and_prints_table(self, tmp_path, capsys):
+        rc = main(["evaluate", str(FILES[0]), str(FILES[1]), *TINY, "--lookback", "64", "--pred-len", "8",
+                   "--samples", "4", "--origins", "2", "--out", str(tmp_path / "ev"), "--no-plots", "--quiet"])
+        out = capsys.readouterr()
+        assert rc == 0 and out.err == ""
+        assert out.out.startswith("| metric | kronos | persistence")
+        numbers = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+        assert numbers["config"]["max_origins"] == 2 and numbers["pooled"]["kronos"]["n_origins"] == 4
+        assert not (tmp_path / "ev" / "fan_charts.png").exists()
+
+    def test_folder_argument_and_subprocess(self, tmp_path):
+        folder = tmp_path / "data"
+        folder.mkdir()
+        for path in FREQTRADE[:2]:
+            (folder / path.name).write_bytes(path.read_bytes())
+        done = subprocess.run([sys.executable, "-m", "kronos.cli", "evaluate", str(folder), "--baselines-only",
+                               "--lookback", "64", "--pred-len", "6", "--origins", "3", "--out", str(tmp_path / "ev")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        numbers = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+        assert sorted(numbers["series"]) == ["freqtrade_ADA-BTC_5min", "freqtrade_DASH-BTC_5min"]
+        assert "kronos" not in numbers["pooled"] and (tmp_path / "ev" / "calibration.png").is_file()
+
+    @pytest.mark.parametrize(("extra", "message"), [
+        (["missing.csv"], "no such file or folder: missing.csv"),
+        ([str(FILES[0]), "--tail-fraction", "0"], "tail_fraction must be in (0, 1), got 0.0"),
+        ([str(FILES[0]), "--model", str(PARITY / "model")], "--model and --tokenizer go together"),
+        ([str(FILES[0]), "--pred-len", "700", "--baselines-only"], "no forecast origins in any series"),
+    ])
+    def test_bad_input_exits_2_with_one_line(self, extra, message, tmp_path, capsys):
+        rc = main(["evaluate", *extra, "--out", str(tmp_path / "ev"), "--lookback", "64"])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert err.count("\n") == 1 and err.startswith("kronos evaluate: error: ")
+        assert message in err
+        assert not (tmp_path / "ev").exists()
+
+    def test_file_without_timestamps(self, tmp_path, capsys):
+        bad = tmp_path / "bars.csv"
+        pd.read_csv(FILES[0]).rename(columns={"timestamps": "when"}).to_csv(bad, index=False)
+        rc = main(["evaluate", str(bad), "--baselines-only", "--out", str(tmp_path / "ev")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "has no 'timestamps' column; it has when, open" in err and err.count("\n") == 1
+
+    def test_out_is_a_file(self, tmp_path, capsys):
+        (tmp_path / "taken").write_text("x")
+        rc = main(["evaluate", str(FILES[0]), "--baselines-only", "--out", str(tmp_path / "taken")])
+        assert rc == 2 and "--out" in capsys.readouterr().err
