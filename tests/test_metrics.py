@@ -12,7 +12,9 @@ from scipy import stats
 from kronos.evaluation.aggregate import calibration, rank_ic, summarise
 from kronos.evaluation.baselines import baseline_forecasts, is_intraday, seasonal_naive_volume
 from kronos.evaluation.metrics import (
+    CALIBRATION_LEVELS,
     central_interval,
+    coverages,
     crps_samples,
     direction_hits,
     interval_coverage,
@@ -75,6 +77,12 @@ class TestIntervals:
     def test_coverage_counts_bounds_as_inside(self):
         samples = np.repeat(np.arange(101.0)[:, None], 5, axis=1)
         assert interval_coverage(samples, np.array([5.0, 10.0, 50.0, 90.0, 95.0]), 0.8) == pytest.approx(0.6)
+
+    def test_all_levels_at_once_match_one_by_one(self, aapl):
+        paths = aapl["close"].to_numpy()[:200].reshape(20, 10)
+        y = aapl["close"].to_numpy()[200:210]
+        expected = [interval_coverage(paths, y, level) for level in CALIBRATION_LEVELS]
+        np.testing.assert_allclose(coverages(paths, y), expected)
 
     def test_level_out_of_range(self):
         with pytest.raises(ValueError, match=r"interval level must be in \(0, 1\), got 1.0"):

@@ -48,6 +48,19 @@ def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
+def coverages(samples: np.ndarray, y: np.ndarray, levels: tuple[float, ...] = CALIBRATION_LEVELS) -> np.ndarray:
+    """(len(levels),) coverage of each central interval, with one quantile pass for all levels."""
+    levels_arr = np.asarray(levels, dtype=np.float64)
+    if np.any((levels_arr <= 0) | (levels_arr >= 1)):
+        raise ValueError(f"interval levels must be in (0, 1), got {list(levels)}")
+    bounds = np.quantile(np.asarray(samples, dtype=np.float64), np.r_[(1 - levels_arr) / 2, (1 + levels_arr) / 2],
+                         axis=0)
+    lo, hi = bounds[:len(levels)], bounds[len(levels):]  # (L, ...)
+    y = np.asarray(y, dtype=np.float64)
+    inside = (y >= lo) & (y <= hi)
+    return inside.reshape(len(levels), -1).mean(axis=1)
+
+
 def log_returns(path: np.ndarray, start: np.ndarray | float) -> np.ndarray:
     """Log returns (..., P) of a price path (..., P) that starts from ``start`` (the last observed close).
 
@@ -159,9 +172,9 @@ def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None
             crps=float(crps_samples(paths, realised_close).mean()),
         )
         out["crps_rel"] = out["crps"] / last_close
-        for level in CALIBRATION_LEVELS:
-            out[f"coverage_{round(level * 100)}"] = (interval_coverage(paths, realised_close, level)
-                                                     if len(paths) > 1 else nan)
+        covered = coverages(paths, realised_close) if len(paths) > 1 else np.full(len(CALIBRATION_LEVELS), nan)
+        for level, value in zip(CALIBRATION_LEVELS, covered):
+            out[f"coverage_{round(level * 100)}"] = float(value)
         forecast_vol = float(np.nanmean(realised_volatility(paths, last_close))) if paths.shape[1] > 1 else nan
         out["vol_ae"] = abs(forecast_vol - out["realised_vol"])
     if volume_paths is not None:
