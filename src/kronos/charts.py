@@ -149,12 +149,12 @@ def plotly_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int =
     fig.update_xaxes(type="category", nticks=10, categoryorder="array",
                      categoryarray=data.hist_labels + data.future_labels)
     fig.update_yaxes(title_text="price", row=1, col=1)
-    fig.update_layout(title=title or f"Kronos forecast: {len(data.future_labels)} bars, "
-                                     f"{forecast.samples.shape[0]} sample paths",
-                      template="plotly_white", height=620, margin={"l": 60, "r": 20, "t": 50, "b": 40},
-                      xaxis_rangeslider_visible=False, legend={"orientation": "h", "y": 1.02, "x": 0,
-                                                               "yanchor": "bottom"},
-                      bargap=0.2, hovermode="x unified")
+    fig.update_layout(title={"text": title or f"Kronos forecast: {len(data.future_labels)} bars, "
+                                              f"{forecast.samples.shape[0]} sample paths",
+                             "y": 0.98, "yanchor": "top", "x": 0.01, "font": {"size": 15}},
+                      template="plotly_white", height=640, margin={"l": 60, "r": 20, "t": 90, "b": 40},
+                      xaxis_rangeslider_visible=False, bargap=0.2, hovermode="x unified",
+                      legend={"orientation": "h", "y": 1.0, "x": 0, "yanchor": "bottom", "font": {"size": 11}})
     return fig
 
 

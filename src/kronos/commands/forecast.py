@@ -172,9 +172,8 @@ def _frame_bytes(frame: Any, fmt: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..service.bars import future_timestamps, parse_freq, prepare_bars, read_table, write_output
-
     from ..generation import SamplingConfig
+    from ..service.bars import future_timestamps, parse_freq, prepare_bars, read_table, write_output
 
     _check_outputs(args)
     check_model_arguments(args)

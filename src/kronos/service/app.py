@@ -1,0 +1,251 @@
+"""The FastAPI application: routes, the body-size guard, the page and its files.
+
+Routes are thin: they turn HTTP into ``ForecastService`` calls and ``ServiceError`` into JSON errors
+(``{"detail": ..., "errors": [...]}``). The service reads no path a client names: uploads are read
+from the request body, examples come from a fixed list of the package's own files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from .. import __version__
+from ..predictor import KronosPredictor
+from .schemas import ErrorResponse, ForecastRequest, ForecastResponse, ForecastSettings
+from .serving import ForecastService, ServiceError, ServiceLimits, response_body
+
+log = logging.getLogger("kronos.service")
+STATIC = Path(__file__).parent / "static"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples_data"
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 429, 503)}
+FORM_FILE_FIELD = "file"
+FORM_TIME_COLUMN = "time_column"
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js shipped inside the plotly Python package (served locally: the page needs no CDN)."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def example_files() -> dict[str, Path]:
+    """The bundled example CSVs by name (the only files a client can ask for, by name, never by path)."""
+    return {path.stem: path for path in sorted(EXAMPLES.glob("*.csv"))}
+
+
+def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"detail": detail} if errors is None else {"detail": detail, "errors": errors}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def validation_detail(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
+    """One line naming the first bad field, and the JSON-safe list of all errors (inputs left out)."""
+    errors = json.loads(exc.json(include_input=False, include_url=False))
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}", errors
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length, or counted while streaming)."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"").decode("latin-1").strip()
+        if length and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._reject(send, scope)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send, scope)
+
+    async def _reject(self, send: Any, scope: dict) -> None:
+        response = error_response(413, f"request body is larger than this server's limit of {self.max_bytes} "
+                                       "bytes (max_body_bytes)")
+        await response(scope, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> dict:
+    return {"type": "http.disconnect"}
+
+
+async def _read_json(request: Request, service: ForecastService):
+    body = await request.body()
+    try:
+        payload = ForecastRequest.model_validate_json(body)
+    except ValidationError as exc:
+        detail, errors = validation_detail(exc)
+        raise ServiceError(422, detail, errors) from exc
+    return payload, service.job_from_json(payload)
+
+
+async def _read_form(request: Request, service: ForecastService):
+    form = await request.form(max_files=1, max_fields=32)
+    upload = form.get(FORM_FILE_FIELD)
+    if not isinstance(upload, UploadFile):
+        raise ServiceError(422, f"multipart form needs a CSV or Parquet file in the field '{FORM_FILE_FIELD}'")
+    fields = {k: v for k, v in form.multi_items() if k not in (FORM_FILE_FIELD, FORM_TIME_COLUMN)}
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise ServiceError(422, f"form field '{key}' must be text, got a file")
+    time_column = form.get(FORM_TIME_COLUMN)
+    if time_column is not None and not isinstance(time_column, str):
+        raise ServiceError(422, f"form field '{FORM_TIME_COLUMN}' must be text, got a file")
+    try:
+        settings = ForecastSettings.model_validate({k: v for k, v in fields.items() if v != ""})
+    except ValidationError as exc:
+        detail, errors = validation_detail(exc)
+        raise ServiceError(422, detail, errors) from exc
+    data = await upload.read()
+    name = Path(upload.filename or "upload.csv").name[:120] or "upload.csv"  # a label for messages only
+    job = await asyncio.to_thread(service.job_from_csv, data, name, settings, time_column or None)
+    return settings, job
+
+
+FORECAST_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ForecastRequest"}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": [FORM_FILE_FIELD],
+                "properties": {
+                    FORM_FILE_FIELD: {"type": "string", "format": "binary",
+                                      "description": "CSV or Parquet: a timestamp column and open, high, low, close "
+                                                     "(volume, amount optional)"},
+                    FORM_TIME_COLUMN: {"type": "string", "description": "name of the timestamp column"},
+                    **{name: {"type": "string", "description": f"as in ForecastRequest.{name}"}
+                       for name in ForecastSettings.model_fields},
+                }}},
+        },
+    },
+}
+
+
+def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, model_name: str = "default",
+               model_info: dict[str, Any] | None = None) -> FastAPI:
+    """The service around a loaded predictor (kept, with the queue, on ``app.state``)."""
+    limits = limits or ServiceLimits()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.service.start()
+        yield
+        await app.state.service.stop()
+
+    app = FastAPI(title="Kronos forecasting service", version=__version__, lifespan=lifespan,
+                  description="Probabilistic forecasts of OHLCV candlesticks with a Kronos model. "
+                              "POST bars as JSON or upload a CSV; the page at / does it in a browser.")
+    app.state.service = ForecastService(predictor, limits, model_name)
+    app.state.model_info = model_info or {"model": model_name, "max_context": predictor.max_context,
+                                          "device": str(predictor.device)}
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.detail, exc.errors, exc.headers)
+
+    @app.get("/healthz", summary="Liveness: the model is loaded and the queue length")
+    async def healthz(request: Request) -> dict[str, Any]:
+        service: ForecastService = request.app.state.service
+        return {"status": "ok", "queued": service.queued, "model_calls": service.model_calls}
+
+    @app.get("/v1/model", summary="The loaded model and this server's limits")
+    async def model(request: Request) -> dict[str, Any]:
+        return {**request.app.state.model_info, "limits": request.app.state.service.limits.as_dict(),
+                "version": __version__}
+
+    @app.get("/v1/examples", summary="Bundled real example CSVs")
+    async def examples() -> list[dict[str, Any]]:
+        return [{"name": name, "url": f"/v1/examples/{name}.csv"} for name in example_files()]
+
+    @app.get("/v1/examples/{name}.csv", response_class=PlainTextResponse, responses={404: {"model": ErrorResponse}},
+             summary="One bundled example as CSV")
+    async def example(name: str) -> Response:
+        files = example_files()
+        if name not in files:
+            raise ServiceError(404, f"no example named {name[:60]!r}; there are {', '.join(files)}")
+        return FileResponse(files[name], media_type="text/csv", filename=f"{name}.csv")
+
+    @app.post("/v1/forecast", response_model=ForecastResponse, responses=ERRORS, openapi_extra=FORECAST_OPENAPI,
+              summary="Forecast the next bars of a series (JSON bars, or a CSV/Parquet upload)")
+    async def forecast(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        service: ForecastService = request.app.state.service
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            settings, job = await _read_json(request, service)
+        elif content_type == "multipart/form-data":
+            settings, job = await _read_form(request, service)
+        else:
+            raise ServiceError(415, f"content type {content_type or 'none'!r} is not accepted; send "
+                                    "application/json or multipart/form-data with a CSV file")
+        result = await service.submit(job)
+        body = await asyncio.to_thread(_finish, job, result, service.model_name, started)
+        return JSONResponse(body)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> FileResponse:
+        return FileResponse(plotly_js_path(), media_type="text/javascript")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def _finish(job: Any, forecast: Any, model_name: str, started: float) -> dict[str, Any]:
+    body = response_body(job, forecast, model_name, started)
+    if job.settings.chart:
+        from ..charts import plotly_json
+
+        body["chart"] = plotly_json(job.bars, forecast, job.settings.history_bars)
+    body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return body

@@ -1,0 +1,90 @@
+"""Request and response bodies of the web service (pydantic, unknown fields rejected, NaN/inf rejected).
+
+The bounds here are hard ceilings that appear in the OpenAPI schema; the server's own, usually
+tighter, limits (``ServiceLimits``) are checked by the serving layer and reported by ``GET /v1/model``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
+HARD_MAX_ROWS = 1_000_000
+DEFAULT_QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
+
+Value = Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+NonNegative = Annotated[float, Field(ge=0, le=MAX_ABS_VALUE)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Bar(_Strict):
+    """One candlestick. ``timestamp`` is ISO 8601 (a time-zone offset is dropped, keeping the wall-clock time)."""
+
+    timestamp: datetime
+    open: Value
+    high: Value
+    low: Value
+    close: Value
+    volume: NonNegative | None = Field(None, description="traded volume; omit it in every bar if unknown")
+    amount: NonNegative | None = Field(None, description="turnover; derived from volume and prices if omitted")
+
+
+class ForecastSettings(_Strict):
+    """How to forecast: horizon, sampling, quantile levels and output options."""
+
+    pred_len: int = Field(20, ge=1, le=4096, description="bars to forecast (server limit: GET /v1/model)")
+    samples: int = Field(20, ge=1, le=4096, description="sample paths (server limit: GET /v1/model)")
+    temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature")
+    top_k: int = Field(0, ge=0, le=1_000_000, description="keep the k likeliest tokens; 0 = off, 1 = greedy")
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed: same seed, same paths")
+    quantiles: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: list(DEFAULT_QUANTILES), min_length=1, max_length=19,
+        description="quantile levels in [0, 1] (a list, or comma-separated text in a form)")
+    lookback: int | None = Field(None, ge=2, le=HARD_MAX_ROWS,
+                                 description="history bars to use, the last ones (default: the model's context)")
+    freq: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$",
+                             description="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
+                                         "default: inferred from the history")
+    chart: bool = Field(False, description="also return a Plotly figure (data + layout) of history and forecast")
+    history_bars: int = Field(120, ge=1, le=5000, description="history bars drawn in the chart")
+
+    @field_validator("quantiles", mode="before")
+    @classmethod
+    def _split_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class ForecastRequest(ForecastSettings):
+    """JSON body of ``POST /v1/forecast``: the bars (oldest first) and the settings."""
+
+    bars: list[Bar] = Field(min_length=2, max_length=HARD_MAX_ROWS)
+
+
+class ForecastResponse(BaseModel):
+    """The forecast: per column, the mean and each quantile level over the sample paths."""
+
+    timestamps: list[str] = Field(description="ISO 8601 timestamps of the forecast bars")
+    columns: list[str]
+    mean: dict[str, list[float]] = Field(description="column -> mean per forecast bar")
+    quantiles: dict[str, dict[str, list[float]]] = Field(description="level (text) -> column -> values")
+    freq: str = Field(description="how the future timestamps were made")
+    history_rows: int = Field(description="history bars the model saw (after lookback)")
+    history_end: str
+    samples: int
+    model: str
+    elapsed_ms: float = Field(description="time from request to answer, queueing included")
+    chart: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="one-line message naming the field, row or limit")
+    errors: list[dict[str, Any]] | None = Field(None, description="validation errors, field by field")

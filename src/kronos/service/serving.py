@@ -1,0 +1,244 @@
+"""Serving logic: request -> validated bars -> queued, batched model call -> response body.
+
+One worker task owns the model. Requests wait in a bounded queue; the worker takes the oldest and
+every other waiting request with the same sampling settings (and no seed), up to ``max_batch_series``
+series and ``max_batch_paths`` sample paths, and runs them as one ``forecast_batch`` call in a
+thread. So at most one model call runs at a time and its memory is bounded, whatever the number
+of concurrent clients; a full queue answers 429 and a request that waits past the timeout 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..predictor import Forecast, KronosPredictor
+from .bars import future_timestamps, parse_table, prepare_bars
+from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
+
+log = logging.getLogger("kronos.service")
+
+
+@dataclass
+class ServiceLimits:
+    """Server-side limits (``kronos serve`` options); every one is checked before the model runs."""
+
+    max_body_bytes: int = 8 * 2**20
+    max_rows: int = 20_000
+    max_pred_len: int = 512
+    max_samples: int = 100
+    request_timeout_s: float = 120.0
+    max_queue: int = 512
+    max_batch_series: int = 16
+    max_batch_paths: int = 1024
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ServiceError(Exception):
+    """A request the service refuses: HTTP ``status`` with a one-line ``detail``."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
+
+
+@dataclass
+class Job:
+    """One validated request waiting for the model."""
+
+    bars: pd.DataFrame  # (T, <=6) history, indexed by timestamp
+    future: pd.DatetimeIndex  # (pred_len,)
+    rule: str
+    settings: ForecastSettings
+    key: tuple
+    done: asyncio.Future | None = field(default=None, repr=False)  # set by submit(), on the event loop
+    cancelled: bool = False
+
+
+_solo = itertools.count()
+
+
+def _batch_key(settings: ForecastSettings) -> tuple:
+    """Requests with equal keys may share a model call; a seeded request runs alone (reproducible)."""
+    seed_part = ("seed", next(_solo)) if settings.seed is not None else ("unseeded",)
+    return (settings.samples, settings.temperature, settings.top_k, settings.top_p, *seed_part)
+
+
+class ForecastService:
+    """The queue and worker in front of one ``KronosPredictor``."""
+
+    def __init__(self, predictor: KronosPredictor, limits: ServiceLimits, model_name: str):
+        self.predictor, self.limits, self.model_name = predictor, limits, model_name
+        self._pending: deque[Job] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self.model_calls = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    # -- validation -----------------------------------------------------------------------------------
+    def _check_limits(self, settings: ForecastSettings, rows: int) -> None:
+        lim = self.limits
+        if rows > lim.max_rows:
+            raise ServiceError(413, f"{rows} bars sent; this server accepts at most {lim.max_rows} (max_rows)")
+        if settings.pred_len > lim.max_pred_len:
+            raise ServiceError(422, f"pred_len {settings.pred_len} is above this server's limit {lim.max_pred_len}")
+        if settings.samples > lim.max_samples:
+            raise ServiceError(422, f"samples {settings.samples} is above this server's limit {lim.max_samples}")
+
+    def _job(self, frame: pd.DataFrame, settings: ForecastSettings, name: str, time_column: str | None) -> Job:
+        try:
+            bars, index = prepare_bars(frame, time_column, name=name)
+        except (ValueError, TypeError) as exc:
+            raise ServiceError(422, str(exc)) from exc
+        values = bars.to_numpy(dtype=np.float64, na_value=np.nan)
+        too_big = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
+        if too_big.any():
+            row, col = np.argwhere(too_big)[0]
+            raise ServiceError(422, f"{name} column '{bars.columns[col]}' has value {values[row, col]:g} at row "
+                                    f"{row}; values must be within ±{MAX_ABS_VALUE:g}")
+        lookback = settings.lookback or self.predictor.max_context
+        bars = bars.iloc[-lookback:]
+        if len(bars) < 2:
+            raise ServiceError(422, f"{name} has {len(bars)} bar(s) after lookback; at least 2 are needed")
+        try:
+            future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ServiceError(422, f"could not make the future timestamps: {exc}") from exc
+        return Job(bars, future, rule, settings, _batch_key(settings))
+
+    def job_from_json(self, request: ForecastRequest) -> Job:
+        self._check_limits(request, len(request.bars))
+        frame = pd.DataFrame({
+            "timestamp": [bar.timestamp.replace(tzinfo=None) for bar in request.bars],
+            **{c: [getattr(bar, c) for bar in request.bars] for c in ("open", "high", "low", "close")},
+            **{c: [np.nan if getattr(bar, c) is None else getattr(bar, c) for bar in request.bars]
+               for c in ("volume", "amount")},
+        })
+        return self._job(frame, request, "bars", "timestamp")
+
+    def job_from_csv(self, data: bytes, filename: str, settings: ForecastSettings,
+                     time_column: str | None = None) -> Job:
+        try:
+            frame = parse_table(data, filename)
+        except ValueError as exc:
+            raise ServiceError(422, str(exc)) from exc
+        except ImportError as exc:
+            raise ServiceError(415, str(exc)) from exc
+        self._check_limits(settings, len(frame))
+        return self._job(frame, settings, filename, time_column)
+
+    # -- queue ----------------------------------------------------------------------------------------
+    async def submit(self, job: Job) -> Forecast:
+        """Queue ``job`` and wait for its forecast (ServiceError 429 when full, 503 after the timeout)."""
+        if len(self._pending) >= self.limits.max_queue:
+            raise ServiceError(429, f"server busy: {len(self._pending)} requests queued (max_queue); retry later",
+                               headers={"Retry-After": "1"})
+        job.done = asyncio.get_running_loop().create_future()
+        self._pending.append(job)
+        assert self._wakeup is not None, "ForecastService.start() was not called"
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.done), self.limits.request_timeout_s)
+        except asyncio.TimeoutError:
+            job.cancelled = True
+            raise ServiceError(503, f"timed out after {self.limits.request_timeout_s:g}s waiting for the model",
+                               headers={"Retry-After": "5"}) from None
+
+    def _take_batch(self) -> list[Job]:
+        first = self._pending.popleft()
+        batch, paths, kept = [first], first.settings.samples, deque()
+        while self._pending:
+            job = self._pending.popleft()
+            fits = (job.key == first.key and len(batch) < self.limits.max_batch_series
+                    and paths + job.settings.samples <= self.limits.max_batch_paths)
+            if fits and not job.cancelled:
+                batch.append(job)
+                paths += job.settings.samples
+            elif not job.cancelled:
+                kept.append(job)
+        self._pending.extendleft(reversed(kept))
+        return [job for job in batch if not job.cancelled]
+
+    async def _work(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                try:
+                    results = await asyncio.to_thread(self._run_batch, batch)
+                except Exception as exc:  # keep serving: each job gets its own error
+                    log.exception("model call failed")
+                    results = [exc] * len(batch)
+                for job, result in zip(batch, results):
+                    if job.done.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        job.done.set_exception(result)
+                    else:
+                        job.done.set_result(result)
+
+    def _run_batch(self, batch: list[Job]) -> list[Forecast | Exception]:
+        """One model call for the batch (in a worker thread); on a ValueError, retry one by one to blame one."""
+        self.model_calls += 1
+        s = batch[0].settings
+        try:
+            return self.predictor.forecast_batch(
+                [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
+                [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
+                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed)
+        except ValueError as exc:
+            if len(batch) == 1:
+                return [ServiceError(422, str(exc))]
+            return [self._run_batch([job])[0] for job in batch]
+
+
+def response_body(job: Job, forecast: Forecast, model_name: str, started: float) -> dict[str, Any]:
+    """The ForecastResponse as a dict (the chart is added by the caller when asked for)."""
+    levels = job.settings.quantiles
+    columns = list(forecast.columns)
+    quantiles = np.quantile(forecast.samples, levels, axis=0)  # (Q, P, 6)
+    mean = forecast.samples.mean(axis=0)  # (P, 6)
+    return {
+        "timestamps": [t.isoformat() for t in forecast.timestamps],
+        "columns": columns,
+        "mean": {c: mean[:, j].astype(float).tolist() for j, c in enumerate(columns)},
+        "quantiles": {f"{q:g}": {c: quantiles[i, :, j].astype(float).tolist() for j, c in enumerate(columns)}
+                      for i, q in enumerate(levels)},
+        "freq": job.rule,
+        "history_rows": len(job.bars),
+        "history_end": job.bars.index[-1].isoformat(),
+        "samples": forecast.samples.shape[0],
+        "model": model_name,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+    }

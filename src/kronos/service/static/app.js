@@ -1,0 +1,102 @@
+// The page: pick a CSV (or a bundled example), POST it to /v1/forecast, draw the chart and the table.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text, state) {
+  const status = $("status");
+  status.textContent = text;
+  status.dataset.state = state;
+}
+
+function fmt(x) {
+  const a = Math.abs(x);
+  const digits = a >= 1e6 ? 0 : a >= 100 ? 2 : 4;
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: Math.min(digits, 2) });
+}
+
+async function loadMeta() {
+  try {
+    const [model, examples] = await Promise.all([fetch("/v1/model"), fetch("/v1/examples")]);
+    const info = await model.json();
+    $("model").textContent = `${info.model} (context ${info.max_context} bars, ${info.device}; at most ` +
+      `${info.limits.max_pred_len} bars and ${info.limits.max_samples} paths)`;
+    $("pred_len").max = info.limits.max_pred_len;
+    $("samples").max = info.limits.max_samples;
+    for (const example of await examples.json()) {
+      const option = document.createElement("option");
+      option.value = example.url;
+      option.textContent = example.name;
+      $("example").append(option);
+    }
+  } catch (err) {
+    setStatus(`could not reach the service: ${err}`, "error");
+  }
+}
+
+async function chosenFile() {
+  const file = $("file").files[0];
+  if (file) return file;
+  const url = $("example").value;
+  if (!url) return null;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`example ${url}: HTTP ${response.status}`);
+  return new File([await response.blob()], url.split("/").pop(), { type: "text/csv" });
+}
+
+function fillTable(result) {
+  const q = result.quantiles;
+  const rows = result.timestamps.map((t, i) => {
+    const band = (lo, hi) => (q[lo] && q[hi] ? `${fmt(q[lo].close[i])} – ${fmt(q[hi].close[i])}` : "–");
+    const median = q["0.5"] ? q["0.5"] : null;
+    const cells = [t.replace("T00:00:00", "").replace("T", " "),
+      median ? fmt(median.close[i]) : "–", band("0.25", "0.75"), band("0.1", "0.9"),
+      fmt(result.mean.close[i]), median ? fmt(median.volume[i]) : "–"];
+    return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
+  });
+  $("table").tBodies[0].innerHTML = rows.join("");
+  $("table").hidden = false;
+}
+
+async function run(event) {
+  event.preventDefault();
+  const button = $("run");
+  try {
+    const file = await chosenFile();
+    if (!file) {
+      setStatus("choose a CSV file or an example first", "error");
+      return;
+    }
+    button.disabled = true;
+    setStatus(`forecasting ${$("pred_len").value} bars of ${file.name}…`, "busy");
+    const form = new FormData();
+    form.append("file", file);
+    form.append("pred_len", $("pred_len").value);
+    form.append("samples", $("samples").value);
+    form.append("history_bars", $("history_bars").value);
+    form.append("quantiles", "0.1,0.25,0.5,0.75,0.9");
+    form.append("chart", "true");
+    const response = await fetch("/v1/forecast", { method: "POST", body: form });
+    const result = await response.json();
+    if (!response.ok) {
+      setStatus(`error ${response.status}: ${result.detail}`, "error");
+      return;
+    }
+    const title = Object.assign({}, result.chart.layout.title, { text: `${file.name}: ${result.timestamps.length}` +
+      ` bars after ${result.history_end.replace("T00:00:00", "")} (${result.samples} paths, ${result.freq})` });
+    const layout = Object.assign({}, result.chart.layout, { title });
+    await Plotly.newPlot("chart", result.chart.data, layout, { responsive: true, displaylogo: false });
+    fillTable(result);
+    setStatus(`done in ${(result.elapsed_ms / 1000).toFixed(2)} s: ${result.history_rows} history bars, ` +
+      `model ${result.model}`, "done");
+  } catch (err) {
+    setStatus(`error: ${err.message || err}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("file").addEventListener("change", () => { if ($("file").files.length) $("example").value = ""; });
+$("example").addEventListener("change", () => { if ($("example").value) $("file").value = ""; });
+$("form").addEventListener("submit", run);
+loadMeta();
