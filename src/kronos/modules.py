@@ -6,6 +6,8 @@ Submodule and parameter names follow the published checkpoints (``norm1``, ``sel
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # One fused kernel; same formula as below, bit for bit on float32.
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return normed.type_as(x) * self.weight
@@ -67,6 +72,28 @@ class RotaryEmbedding(nn.Module):
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+    def angles(self, positions: torch.Tensor) -> RotaryAngles:
+        """Angles for ``positions`` (T,) or (B, T), shaped to broadcast over (B, H, T, head_dim)."""
+        cos, sin = self.cos_sin(positions)
+        half = sin.shape[-1] // 2
+        signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        if positions.dim() == 2:  # per-row positions: (B, T, hd) -> (B, 1, T, hd)
+            cos, signed_sin = cos.unsqueeze(1), signed_sin.unsqueeze(1)
+        return RotaryAngles(cos, signed_sin)
+
+
+class RotaryAngles(NamedTuple):
+    """cos and sign-folded sin ``[-sin_lo, sin_hi]`` of some positions, computed once per forward pass
+    and shared by every layer (all layers have the same head size and base)."""
+
+    cos: torch.Tensor
+    signed_sin: torch.Tensor
+
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate-half rotary embedding of x (..., T, hd); bit-identical to :meth:`RotaryEmbedding.rotate`
+        (``roll`` gives ``[x2, x1]``, the folded sign makes it ``[-x2, x1]``)."""
+        return x * self.cos + x.roll(x.shape[-1] // 2, -1) * self.signed_sin
 
 
 class KVCache:
@@ -123,15 +150,14 @@ class SelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | RotaryAngles, attn_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x (B, T, d); positions (T,) or (B, T); attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
+        """x (B, T, d); positions (T,) or (B, T), or their precomputed :class:`RotaryAngles`;
+        attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
         b, t, d = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-        cos, sin = self.rotary.cos_sin(positions)
-        if positions.dim() == 2:  # per-row positions: (B, T, hd) -> (B, 1, T, hd)
-            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q, k = RotaryEmbedding.rotate(q, cos, sin), RotaryEmbedding.rotate(k, cos, sin)
+        angles = positions if isinstance(positions, RotaryAngles) else self.rotary.angles(positions)
+        q, k = angles.rotate(q), angles.rotate(k)
         past = cache.length if cache is not None else 0
         if cache is not None:
             k, v = cache.update(layer, k, v)
@@ -159,7 +185,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | RotaryAngles, attn_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.self_attn(self.norm1(x), positions, attn_mask, cache, layer)
         return x + self.ffn(self.norm2(x))

@@ -196,8 +196,9 @@ class Kronos(PretrainedMixin, nn.Module):
         if stamp is not None:
             x = x + self.time_emb(stamp)
         x = self.token_drop(x)
+        angles = self.transformer[0].self_attn.rotary.angles(positions)  # shared by all layers
         for index, block in enumerate(self.transformer):
-            x = block(x, positions, attn_mask, cache, index)
+            x = block(x, angles, attn_mask, cache, index)
         if cache is not None:
             cache.length += x.shape[1]
         return self.norm(x)
