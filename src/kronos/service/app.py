@@ -243,9 +243,55 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
 
 def _finish(job: Any, forecast: Any, model_name: str, started: float) -> dict[str, Any]:
     body = response_body(job, forecast, model_name, started)
+    body["chart"] = None
     if job.settings.chart:
         from ..charts import plotly_json
 
         body["chart"] = plotly_json(job.bars, forecast, job.settings.history_bars)
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return body
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """Run ``app`` with uvicorn in a background thread (for notebooks, tests and benchmarks).
+
+    ``with ServerThread(app) as url: ...`` starts it on a free loopback port, waits until it accepts
+    requests, and stops it on exit.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"):
+        import uvicorn
+
+        self.host, self.port = host, port or free_port(host)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level,
+                                                    timeout_keep_alive=5))
+        self.thread: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> str:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, name="kronos-service", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not start on {self.url}")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -103,6 +103,14 @@ class ForecastService:
         return len(self._pending)
 
     # -- validation -----------------------------------------------------------------------------------
+    def effective(self, settings: ForecastSettings) -> ForecastSettings:
+        """Settings with an unset pred_len/samples lowered to this server's limit (user value, then server
+        limit, then API default); a value the client set is checked, never changed."""
+        update = {name: getattr(self.limits, f"max_{name}") for name in ("pred_len", "samples")
+                  if name not in settings.model_fields_set and getattr(settings, name) > getattr(self.limits,
+                                                                                               f"max_{name}")}
+        return settings.model_copy(update=update) if update else settings
+
     def _check_limits(self, settings: ForecastSettings, rows: int) -> None:
         lim = self.limits
         if rows > lim.max_rows:
@@ -134,6 +142,7 @@ class ForecastService:
         return Job(bars, future, rule, settings, _batch_key(settings))
 
     def job_from_json(self, request: ForecastRequest) -> Job:
+        request = self.effective(request)
         self._check_limits(request, len(request.bars))
         frame = pd.DataFrame({
             "timestamp": [bar.timestamp.replace(tzinfo=None) for bar in request.bars],
@@ -145,6 +154,7 @@ class ForecastService:
 
     def job_from_csv(self, data: bytes, filename: str, settings: ForecastSettings,
                      time_column: str | None = None) -> Job:
+        settings = self.effective(settings)
         try:
             frame = parse_table(data, filename)
         except ValueError as exc:

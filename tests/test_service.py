@@ -1,0 +1,255 @@
+"""The web service over real HTTP on 127.0.0.1: forecasts, limits, malformed requests, queueing, `kronos serve`."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos.network import Kronos
+from kronos.predictor import KronosPredictor
+from kronos.service.app import ServerThread, create_app, free_port
+from kronos.service.serving import ServiceLimits
+from kronos.tokenizer import KronosTokenizer
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data" / "ohlcv"
+TINY = SHARED / "fixtures" / "parity-tiny"
+FB = DATA / "bokeh_FB_1d.csv"
+LIMITS = ServiceLimits(max_body_bytes=256 * 1024, max_rows=1000, max_pred_len=16, max_samples=8,
+                       request_timeout_s=120, max_queue=64, max_batch_series=16, max_batch_paths=256)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> KronosPredictor:
+    return KronosPredictor(Kronos.from_pretrained(TINY / "model"), KronosTokenizer.from_pretrained(TINY / "tokenizer"),
+                           device="cpu", max_context=256)
+
+
+@pytest.fixture(scope="module")
+def url(predictor):
+    with ServerThread(create_app(predictor, LIMITS, model_name="parity-tiny")) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    with httpx.Client(base_url=url, timeout=120) as http:
+        yield http
+
+
+def real_bars(rows: int = 60, name: Path = FB) -> list[dict]:
+    """The last ``rows`` bars of a real file as JSON-ready dicts (amount left out: it is empty)."""
+    frame = pd.read_csv(name).tail(rows)
+    return [{"timestamp": t, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+            for t, o, h, lo, c, v in frame[["timestamps", "open", "high", "low", "close", "volume"]].itertuples(
+                index=False)]
+
+
+def check_forecast(body: dict, pred_len: int, levels: list[str]) -> None:
+    assert body["columns"] == ["open", "high", "low", "close", "volume", "amount"]
+    assert len(body["timestamps"]) == pred_len
+    assert list(body["quantiles"]) == levels
+    for column in body["columns"]:
+        stacked = np.array([body["quantiles"][q][column] for q in levels])  # (Q, P)
+        assert np.isfinite(stacked).all() and (np.diff(stacked, axis=0) >= -1e-6).all()
+        assert len(body["mean"][column]) == pred_len
+
+
+# -- the happy paths ------------------------------------------------------------------------------------
+
+def test_health_model_docs_and_page_are_served(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    model = client.get("/v1/model").json()
+    assert model["max_context"] == 256 and model["limits"]["max_pred_len"] == 16
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]["/v1/forecast"]["post"]["requestBody"]["content"]) == {"application/json",
+                                                                                   "multipart/form-data"}
+    page = client.get("/")
+    assert page.status_code == 200 and '<script src="/plotly.min.js">' in page.text
+    assert "cdn" not in page.text.lower()
+    plotly_js = client.get("/plotly.min.js")
+    assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
+
+
+def test_given_json_bars_when_forecasting_then_quantiles_on_business_days(client):
+    response = client.post("/v1/forecast", json={"bars": real_bars(), "pred_len": 4, "samples": 4,
+                                                 "quantiles": [0.1, 0.5, 0.9]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_forecast(body, 4, ["0.1", "0.5", "0.9"])
+    assert body["timestamps"] == [f"2013-03-0{d}T00:00:00" for d in (4, 5, 6, 7)]
+    assert body["history_rows"] == 60 and body["samples"] == 4 and body["chart"] is None
+
+
+def test_given_a_seed_when_forecasting_twice_then_identical_answers(client):
+    request = {"bars": real_bars(40), "pred_len": 3, "samples": 3, "seed": 11}
+    first, second = (client.post("/v1/forecast", json=request).json() for _ in range(2))
+    assert first["quantiles"] == second["quantiles"] and first["mean"] == second["mean"]
+
+
+def test_given_a_csv_upload_when_asking_for_a_chart_then_plotly_figure_is_returned(client):
+    lines = (DATA / "kronos_XSHG-600977_5min.csv").read_bytes().splitlines(keepends=True)
+    data = b"".join(lines[:1] + lines[-300:])  # the server takes at most 1000 rows
+    response = client.post("/v1/forecast", files={"file": ("xshg.csv", data, "text/csv")},
+                           data={"pred_len": "3", "samples": "2", "chart": "true", "quantiles": "0.1,0.5,0.9",
+                                 "history_bars": "50"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_forecast(body, 3, ["0.1", "0.5", "0.9"])
+    assert body["timestamps"][0] == "2024-08-29T13:05:00"  # after the 11:30 lunch break
+    kinds = [trace["type"] for trace in body["chart"]["data"]]
+    assert kinds[0] == "candlestick" and "bar" in kinds and len(body["chart"]["data"][0]["x"]) == 50
+
+
+def test_bundled_examples_are_listed_and_downloadable(client):
+    examples = client.get("/v1/examples").json()
+    assert {e["name"] for e in examples} == {"AAPL_1d", "FB_1d", "MSFT_1d"}
+    csv = client.get(examples[0]["url"])
+    assert csv.status_code == 200 and csv.text.startswith("timestamps,open,high,low,close,volume,amount")
+
+
+# -- malformed requests: a 4xx naming the problem, and the server stays up ------------------------------
+
+def bad_cases() -> list[tuple[str, dict, int, str]]:
+    good = {"bars": real_bars(30), "pred_len": 2, "samples": 2}
+    nan_bars = real_bars(30)
+    nan_bars[3]["close"] = math.nan
+    unsorted = real_bars(30)
+    unsorted[4], unsorted[5] = unsorted[5], unsorted[4]
+    huge = real_bars(30)
+    huge[2]["high"] = 1e300
+    mixed_volume = real_bars(30)
+    mixed_volume[7]["volume"] = None
+    return [
+        ("not json", {"content": b"{bars: [", "headers": {"content-type": "application/json"}}, 422, "Invalid JSON"),
+        ("empty json", {"content": b"", "headers": {"content-type": "application/json"}}, 422, "EOF"),
+        ("json list", {"json": [1, 2]}, 422, "body: Input should be an object"),
+        ("wrong type", {"json": {**good, "pred_len": "many"}}, 422, "pred_len: Input should be a valid integer"),
+        ("NaN", {"content": json.dumps({**good, "bars": nan_bars}).encode(),
+                 "headers": {"content-type": "application/json"}}, 422, "bars.3.close: Input should be a finite"),
+        ("unknown field", {"json": {**good, "horizon": 5}}, 422, "horizon: Extra inputs are not permitted"),
+        ("unknown bar field", {"json": {**good, "bars": [{**good["bars"][0], "vwap": 1}] + good["bars"][1:]}},
+         422, "bars.0.vwap: Extra inputs"),
+        ("one bar", {"json": {**good, "bars": good["bars"][:1]}}, 422, "bars: List should have at least 2"),
+        ("pred_len over limit", {"json": {**good, "pred_len": 17}}, 422, "pred_len 17 is above this server's limit"),
+        ("samples over limit", {"json": {**good, "samples": 9}}, 422, "samples 9 is above this server's limit 8"),
+        ("top_p zero", {"json": {**good, "top_p": 0}}, 422, "top_p: Input should be greater than 0"),
+        ("quantile 2", {"json": {**good, "quantiles": [0.5, 2]}}, 422, "quantiles.1: Input should be less"),
+        ("bad freq", {"json": {**good, "freq": "fortnight"}}, 422, "freq 'fortnight' is not a pandas frequency"),
+        ("unsorted", {"json": {**good, "bars": unsorted}}, 422, "must be strictly increasing: position 5"),
+        ("huge value", {"json": {**good, "bars": huge}}, 422, "bars.2.high: Input should be less than or equal"),
+        ("some volume missing", {"json": {**good, "bars": mixed_volume}}, 422,
+         "column 'volume' has NaN or inf values .* at row\\(s\\) 7"),
+        ("too many rows", {"json": {**good, "bars": real_bars(1001, DATA / "bokeh_AAPL_1d.csv")}}, 413,
+         "1001 bars sent; this server accepts at most 1000"),
+        ("oversize body", {"content": b"x" * (256 * 1024 + 1), "headers": {"content-type": "application/json"}},
+         413, "larger than this server's limit of 262144 bytes"),
+        ("oversize chunked body", {"content": (b"x" * 65536 for _ in range(5)),
+                                   "headers": {"content-type": "application/json"}}, 413, "larger than"),
+        ("text/plain", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 415,
+         "content type 'text/plain' is not accepted"),
+        ("form without file", {"data": {"pred_len": "2"}, "files": {"other": ("a.txt", b"x")}}, 422,
+         "needs a CSV or Parquet file in the field 'file'"),
+        ("form unknown field", {"data": {"colour": "red"}, "files": {"file": ("fb.csv", FB.read_bytes())}}, 422,
+         "colour: Extra inputs are not permitted"),
+        ("csv bad column", {"data": {"pred_len": "2"}, "files": {"file": ("fb.csv", FB.read_bytes().replace(b"close", b"shut"))}}, 422,
+         "missing required column\\(s\\) close"),
+        ("csv not csv", {"files": {"file": ("x.csv", b"\x00\xff\xfe garbage \x00")}}, 422, "x.csv"),
+        ("csv empty", {"files": {"file": ("e.csv", b"")}}, 422, "e.csv is empty"),
+        ("csv no time column", {"data": {"pred_len": "2"}, "files": {"file": ("t.csv", b"open,high,low,close\n1,2,0.5,1\n1,2,0.5,1\n")}}, 422,
+         "no timestamp column"),
+    ]
+
+
+@pytest.mark.parametrize("name, kwargs, status, message", bad_cases(), ids=[c[0] for c in bad_cases()])
+def test_given_a_malformed_request_then_4xx_with_a_message(client, name, kwargs, status, message):
+    import re
+
+    response = client.post("/v1/forecast", **kwargs)
+    assert response.status_code == status, response.text
+    assert re.search(message, response.json()["detail"]), response.json()["detail"]
+
+
+def test_no_client_path_is_ever_read(client):
+    for path in ("/v1/examples/..%2F..%2F..%2Fetc%2Fpasswd.csv", "/v1/examples/%2Fetc%2Fpasswd.csv",
+                 "/static/..%2F..%2Fapp.py", "/static/../app.py"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "root:" not in response.text and "create_app" not in response.text
+    # a JSON "path" field is just an unknown field
+    response = client.post("/v1/forecast", json={"path": "/etc/passwd", "pred_len": 2})
+    assert response.status_code == 422
+    assert client.get("/healthz").status_code == 200
+
+
+# -- queueing ---------------------------------------------------------------------------------------------
+
+def test_given_concurrent_requests_then_all_answered_in_fewer_model_calls(client):
+    before = client.get("/healthz").json()["model_calls"]
+    request = {"bars": real_bars(50), "pred_len": 3, "samples": 2}
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lambda _: client.post("/v1/forecast", json=request).status_code, range(12)))
+    assert statuses == [200] * 12
+    calls = client.get("/healthz").json()["model_calls"] - before
+    assert 1 <= calls < 12, f"{calls} model calls for 12 concurrent requests: no batching happened"
+
+
+def test_given_a_full_queue_then_429_and_after_a_timeout_503(predictor):
+    request = {"bars": real_bars(50), "pred_len": 8, "samples": 8, "seed": 1}  # seeded: no batching
+    limits = ServiceLimits(max_queue=1, request_timeout_s=60, max_pred_len=16, max_samples=8)
+    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda _: http.post("/v1/forecast", json=request).status_code, range(6)))
+        assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
+    limits = ServiceLimits(request_timeout_s=0.001, max_pred_len=16, max_samples=8)
+    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+        response = http.post("/v1/forecast", json=request)
+        assert response.status_code == 503 and "timed out after 0.001s" in response.json()["detail"]
+        assert http.get("/healthz").status_code == 200
+
+
+# -- the real `kronos serve` ------------------------------------------------------------------------------
+
+def test_kronos_serve_starts_on_loopback_and_answers():
+    port = free_port()
+    command = [shutil.which("kronos") or "kronos", "serve", "--port", str(port), "--model", str(TINY / "model"),
+               "--tokenizer", str(TINY / "tokenizer"), "--max-context", "256", "--max-samples", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "kronos serve did not come up"
+            time.sleep(0.3)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/forecast", timeout=60,
+                              json={"bars": real_bars(30), "pred_len": 2, "samples": 5})
+        assert response.status_code == 422 and "limit 4" in response.json()["detail"]
+        model = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
+        assert model["model_config"]["d_model"] == 64 and model["limits"]["max_samples"] == 4
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_kronos_serve_without_the_bundled_model_exits_2_in_one_line(capsys):
+    from kronos.cli import main
+
+    assert main(["serve", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bundled default model is missing" in err
