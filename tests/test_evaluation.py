@@ -35,19 +35,28 @@ class TestWalkForward:
         for (series, _), found in methods.items():
             expected = {"kronos", "persistence", "rw_drift", "gaussian_rw"}
             assert found == expected | ({"seasonal_naive"} if "5min" in series else set())
-        # BTCUSD monthly: 4 grid points in its tail, thinned by 2 to stay within max_origins=3
         assert records.groupby("series")["origin"].nunique().to_dict() == {
-            "bokeh_AAPL_1d": 3, "freqtrade_ETH-BTC_5min": 3, "backtesting_BTCUSD_1mo": 2}
+            "bokeh_AAPL_1d": 3, "freqtrade_ETH-BTC_5min": 3, "backtesting_BTCUSD_1mo": 3}
 
     def test_horizons_lie_in_the_held_out_tail(self, evaluation):
         for path in FILES:
             frame = pd.read_csv(path, parse_dates=["timestamps"])
-            tail_start = frame["timestamps"].iloc[int(len(frame) * 0.8)]
+            tail_start = frame["timestamps"].iloc[len(frame) - round(len(frame) * 0.2)]
             rows = evaluation.run.records[evaluation.run.records["series"] == path.stem]
             assert (rows["origin"] >= tail_start).all()
             assert (rows["history"] <= 64).all() and (rows["history"] >= 64).all()
             last_origin = frame.index[frame["timestamps"] == rows["origin"].max()][0]
             assert last_origin + 8 <= len(frame)
+
+    def test_no_scored_bar_is_in_the_training_split(self, evaluation):
+        from kronos.training import load_series as load_training_series
+        from kronos.training import split_by_time
+
+        splits = split_by_time(load_training_series(FILES, min_rows=2), val_fraction=0.0, test_fraction=0.2)
+        records = evaluation.run.records
+        for train in splits.train:
+            first_scored = records.loc[records["series"] == train.name.removesuffix(".csv"), "origin"].min()
+            assert first_scored > pd.Timestamp(train.timestamps[-1])
 
     def test_model_numbers_are_in_range(self, evaluation):
         pooled = evaluation.pooled["kronos"]
@@ -55,7 +64,7 @@ class TestWalkForward:
             assert math.isfinite(pooled[metric]) and pooled[metric] >= 0
         for metric in ("direction_acc", "coverage_50", "coverage_80", "ohlc_break", "ohlc_break_mean"):
             assert 0 <= pooled[metric] <= 1
-        assert pooled["n_origins"] == 8
+        assert pooled["n_origins"] == 9
         assert evaluation.pooled.loc["crps_rel", "gaussian_rw"] > 0
         assert math.isnan(evaluation.pooled.loc["coverage_80", "persistence"])  # a point forecast has no interval
         assert evaluation.run.timing["origins_per_second"] > 0
@@ -66,14 +75,26 @@ class TestWalkForward:
         with pytest.raises(KeyError, match="no 'crps_rel' for method 'arima'"):
             evaluation.metric("crps_rel", "arima")
 
-    def test_same_inputs_and_seed_same_numbers(self, tiny_predictor):
-        first, again = (evaluate(FILES[:1], tiny_predictor, **SETTINGS).run.records for _ in range(2))
-        pd.testing.assert_frame_equal(first, again)
-        other = evaluate(FILES[:1], tiny_predictor, **dict(SETTINGS, seed=1)).run.records
-        assert not np.allclose(first["crps"], other["crps"], equal_nan=True)
+    def test_targets_compare_with_the_right_baselines(self, evaluation):
+        targets = evaluation.targets().set_index("target")
+        crps = targets.loc["crps_rel below gaussian_rw"]
+        assert crps["value"] == evaluation.metric("crps_rel")
+        assert crps["reference"] == evaluation.metric("crps_rel", "gaussian_rw")
+        assert crps["met"] == (crps["value"] < crps["reference"])
+        volume = targets.loc["volume_mae_rel below persistence"]
+        assert volume["reference"] == evaluation.metric("volume_mae_rel", "persistence")
+        assert targets.loc["coverage_80 within [0.75, 0.85]", "value"] == evaluation.metric("coverage_80")
+        assert evaluation.targets("arima").empty
+
+    def test_same_inputs_and_seed_same_numbers(self, evaluation, tiny_predictor):
+        again = evaluate(FILES, tiny_predictor, model_name="parity-tiny", **SETTINGS)
+        pd.testing.assert_frame_equal(evaluation.run.records, again.run.records)
+        other = evaluate(FILES[:1], tiny_predictor, **dict(SETTINGS, seed=1, max_origins=1)).run.records
+        first = evaluation.run.records.set_index(["origin", "method"]).loc[other.set_index(["origin", "method"]).index]
+        assert not np.allclose(first["crps"], other["crps"].to_numpy(), equal_nan=True)
 
     def test_greedy_batched_equals_one_origin_at_a_time(self, tiny_predictor):
-        settings = dict(SETTINGS, sample_count=1, top_k=1)
+        settings = dict(SETTINGS, sample_count=1, top_k=1, max_origins=2)
         batched = evaluate(FILES[:2], tiny_predictor, batch_size=8, **settings).run.records
         single = evaluate(FILES[:2], tiny_predictor, batch_size=1, **settings).run.records
         model = [r[r["method"] == "kronos"].reset_index(drop=True) for r in (batched, single)]
@@ -97,7 +118,7 @@ class TestOrigins:
         origins, skipped = plan_origins(series, config)
         indices = [o.index for o in origins]
         assert not skipped and np.all(np.diff(indices) == 5)
-        assert indices[0] >= int(n * 0.9) and indices[-1] == n - 10  # the anchor is the last possible origin
+        assert indices[0] >= n - round(n * 0.1) and indices[-1] == n - 10  # the anchor is the last possible origin
         capped, _ = plan_origins(series, EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=4,
                                                           tail_fraction=0.1))
         assert len(capped) == 4 and capped[-1].index == n - 10
@@ -149,7 +170,8 @@ class TestReport:
         assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
         markdown = (tmp_path / "out" / "summary.md").read_text()
         assert "| metric | kronos | persistence | rw_drift | gaussian_rw | seasonal_naive | unit |" in markdown
-        assert "break high >= max(open, close)" in markdown
+        assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
+        assert [t["target"] for t in numbers["targets"]][0] == "crps_rel below gaussian_rw"
         for name in ("fan_charts.png", "calibration.png", "metrics_by_series.png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not list((tmp_path / "out").glob(".*.tmp"))

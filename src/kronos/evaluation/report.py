@@ -87,6 +87,10 @@ def render_markdown(evaluation: Evaluation) -> str:
     pooled = evaluation.pooled.copy()
     pooled.insert(len(pooled.columns), "unit", [METRICS[m][2] if m in METRICS else "count" for m in pooled.index])
     lines += [markdown_table(pooled, "metric"), ""]
+    targets = evaluation.targets()
+    if not targets.empty:
+        shown = targets.assign(met=targets["met"].map({True: "yes", False: "**no**"})).set_index("target")
+        lines += ["## Targets (pooled)", "", markdown_table(shown, "target"), ""]
     lines += ["## Cross-sectional rank IC", "",
               "Spearman correlation of forecast and realised horizon log returns across the series that share an "
               "origin timestamp, where at least 5 do.", ""]

@@ -42,6 +42,21 @@ class Evaluation:
                            f"{sorted(self.summary['method'].unique())}, metrics: {list(self.summary.columns[2:])}")
         return float(rows[name].iloc[0])
 
+    def targets(self, method: str = "kronos") -> pd.DataFrame:
+        """The default model's targets (issue 5) on the pooled numbers: one row per target with the model's
+        value, the reference it is held to and whether it is met. Empty when ``method`` was not evaluated."""
+        if method not in self.pooled.columns:
+            return pd.DataFrame(columns=["target", "value", "reference", "met"])
+        crps, crps_ref = self.metric("crps_rel", method), self.metric("crps_rel", "gaussian_rw")
+        coverage = self.metric("coverage_80", method)
+        volume, volume_ref = self.metric("volume_mae_rel", method), self.metric("volume_mae_rel", "persistence")
+        rows = [
+            ("crps_rel below gaussian_rw", crps, crps_ref, crps < crps_ref),
+            ("coverage_80 within [0.75, 0.85]", coverage, "0.75–0.85", 0.75 <= coverage <= 0.85),
+            ("volume_mae_rel below persistence", volume, volume_ref, volume < volume_ref),
+        ]
+        return pd.DataFrame(rows, columns=["target", "value", "reference", "met"])
+
     def to_dict(self) -> dict[str, Any]:
         """Every number: settings, timing, pooled and per-series metrics, rank IC, calibration, skipped series."""
         per_series: dict[str, dict[str, dict[str, float]]] = {}
@@ -56,6 +71,7 @@ class Evaluation:
             "pooled": {method: self.pooled[method].to_dict() for method in self.pooled.columns},
             "per_series": per_series,
             "rank_ic": {row.pop("method"): row for row in self.rank_ic.to_dict("records")},
+            "targets": self.targets().to_dict("records"),
             "calibration": {method: {f"{level:g}": value for level, value in self.calibration[method].items()}
                             for method in self.calibration.columns},
         }

@@ -3,7 +3,9 @@ scored on the same origins.
 
 An *origin* is the index ``o`` of the first forecast bar: the history is bars ``[o - lookback, o)``
 (fewer at the start of a short series, down to ``min_history``) and the horizon bars ``[o, o + pred_len)``.
-Every horizon lies inside the tail, rows ``[floor(n * (1 - tail_fraction)), n)``.
+Every horizon lies inside the tail, rows ``[n - round(n * tail_fraction), n)``: the same rows as the test
+part of ``kronos train --test-fraction`` (:func:`kronos.training.split_by_time`), so a model trained with
+that fraction never saw a scored bar.
 Origins step by ``stride`` bars on a grid anchored near the end of each series; the anchor is the latest
 origin timestamp shared by the most series, so series on one calendar share origin timestamps (needed for
 the cross-sectional rank IC). ``max_origins`` thins the grid evenly.
@@ -148,7 +150,7 @@ def load_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame
 
 
 def _valid_range(n: int, config: EvaluationConfig) -> range:
-    split = int(math.floor(n * (1 - config.tail_fraction) + 1e-9))
+    split = n - int(round(n * config.tail_fraction))  # the training pipeline's test split (split_by_time)
     first = max(split, config.history_floor)
     return range(first, n - config.pred_len + 1)
 
