@@ -152,3 +152,15 @@ def test_default_model_missing_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="bundled default model is missing"):
         KronosPredictor.from_pretrained()
+
+
+def test_predicts_in_eval_mode_even_if_the_model_was_put_in_training_mode(tiny_predictor, inputs):
+    history, x_ts, y_ts = inputs
+    reference = _predict(tiny_predictor, history, x_ts, y_ts)
+    tiny_predictor.model.train()  # dropout would change the forecast if it were active
+    try:
+        again = _predict(tiny_predictor, history, x_ts, y_ts)
+        assert tiny_predictor.model.training  # the caller's mode is restored afterwards
+    finally:
+        tiny_predictor.model.eval()
+    assert again.equals(reference)

@@ -175,7 +175,18 @@ class KronosPredictor:
     @torch.no_grad()
     def _sample_paths(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
                       generator: torch.Generator | None, use_cache: bool) -> list[np.ndarray]:
-        """Per series, (sample_count, pred_len, 6) float32 paths in input units."""
+        """Per series, (sample_count, pred_len, 6) float32 paths in input units, always in eval mode."""
+        modes = (self.model.training, self.tokenizer.training)
+        self.model.eval()
+        self.tokenizer.eval()
+        try:
+            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache)
+        finally:
+            self.model.train(modes[0])
+            self.tokenizer.train(modes[1])
+
+    def _sample_paths_eval(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
+                           generator: torch.Generator | None, use_cache: bool) -> list[np.ndarray]:
         norms = [Normalizer.fit(s.bars, self.clip) for s in series]
         s1_hist, s2_hist = self._encode([n.transform(s.bars) for n, s in zip(norms, series)])
         stamps = [torch.from_numpy(np.concatenate([s.x_stamp, s.y_stamp])).to(self.device) for s in series]
