@@ -167,6 +167,58 @@ def worker(spec: dict) -> dict:
     return result
 
 
+def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int, windows: int = 8,
+                   history: int = 256, pred_len: int = 64) -> None:
+    """How a lower network precision changes the model's choices, against float32 on the same weights.
+
+    Teacher-forced: over ``windows`` real histories, the share of positions whose s1 argmax (and s2
+    argmax given the true s1) is unchanged. Free-running greedy forecasts: the first step where the
+    token paths part, and the forecast difference in units of each column's history std.
+    """
+    import torch
+
+    from kronos import Kronos, KronosPredictor, KronosTokenizer
+    from kronos.data import Normalizer, as_timestamps, bar_features, time_features
+
+    dtype = getattr(torch, dtype_name)
+    codec = KronosTokenizer.from_pretrained(folder / "tokenizer")
+    reference = KronosPredictor(Kronos.from_pretrained(folder / "model"), codec, device=device,
+                                max_context=max_context)
+    lowered = KronosPredictor(Kronos.from_pretrained(folder / "model"), codec, device=device,
+                              max_context=max_context, dtype=dtype)
+    dfs, xs, ys = load_inputs(windows, history, pred_len)
+    s1_same = s2_same = total = 0
+    for df, x in zip(dfs, xs):
+        bars = bar_features(df)
+        normalised = torch.from_numpy(Normalizer.fit(bars, reference.clip).transform(bars))[None]
+        with torch.no_grad():
+            s1, s2 = codec.encode(normalised.to(reference.device), half=True)
+        stamp = torch.from_numpy(time_features(as_timestamps(x, "x")))[None].to(reference.device)
+        picks = []
+        for predictor in (reference, lowered):
+            with torch.no_grad():
+                s1_logits, context = predictor.model.decode_s1(s1[:, :-1], s2[:, :-1], stamp[:, :-1])
+                s2_logits = predictor.model.decode_s2(context, s1[:, 1:])
+            picks.append((s1_logits.float().argmax(-1), s2_logits.float().argmax(-1)))
+        s1_same += int((picks[0][0] == picks[1][0]).sum())
+        s2_same += int((picks[0][1] == picks[1][1]).sum())
+        total += s1.shape[1] - 1
+    print(f"{dtype_name} vs float32, teacher-forced over {windows} windows of {history} real bars: "
+          f"s1 argmax agrees at {100 * s1_same / total:.1f}% of positions, s2 (given the true s1) at "
+          f"{100 * s2_same / total:.1f}%")
+    kwargs = dict(T=1.0, top_k=1, top_p=1.0, sample_count=1)
+    ref = reference.predict_batch(dfs, xs, ys, pred_len, **kwargs)
+    low = lowered.predict_batch(dfs, xs, ys, pred_len, **kwargs)
+    scale = np.stack([df.std().to_numpy(dtype=np.float64) for df in dfs])[:, None, :]
+    diff = np.abs(np.stack([f.to_numpy(dtype=np.float64) for f in low])
+                  - np.stack([f.to_numpy(dtype=np.float64) for f in ref])) / np.where(scale > 0, scale, 1)
+    first = diff[:, 0, :4].max(-1)
+    print(f"greedy {history}+{pred_len} forecasts of {windows} series: first bar differs by "
+          f"{np.median(first):.3f} (median over series, max {first.max():.3f}) history std in the prices; "
+          f"whole forecast: median |diff| {np.median(diff[..., :4]):.3f} std, identical series "
+          f"{sum(bool(np.array_equal(a.to_numpy(), b.to_numpy())) for a, b in zip(ref, low))}/{windows}")
+
+
 def run_worker(spec: dict, original: str | None) -> dict:
     env = dict(os.environ)
     if spec["method"] == "original":
@@ -197,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=["cached", "full"], choices=METHODS)
     parser.add_argument("--original", metavar="PATH", help="checkout of shiyu-coder/Kronos: also time its predict")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--accuracy", action="store_true",
+                        help="instead of timing, compare --dtype against float32 (token agreement, forecast change)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -214,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         build_checkpoints(folder, args.layout, args.seed)
+        if args.accuracy:
+            dtype_accuracy(folder, args.device, args.dtype, args.max_context)
+            return
         for config in args.configs:
             history, pred_len = (int(part) for part in config.split("+"))
             for samples in args.samples:

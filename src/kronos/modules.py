@@ -47,35 +47,53 @@ class FeedForward(nn.Module):
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding in rotate-half form.
 
-    ``inv_freq`` is a persistent buffer because the published checkpoints store it.
+    ``inv_freq`` is a persistent buffer because the published checkpoints store it. Angles are always
+    computed in float32 (a bfloat16 copy of ``inv_freq`` or of the positions would be off by whole
+    radians at position 500) and cast to the activations' dtype afterwards.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
-        self.register_buffer("inv_freq", inv_freq)
+        self.head_dim, self.base = head_dim, base
+        self.register_buffer("inv_freq", self._inv_freq(head_dim, base))
         self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin for integer ``positions`` (any shape), each of shape ``positions.shape + (head_dim,)``."""
+    @staticmethod
+    def _inv_freq(head_dim: int, base: float, device: torch.device | None = None) -> torch.Tensor:
+        return 1.0 / (base ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+
+    def _float32_inv_freq(self) -> torch.Tensor:
+        if self.inv_freq.dtype == torch.float32:
+            return self.inv_freq
+        # The module was cast (``model.to(torch.bfloat16)``): use the float32 values the checkpoints store.
+        return self._inv_freq(self.head_dim, self.base, self.inv_freq.device)
+
+    def cos_sin(self, positions: torch.Tensor,
+                dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for integer ``positions`` (any shape), each of shape ``positions.shape + (head_dim,)``,
+        in ``dtype`` (float32 by default)."""
         needed = int(positions.max()) + 1 if positions.numel() else 1
         table = self._table
         if table is None or table[0].shape[0] < needed or table[0].device != self.inv_freq.device:
             length = max(needed, 1024)
-            t = torch.arange(length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)
-            freqs = torch.outer(t, self.inv_freq)
+            inv_freq = self._float32_inv_freq()
+            t = torch.arange(length, device=inv_freq.device, dtype=torch.float32)
+            freqs = torch.outer(t, inv_freq)
             emb = torch.cat((freqs, freqs), dim=-1)
             table = self._table = (emb.cos(), emb.sin())
-        return table[0][positions], table[1][positions]
+        cos, sin = table[0][positions], table[1][positions]
+        if dtype is not None and dtype != cos.dtype:
+            cos, sin = cos.to(dtype), sin.to(dtype)
+        return cos, sin
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
-    def angles(self, positions: torch.Tensor) -> RotaryAngles:
-        """Angles for ``positions`` (T,) or (B, T), shaped to broadcast over (B, H, T, head_dim)."""
-        cos, sin = self.cos_sin(positions)
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype | None = None) -> RotaryAngles:
+        """Angles for ``positions`` (T,) or (B, T) in ``dtype``, shaped to broadcast over (B, H, T, head_dim)."""
+        cos, sin = self.cos_sin(positions, dtype)
         half = sin.shape[-1] // 2
         signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         if positions.dim() == 2:  # per-row positions: (B, T, hd) -> (B, 1, T, hd)
@@ -156,7 +174,7 @@ class SelfAttention(nn.Module):
         attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
         b, t, d = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-        angles = positions if isinstance(positions, RotaryAngles) else self.rotary.angles(positions)
+        angles = positions if isinstance(positions, RotaryAngles) else self.rotary.angles(positions, x.dtype)
         q, k = angles.rotate(q), angles.rotate(k)
         past = cache.length if cache is not None else 0
         if cache is not None:

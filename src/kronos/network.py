@@ -106,7 +106,7 @@ class CrossAttention(nn.Module):
         if t_q == 1:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         else:
-            cos, sin = self.rotary.cos_sin(positions)
+            cos, sin = self.rotary.cos_sin(positions, q.dtype)
             if positions.dim() == 2:
                 cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
             q, k = RotaryEmbedding.rotate(q, cos, sin), RotaryEmbedding.rotate(k, cos, sin)
@@ -196,7 +196,7 @@ class Kronos(PretrainedMixin, nn.Module):
         if stamp is not None:
             x = x + self.time_emb(stamp)
         x = self.token_drop(x)
-        angles = self.transformer[0].self_attn.rotary.angles(positions)  # shared by all layers
+        angles = self.transformer[0].self_attn.rotary.angles(positions, x.dtype)  # shared by all layers
         for index, block in enumerate(self.transformer):
             x = block(x, angles, attn_mask, cache, index)
         if cache is not None:
