@@ -96,7 +96,10 @@ class TestWalkForward:
     def test_greedy_batched_equals_one_origin_at_a_time(self, tiny_predictor):
         settings = dict(SETTINGS, sample_count=1, top_k=1, max_origins=2)
         batched = evaluate(FILES[:2], tiny_predictor, batch_size=8, **settings).run.records
-        single = evaluate(FILES[:2], tiny_predictor, batch_size=1, **settings).run.records
+        calls = []
+        single = evaluate(FILES[:2], tiny_predictor, batch_size=1, progress=lambda *a: calls.append(a),
+                          **settings).run.records
+        assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
         model = [r[r["method"] == "kronos"].reset_index(drop=True) for r in (batched, single)]
         pd.testing.assert_frame_equal(model[0], model[1], rtol=1e-5)
 

@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args)
         model_name = args.model if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
-    evaluation = evaluate(files, predictor, config, model_name=model_name)
+    def report(done: int, total: int) -> None:
+        progress(args, f"forecast {done}/{total} origins")
+
+    evaluation = evaluate(files, predictor, config, model_name=model_name, progress=report)
     progress(args, f"evaluated {len(files)} series")
     for name, why in evaluation.run.skipped.items():
         progress(args, f"skipped {name}: {why}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,15 @@ class Evaluation:
 
 
 def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame], predictor: Any | None = None,
-             config: EvaluationConfig | None = None, model_name: str | None = None, **settings: Any) -> Evaluation:
+             config: EvaluationConfig | None = None, model_name: str | None = None,
+             progress: Callable[[int, int], None] | None = None, **settings: Any) -> Evaluation:
     """Walk-forward evaluation of ``predictor`` (a ``KronosPredictor``; None: baselines only) and the baselines.
 
     Args:
         sources: bar files (CSV/Parquet with a ``timestamps`` column) or a mapping name -> DataFrame.
         config: an :class:`EvaluationConfig`; or give its fields as keywords (``lookback=128, pred_len=12``).
         model_name: shown in the report.
+        progress: called as ``progress(origins_done, origins_total)`` after each model batch.
 
     Example:
         >>> ev = evaluate(["AAPL.csv", "MSFT.csv"], KronosPredictor.from_pretrained(), pred_len=12)
@@ -104,5 +106,5 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame], 
     if config is not None and settings:
         raise TypeError("give either config or keyword settings, not both")
     config = config or EvaluationConfig(**settings)
-    run = run_walkforward(load_series(sources), config, predictor, model_name=model_name)
+    run = run_walkforward(load_series(sources), config, predictor, model_name=model_name, progress=progress)
     return Evaluation.from_run(run)

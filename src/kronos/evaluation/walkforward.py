@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,8 +182,8 @@ def plan_origins(series: Sequence[SeriesData], config: EvaluationConfig) -> tupl
 class _ModelRunner:
     """Batches origins through ``predictor.forecast_batch`` (histories of equal length together)."""
 
-    def __init__(self, predictor: Any, config: EvaluationConfig):
-        self.predictor, self.config = predictor, config
+    def __init__(self, predictor: Any, config: EvaluationConfig, progress: Callable[[int, int], None] | None = None):
+        self.predictor, self.config, self.progress = predictor, config, progress
         self.seconds = 0.0
 
     def run(self, by_name: dict[str, SeriesData], origins: list[Origin]) -> dict[Origin, np.ndarray]:
@@ -205,6 +205,8 @@ class _ModelRunner:
                                                       seed=config.seed + b)
             self.seconds += time.perf_counter() - started
             out.update({o: f.samples for o, f in zip(batch, forecasts)})
+            if self.progress is not None:
+                self.progress(len(out), len(ordered))
         return out
 
 
@@ -248,8 +250,11 @@ def _fan_origins(origins: list[Origin], count: int) -> set[Origin]:
 
 
 def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, predictor: Any | None = None,
-                    fan_count: int = 4, model_name: str | None = None) -> EvaluationRun:
+                    fan_count: int = 4, model_name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> EvaluationRun:
     """Forecast every origin with the model (when ``predictor`` is given) and the baselines; score them.
+
+    ``progress(done, total)`` is called after each model batch with the number of origins forecast so far.
 
     Returns the per-(origin, method) records (columns ``series, origin, last_bar, method`` and the numbers
     of :func:`kronos.evaluation.metrics.score_origin`).
@@ -261,7 +266,7 @@ def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, pred
                          f"{config.pred_len}, tail_fraction {config.tail_fraction}): {reasons}")
     by_name = {s.name: s for s in series}
     started = time.perf_counter()
-    runner = _ModelRunner(predictor, config) if predictor is not None else None
+    runner = _ModelRunner(predictor, config, progress) if predictor is not None else None
     model_paths = runner.run(by_name, origins) if runner is not None else {}
     fan_set = _fan_origins(origins, fan_count)
     index_of = {s.name: i for i, s in enumerate(series)}
