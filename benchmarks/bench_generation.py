@@ -112,6 +112,8 @@ def worker(spec: dict) -> dict:
     """Run one method on one configuration; time it, measure peak memory, save the forecasts."""
     import torch
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"])
     folder = Path(spec["folder"])
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=["cached", "full"], choices=METHODS)
     parser.add_argument("--original", metavar="PATH", help="checkout of shiyu-coder/Kronos: also time its predict")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads in every worker (default: torch's)")
     parser.add_argument("--accuracy", action="store_true",
                         help="instead of timing, compare --dtype against float32 (token agreement, forecast change)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    threads = args.threads or torch.get_num_threads()
+    print(f"machine: {machine()}; torch {torch.__version__}, {threads} threads; "
           f"device {args.device}, {args.dtype}, Kronos-{args.layout}, max_context {args.max_context}, "
           f"{args.series} series, greedy top_k=1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                 for method in methods:
                     spec = dict(method=method, folder=str(folder), device=args.device, dtype=args.dtype,
                                 series=args.series, history=history, pred_len=pred_len, samples=samples,
-                                max_context=args.max_context, repeats=args.repeats,
+                                max_context=args.max_context, repeats=args.repeats, threads=args.threads,
                                 out=str(folder / f"{method}.npy"))
                     results[method] = run_worker(spec, args.original)
                     outputs[method] = np.load(spec["out"])
