@@ -174,8 +174,8 @@ def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int,
     """How a lower network precision changes the model's choices, against float32 on the same weights.
 
     Teacher-forced: over ``windows`` real histories, the share of positions whose s1 argmax (and s2
-    argmax given the true s1) is unchanged. Free-running greedy forecasts: the first step where the
-    token paths part, and the forecast difference in units of each column's history std.
+    argmax given the true s1) is unchanged. Free-running greedy forecasts: the difference of the first
+    forecast bar and of the whole forecast, in units of each column's history std.
     """
     import torch
 
