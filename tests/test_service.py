@@ -163,12 +163,14 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
          "needs a CSV or Parquet file in the field 'file'"),
         ("form unknown field", {"data": {"colour": "red"}, "files": {"file": ("fb.csv", FB.read_bytes())}}, 422,
          "colour: Extra inputs are not permitted"),
-        ("csv bad column", {"data": {"pred_len": "2"}, "files": {"file": ("fb.csv", FB.read_bytes().replace(b"close", b"shut"))}}, 422,
-         "missing required column\\(s\\) close"),
+        ("csv bad column", {"data": {"pred_len": "2"},
+                            "files": {"file": ("fb.csv", FB.read_bytes().replace(b"close", b"shut"))}},
+         422, "missing required column\\(s\\) close"),
         ("csv not csv", {"files": {"file": ("x.csv", b"\x00\xff\xfe garbage \x00")}}, 422, "x.csv"),
         ("csv empty", {"files": {"file": ("e.csv", b"")}}, 422, "e.csv is empty"),
-        ("csv no time column", {"data": {"pred_len": "2"}, "files": {"file": ("t.csv", b"open,high,low,close\n1,2,0.5,1\n1,2,0.5,1\n")}}, 422,
-         "no timestamp column"),
+        ("csv no time column", {"data": {"pred_len": "2"},
+                                "files": {"file": ("t.csv", b"open,high,low,close\n1,2,0.5,1\n1,2,0.5,1\n")}},
+         422, "no timestamp column"),
     ]
 
 

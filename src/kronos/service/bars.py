@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,10 @@ def future_timestamps(index: pd.DatetimeIndex, pred_len: int,
     if len(index) < 2:
         raise ValueError("at least 2 timestamps are needed to infer the frequency; pass freq explicitly")
     tail = index[-min(len(index), 20_000):].as_unit("ns")  # asi8 below counts nanoseconds
-    inferred = pd.infer_freq(tail[-200:]) if len(tail) >= 3 else None
+    with warnings.catch_warnings():  # pandas 3 warns that infer_freq will return an offset; to_offset takes both
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        inferred = pd.infer_freq(tail[-200:]) if len(tail) >= 3 else None
     if inferred:
         offset = to_offset(inferred)
         return _offset_range(index[-1], offset, pred_len), offset.freqstr
