@@ -144,7 +144,7 @@ def test_given_a_bad_count_when_parsing_then_argparse_exits_2(capsys, args):
     assert "expected an integer >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["forecast", "info"])
+@pytest.mark.parametrize("command", ["forecast", "info", "serve"])
 def test_every_command_has_help_with_examples(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
