@@ -90,7 +90,7 @@ def test_missing_config_names_the_file(tmp_path):
 def test_pickled_weights_are_not_loaded(tmp_path):
     folder = _copy_parity(tmp_path)
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing \(pickled pytorch_model\.bin is not loaded"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing \(pickled pytorch_model\.bin is not"):
         Kronos.from_pretrained(folder)
 
 
@@ -185,3 +185,14 @@ def test_hub_id_missing_from_offline_cache_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert "NeoQuasar/Kronos-base: could not get config.json/model.safetensors from the hub or its cache" in (
         result.stderr)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        Kronos.from_pretrained(PARITY / "model").save_pretrained(tmp_path / "out")
+    finally:
+        os.umask(umask)
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o644
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # no temporary files left behind
