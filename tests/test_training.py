@@ -212,6 +212,8 @@ def test_resume_after_a_stop_gives_the_same_weights_as_one_run(tmp_path):
     first = tiny_options(tmp_path, kind="predictor", out=str(tmp_path / "parts"), max_steps=8, stop_after=5,
                          model_config=config)
     assert Trainer(first, CPU).run().stopped_early
+    with (tmp_path / "parts" / "metrics.jsonl").open("a") as handle:
+        handle.write('{"split": "train", "step": 6, "lo')  # a line cut short by a kill
     second = tiny_options(tmp_path, kind="predictor", out=str(tmp_path / "parts"), max_steps=8, resume=True,
                           model_config=config)
     assert Trainer(second, CPU).run().step == 8

@@ -152,6 +152,13 @@ def resolve_tokenizer_source(source: str) -> str:
     return source
 
 
+def to_device(array, device: torch.device) -> torch.Tensor:
+    """Copy a numpy array into memory torch allocates. ``torch.from_numpy`` would keep numpy's buffer, whose
+    alignment varies from run to run; the CPU matrix kernels may round differently for different alignments,
+    which breaks bit-exact resume."""
+    return torch.tensor(array, device=device)
+
+
 class Task:
     """How one network is built and trained: ``loss(model, batch)`` -> (scalar loss, metrics as 0-d tensors)."""
 
@@ -179,7 +186,7 @@ class TokenizerTask(Task):
         return model.to(device)
 
     def loss(self, model, batch, device):
-        x = torch.from_numpy(batch.x).to(device)
+        x = to_device(batch.x, device)
         (coarse, full), bsq_loss, _, _ = model(x)
         mse_coarse = torch.mean((coarse.float() - x) ** 2)
         mse_full = torch.mean((full.float() - x) ** 2)
@@ -211,8 +218,8 @@ class PredictorTask(Task):
         return model.to(device)
 
     def loss(self, model, batch, device):
-        x = torch.from_numpy(batch.x).to(device)
-        stamps = torch.from_numpy(batch.stamps).to(device)
+        x = to_device(batch.x, device)
+        stamps = to_device(batch.stamps, device)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
             s1, s2 = self.tokenizer.encode(x, half=True)  # (B, W) each
         s1_in, s2_in, s1_tgt, s2_tgt = s1[:, :-1], s2[:, :-1], s1[:, 1:], s2[:, 1:]
@@ -258,8 +265,14 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed run
+                continue
+            if row.get("step", 0) <= step:
+                kept.append(line)
         atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
 
     def write(self, row: dict[str, Any]) -> None:
