@@ -13,10 +13,10 @@ ratio, plus the time spent outside the model (baselines, metrics). The model is 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
+
+from machine_info import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -24,21 +24,6 @@ FILES = ("bokeh_AAPL_1d.csv", "bokeh_MSFT_1d.csv", "freqtrade_ETH-BTC_5min.csv",
          "backtesting_EURUSD_1h.csv", "kronos_XSHG-600977_5min.csv")
 
 
-def machine(device: str) -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{name}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
-    if device.startswith("cuda"):
-        import torch
-
-        text += f", {torch.cuda.get_device_name()}"
-    return text
 
 
 def build_predictor(layout: str, device: str, max_context: int):

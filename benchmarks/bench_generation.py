@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT.parent / "shared" / "data" / "ohlcv" / "kronos_XSHG-600977_5min.csv"
@@ -36,17 +36,6 @@ DEFAULT_CONFIGS = ("400+120", "256+64")
 METHODS = ("cached", "full", "original")
 
 
-def machine() -> str:
-    """CPU model name and core count (and the GPU when one is used)."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
 
 
 def build_checkpoints(folder: Path, layout: str, seed: int) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+from machine_info import cpu_name
 
 from kronos.service.app import free_port
 
@@ -34,14 +34,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FILES = ("bokeh_AAPL_1d.csv", "bokeh_MSFT_1d.csv", "kronos_XSHG-600977_5min.csv", "freqtrade_ETH-BTC_5min.csv")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def valid_requests(data: Path, n: int, window: int, pred_len: int, samples: int) -> list[bytes]:

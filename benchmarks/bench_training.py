@@ -16,12 +16,12 @@ layouts: Kronos-Tokenizer-base and Kronos-small); throughput does not depend on 
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine_info import cpu_name
 
 from kronos.training import Trainer, TrainOptions
 from kronos.training.distributed import DistInfo
@@ -29,14 +29,6 @@ from kronos.training.distributed import DistInfo
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ohlcv"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def sync(device: torch.device) -> None:
