@@ -8,7 +8,6 @@ and trading calendar (weekends, nights and lunch breaks seen in the history are 
 from __future__ import annotations
 
 import io
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -65,9 +64,6 @@ def write_output(path: str | Path, data: bytes) -> Path:
     """Write a user-facing output file atomically (no half-written file), with the usual umask permissions."""
     path = Path(path)
     atomic_write_bytes(path, data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
     return path
 
 
