@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kronos import default_model
 from kronos.cli import main
 from kronos.service.bars import future_timestamps, prepare_bars, read_table
 
@@ -78,7 +79,9 @@ def test_given_a_missing_file_when_running_the_script_then_one_line_and_exit_2(t
     (["--time-column", "when", *TINY_ARGS], r"no column 'when' \(time column\); columns are timestamps, open"),
     ([], r"bundled default model is missing"),
 ])
-def test_given_a_bad_column_or_no_model_when_forecasting_then_one_line_and_exit_2(capsys, args, message):
+def test_given_a_bad_column_or_no_model_when_forecasting_then_one_line_and_exit_2(capsys, monkeypatch, tmp_path,
+                                                                                   args, message):
+    monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
     assert main(["forecast", str(FB), "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
@@ -162,7 +165,15 @@ def test_info_prints_versions_and_the_model_size(capsys):
     assert model["model_parameters"] > 0 and model["size_mib"] > 0
 
 
-def test_info_without_the_bundled_model_says_so_in_one_line(capsys):
+def test_info_with_the_bundled_model_prints_its_config(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["model"]
+    assert info["model"] == "default" and info["max_context"] == 192
+    assert info["model_config"]["d_model"] == 128 and info["tokenizer_config"]["d_model"] == 96
+
+
+def test_info_without_the_bundled_model_says_so_in_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
     assert main(["info"]) == 2
     captured = capsys.readouterr()
     assert "torch" in captured.out

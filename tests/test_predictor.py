@@ -164,3 +164,13 @@ def test_predicts_in_eval_mode_even_if_the_model_was_put_in_training_mode(tiny_p
     finally:
         tiny_predictor.model.eval()
     assert again.equals(reference)
+
+
+def test_verbose_shows_a_progress_bar_on_stderr_and_changes_nothing(tiny_predictor, inputs, capsys):
+    history, x_ts, y_ts = inputs
+    quiet = _predict(tiny_predictor, history, x_ts, y_ts)
+    capsys.readouterr()
+    loud = _predict(tiny_predictor, history, x_ts, y_ts, verbose=True)
+    captured = capsys.readouterr()
+    assert loud.equals(quiet)
+    assert f"{PRED}/{PRED}" in captured.err and captured.out == ""

@@ -12,6 +12,7 @@ then its cache is fanned out to its ``sample_count`` rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -195,12 +196,13 @@ class _CachedRows:
 def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[torch.Tensor],
                     stamps: list[torch.Tensor], pred_lens: list[int], max_context: int,
                     sampling: SamplingConfig, sample_count: int = 1, generator: torch.Generator | None = None,
-                    use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                    use_cache: bool = True,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``pred_lens[r]`` token pairs after each series' history.
 
     s1_hist, s2_hist: per series, (T_r,) int64 history tokens. stamps: per series, (T_r + P_r, 5) time
     features of history and forecast bars. Returns s1, s2 of shape (R * sample_count, max(P)) (rows
-    series-major; entries past a row's own P_r are 0).
+    series-major; entries past a row's own P_r are 0). ``progress(done, total)`` is called after each step.
     """
     device = model.device
     store = _TokenStore(s1_hist, s2_hist, stamps, pred_lens, sample_count, device)
@@ -256,4 +258,6 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
         column = store.base + step
         store.s1[active, column], store.s2[active, column] = s1, s2
         prev_s1, prev_s2 = store.s1[:, column], store.s2[:, column]
+        if progress is not None:
+            progress(step + 1, steps)
     return out_s1, out_s2

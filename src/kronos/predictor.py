@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +105,18 @@ def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: li
     return torch.cat(rows)
 
 
+@contextmanager
+def _progress_bar(enabled: bool, total: int):
+    """A tqdm bar on stderr over generation steps when ``enabled``; yields the step callback (or None)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc="forecast", unit="bar", file=sys.stderr) as bar:
+        yield lambda done, _total: bar.update(done - bar.n)
+
+
 class KronosPredictor:
     """Forecast OHLCV bars with a Kronos network and its tokenizer.
 
@@ -174,25 +188,26 @@ class KronosPredictor:
     # -- the pipeline ---------------------------------------------------------------------------
     @torch.no_grad()
     def _sample_paths(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
-                      generator: torch.Generator | None, use_cache: bool) -> list[np.ndarray]:
+                      generator: torch.Generator | None, use_cache: bool, verbose: bool = False) -> list[np.ndarray]:
         """Per series, (sample_count, pred_len, 6) float32 paths in input units, always in eval mode."""
         modes = (self.model.training, self.tokenizer.training)
         self.model.eval()
         self.tokenizer.eval()
         try:
-            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache)
+            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache, verbose)
         finally:
             self.model.train(modes[0])
             self.tokenizer.train(modes[1])
 
     def _sample_paths_eval(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
-                           generator: torch.Generator | None, use_cache: bool) -> list[np.ndarray]:
+                           generator: torch.Generator | None, use_cache: bool, verbose: bool) -> list[np.ndarray]:
         norms = [Normalizer.fit(s.bars, self.clip) for s in series]
         s1_hist, s2_hist = self._encode([n.transform(s.bars) for n, s in zip(norms, series)])
         stamps = [torch.from_numpy(np.concatenate([s.x_stamp, s.y_stamp])).to(self.device) for s in series]
         pred_lens = [s.pred_len for s in series]
-        gen_s1, gen_s2 = generate_tokens(self.model, s1_hist, s2_hist, stamps, pred_lens, self.max_context,
-                                         sampling, sample_count, generator, use_cache)
+        with _progress_bar(verbose, max(pred_lens)) as progress:
+            gen_s1, gen_s2 = generate_tokens(self.model, s1_hist, s2_hist, stamps, pred_lens, self.max_context,
+                                             sampling, sample_count, generator, use_cache, progress)
         decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
         paths = []
         for norm, z in zip(norms, decoded):
@@ -237,8 +252,11 @@ class KronosPredictor:
                        y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                       use_cache: bool = True) -> list[Forecast]:
-        """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ."""
+                       use_cache: bool = True, verbose: bool = False) -> list[Forecast]:
+        """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
+
+        ``verbose`` shows a progress bar over the generation steps on stderr.
+        """
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -256,24 +274,27 @@ class KronosPredictor:
         sampling = self._sampling(T, top_k, top_p, sample_count)
         series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
-        paths = self._sample_paths(series, sampling, sample_count, self._generator(seed), use_cache)
+        paths = self._sample_paths(series, sampling, sample_count, self._generator(seed), use_cache, verbose)
         return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                 use_cache: bool = True) -> Forecast:
+                 use_cache: bool = True, verbose: bool = False) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,
-                                   quantiles, seed, use_cache)[0]
+                                   quantiles, seed, use_cache, verbose)[0]
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], T: float = 1.0,
                       top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
                       seed: int | torch.Generator | None = None, use_cache: bool = True) -> list[pd.DataFrame]:
-        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed)."""
+        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed).
+
+        ``verbose`` shows a progress bar over the generation steps on stderr.
+        """
         forecasts = self.forecast_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T,
-                                        top_k, top_p, (), seed, use_cache)
+                                        top_k, top_p, (), seed, use_cache, verbose)
         return [f.mean for f in forecasts]
 
     def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, T: float = 1.0,
@@ -281,7 +302,7 @@ class KronosPredictor:
                 seed: int | torch.Generator | None = None, use_cache: bool = True) -> pd.DataFrame:
         """Mean forecast over ``sample_count`` paths, indexed by ``y_timestamp`` (the original's ``predict``).
 
-        ``verbose`` is accepted for compatibility and ignored.
+        ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         return self.predict_batch([df], [x_timestamp], [y_timestamp], pred_len, T, top_k, top_p, sample_count,
                                   verbose, seed, use_cache)[0]

@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
                    f"{args.samples} sample paths")
     started = time.perf_counter()
     forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed)
+                                  top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed,
+                                  verbose=not args.quiet and sys.stderr.isatty())
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     frame = forecast.to_frame()
     numeric = frame.columns[2:]
