@@ -25,8 +25,8 @@ summary = pd.DataFrame({
     "p10": forecast.quantile(0.1)["close"].to_numpy(),
     "p90": forecast.quantile(0.9)["close"].to_numpy(),
 }, index=future)
-print(summary.round(2))
+print(summary.astype(float).round(2))
 
 # The original API works unchanged: the mean of sample_count paths as a DataFrame.
 mean = predictor.predict(history, history["timestamps"], future, pred_len, T=1.0, top_p=0.9, sample_count=5)
-print(mean[["open", "high", "low", "close"]].round(2).head())
+print(mean[["open", "high", "low", "close"]].astype(float).round(2).head())
