@@ -13,6 +13,17 @@ PARITY = SHARED / "fixtures" / "parity-tiny"
 DATA = SHARED / "data" / "ohlcv"
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny models run fastest single-threaded, above all on a machine shared with other jobs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     return PARITY

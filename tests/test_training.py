@@ -26,13 +26,7 @@ TINY_PREDICTOR = {"d_model": 16, "n_heads": 2, "ff_dim": 32, "n_layers": 1}
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny models run fastest single-threaded, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_options(tmp_path, kind="tokenizer", **overrides) -> TrainOptions:

@@ -6,7 +6,6 @@ import argparse
 import json
 
 import pytest
-import torch
 
 from kronos import Kronos, KronosTokenizer
 from kronos.cli import build_parser, main
@@ -19,12 +18,7 @@ TINY = ["--lookback", "24", "--horizon", "8", "--batch-size", "8", "--max-steps"
         "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def subparser(name: str) -> argparse.ArgumentParser:

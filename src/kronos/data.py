@@ -14,6 +14,7 @@ import pandas as pd
 PRICE_COLUMNS = ("open", "high", "low", "close")
 FEATURE_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 TIME_COLUMNS = ("minute", "hour", "weekday", "day", "month")
+TIME_COLUMN_NAMES = ("timestamps", "timestamp", "date", "datetime", "time", "ts")  # looked for, in this order
 NORM_EPS = 1e-5
 
 
@@ -62,6 +63,19 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
             raise ValueError(f"{name} column '{column}' has NaN or inf values (first: {kind}) at row(s) "
                              f"{_rows_text(bad)}; fill or drop them first")
     return array.astype(np.float32)
+
+
+def find_time_column(df: pd.DataFrame, time_column: str | None = None) -> str:
+    """The name of the timestamp column: ``time_column`` if given, else the first of TIME_COLUMN_NAMES."""
+    columns = ", ".join(map(str, df.columns))
+    if time_column is not None:
+        if time_column not in df.columns:
+            raise ValueError(f"no column '{time_column}' (time column); columns are {columns}")
+        return time_column
+    for column in TIME_COLUMN_NAMES:
+        if column in df.columns:
+            return column
+    raise ValueError(f"no timestamp column (looked for {', '.join(TIME_COLUMN_NAMES)}); columns are {columns}")
 
 
 def as_timestamps(values: Any, name: str, expected_len: int | None = None) -> pd.DatetimeIndex:

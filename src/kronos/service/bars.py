@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from .. import data
 from ..checkpoint import atomic_write_bytes
 from ..data import FEATURE_COLUMNS, as_timestamps, bar_features
 
-TIME_COLUMN_NAMES = ("timestamps", "timestamp", "date", "datetime", "time", "ts")
 PARQUET_MAGIC = b"PAR1"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FREQ_EXAMPLES = "e.g. 5min, 15min, h, D, B, W-FRI, MS, ME"
@@ -68,17 +68,11 @@ def write_output(path: str | Path, data: bytes) -> Path:
 
 
 def find_time_column(df: pd.DataFrame, time_column: str | None = None) -> str:
-    """The name of the timestamp column: ``time_column`` if given, else the first of TIME_COLUMN_NAMES."""
-    if time_column is not None:
-        if time_column not in df.columns:
-            raise ValueError(f"no column '{time_column}' (time column); columns are {', '.join(map(str, df.columns))}")
-        return time_column
-    for column in TIME_COLUMN_NAMES:
-        if column in df.columns:
-            return column
-    raise ValueError(f"no timestamp column (looked for {', '.join(TIME_COLUMN_NAMES)}); columns are "
-                     f"{', '.join(map(str, df.columns))}; name it with --time-column")
-
+    """:func:`kronos.data.find_time_column`, with a hint at the command-line option."""
+    try:
+        return data.find_time_column(df, time_column)
+    except ValueError as exc:
+        raise ValueError(f"{exc}" + ("" if time_column else "; name it with --time-column")) from None
 
 def prepare_bars(df: pd.DataFrame, time_column: str | None = None,
                  name: str = "input") -> tuple[pd.DataFrame, pd.DatetimeIndex]:

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS, PRICE_COLUMNS, bar_features, time_features
+from ..data import FEATURE_COLUMNS, PRICE_COLUMNS, bar_features, find_time_column, time_features
 
 log = logging.getLogger("kronos.training")
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
-TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
 NAN_POLICIES = ("drop", "ffill")
 
 
@@ -76,15 +75,10 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def _timestamp_column(frame: pd.DataFrame, wanted: str | None) -> str:
-    if wanted:
-        if wanted not in frame.columns:
-            raise SkipFile(f"no timestamp column '{wanted}' (columns: {', '.join(map(str, frame.columns))})")
-        return wanted
-    for name in TIMESTAMP_CANDIDATES:
-        if name in frame.columns:
-            return name
-    raise SkipFile(f"no timestamp column (looked for {', '.join(TIMESTAMP_CANDIDATES)})")
-
+    try:
+        return find_time_column(frame, wanted or None)
+    except ValueError as exc:
+        raise SkipFile(str(exc)) from None
 
 def _fill_nans(frame: pd.DataFrame, nan_policy: str, name: str) -> pd.DataFrame:
     """Drop or forward-fill rows with NaN in the used columns; volume/amount empty throughout stay empty."""
