@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .modules import KVCache, padded_causal_mask
-from .network import Kronos
+from .modules import KVCache
+from .network import Kronos, positions_and_mask
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,7 @@ class _CachedRows:
         dep = model.dep_layer.cross_attn
         self.dep_cache = KVCache(1, len(series), dep.n_heads, dep.head_dim, capacity, device,
                                  model.norm.weight.dtype)
-        if self.padded:
-            positions = (valid.long().cumsum(-1) - 1).clamp_min(0)
-            mask = padded_causal_mask(valid)
-        else:
-            positions, mask = columns, None
+        positions, mask = positions_and_mask(valid if self.padded else None, width, device)
         hidden = model.hidden_states(store.series_s1[series, sl], store.series_s2[series, sl],
                                      store.series_stamp[series, sl], positions, mask, self.cache)
         self.dep_cache.update(0, *dep.project_context(hidden))
@@ -166,10 +162,10 @@ class _CachedRows:
         if not bool(still.all()):
             self._select(still.nonzero().squeeze(-1))
 
-    def advance(self, model: Kronos, store: _TokenStore, s1: torch.Tensor, s2: torch.Tensor, step: int) -> None:
-        """Append the tokens chosen at ``step - 1`` (one per row, (n,)) and run the trunk on them."""
-        n = len(self.rows)
+    def advance(self, model: Kronos, store: _TokenStore, step: int) -> None:
+        """Append the tokens chosen at ``step - 1`` (read from ``store``) and run the trunk on them."""
         column = store.base + step - 1
+        s1, s2 = store.s1[self.rows, column, None], store.s2[self.rows, column, None]  # (n, 1)
         stamp = store.stamp[self.rows, column].unsqueeze(1)
         end = self.cache.length + 1
         self.valid[:, end - 1] = True
@@ -179,7 +175,7 @@ class _CachedRows:
         else:
             positions = self.next_pos[:1]
             mask = None
-        hidden = model.hidden_states(s1.view(n, 1), s2.view(n, 1), stamp, positions, mask, self.cache)
+        hidden = model.hidden_states(s1, s2, stamp, positions, mask, self.cache)
         self.dep_cache.update(0, *model.dep_layer.cross_attn.project_context(hidden))
         self.dep_cache.length = end
         self.next_pos = self.next_pos + 1
@@ -207,8 +203,6 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
     device = model.device
     store = _TokenStore(s1_hist, s2_hist, stamps, pred_lens, sample_count, device)
     n_rows, steps = len(store.hist_lens), max(pred_lens)
-    out_s1 = torch.zeros(n_rows, steps, dtype=torch.long, device=device)
-    out_s2 = torch.zeros_like(out_s1)
     all_rows = torch.arange(n_rows, device=device)
     cached: _CachedRows | None = None
     if use_cache:
@@ -220,7 +214,6 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
             capacity = int(hist.max()) + min(steps - 1, max_context - int(hist.min())) + 1
             cached = _CachedRows(model, store, series, sample_count, capacity)
 
-    prev_s1 = prev_s2 = None
     for step in range(steps):
         active = all_rows[store.pred_lens > step]
         current = store.hist_lens[active] + step  # tokens each active row has so far
@@ -233,7 +226,7 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
             cached.keep_only((store.pred_lens[cached.rows] > step) & (cached_current <= max_context))
             if len(cached.rows):
                 if step > 0:
-                    cached.advance(model, store, prev_s1[cached.rows], prev_s2[cached.rows], step)
+                    cached.advance(model, store, step)
                 groups.append(cached.group(slot_of[cached.rows]))
                 in_cache[cached.rows] = True
             else:
@@ -254,10 +247,8 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
             s2_logits[g.slots] = logits[:, 0].float()
         s2 = sample_next_token(s2_logits, sampling, generator)
 
-        out_s1[active, step], out_s2[active, step] = s1, s2
         column = store.base + step
         store.s1[active, column], store.s2[active, column] = s1, s2
-        prev_s1, prev_s2 = store.s1[:, column], store.s2[:, column]
         if progress is not None:
             progress(step + 1, steps)
-    return out_s1, out_s2
+    return store.s1[:, store.base:], store.s2[:, store.base:]
