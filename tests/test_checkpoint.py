@@ -127,22 +127,16 @@ def test_unexpected_tensor_is_named(tmp_path):
         Kronos.from_pretrained(folder)
 
 
-def test_shape_contradicting_config_is_named(tmp_path):
+@pytest.mark.parametrize("key, value, message", [
+    ("ff_dim", 96, r"tensor transformer\.0\.ffn\.w1\.weight has shape \[128, 64\], but the config implies \[96, 64\]"),
+    ("n_experts", 4, r"config\.json: unknown KronosConfig keys: n_experts"),
+], ids=["shape-contradicts-config", "unknown-key"])
+def test_config_problems_are_named(tmp_path, key, value, message):
     folder = _copy_parity(tmp_path)
     config = json.loads((folder / "config.json").read_text())
-    config["ff_dim"] = 96
+    config[key] = value
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"tensor transformer\.0\.ffn\.w1\.weight has shape \[128, 64\], "
-                                              r"but the config implies \[96, 64\]"):
-        Kronos.from_pretrained(folder)
-
-
-def test_unknown_config_key_is_named(tmp_path):
-    folder = _copy_parity(tmp_path)
-    config = json.loads((folder / "config.json").read_text())
-    config["n_experts"] = 4
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"config\.json: unknown KronosConfig keys: n_experts"):
+    with pytest.raises(CheckpointError, match=message):
         Kronos.from_pretrained(folder)
 
 
