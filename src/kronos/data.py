@@ -23,6 +23,13 @@ def _rows_text(rows: np.ndarray, limit: int = 5) -> str:
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int if it is an integer >= 1 (bools refused), else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def _is_empty(series: pd.Series) -> bool:
     return bool(series.isna().all())
 

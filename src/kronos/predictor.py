@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import FEATURE_COLUMNS, Normalizer, as_timestamps, bar_features, time_features
+from .data import FEATURE_COLUMNS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, generate_tokens
 from .network import Kronos
 from .tokenizer import KronosTokenizer
@@ -89,12 +89,6 @@ class _Series:
         return len(self.y_stamp)
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: list[int], keep_hist: int,
                    pred_len: int, samples: int) -> torch.Tensor:
     """(len(series) * samples, keep_hist + pred_len): the last history tokens, then each path's forecast."""
@@ -135,7 +129,7 @@ class KronosPredictor:
         if dtype is not None:
             self.model.to(dtype)
         self.tokenizer = tokenizer.to(self.device).eval()
-        self.max_context = _check_count("max_context", max_context)
+        self.max_context = check_count("max_context", max_context)
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip!r}")
         self.clip = clip
@@ -175,7 +169,7 @@ class KronosPredictor:
 
     @staticmethod
     def _sampling(T: float, top_k: int | None, top_p: float, sample_count: int) -> SamplingConfig:
-        _check_count("sample_count", sample_count)
+        check_count("sample_count", sample_count)
         return SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)
 
     def _generator(self, seed: int | torch.Generator | None) -> torch.Generator | None:
@@ -266,7 +260,7 @@ class KronosPredictor:
         pred_lens = list(pred_len) if isinstance(pred_len, Sequence) else [pred_len] * n
         if len(pred_lens) != n:
             raise ValueError(f"pred_len has {len(pred_lens)} entries for {n} series")
-        pred_lens = [_check_count("pred_len", p) for p in pred_lens]
+        pred_lens = [check_count("pred_len", p) for p in pred_lens]
         levels = tuple(float(q) for q in quantiles)
         bad = [q for q in levels if not 0 <= q <= 1]
         if bad:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import as_timestamps, bar_features
+from ..data import as_timestamps, bar_features, check_count
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
 from .metrics import score_origin
 
@@ -36,8 +36,7 @@ FAN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_count(name, value)
 
 
 @dataclass(frozen=True)
