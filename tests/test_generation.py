@@ -49,6 +49,19 @@ def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, n
     assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
 
 
+@pytest.mark.parametrize("name", ["greedy", "top-k+top-p"])
+def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_predictor, xshg, name):
+    """Series that start beyond the window, slide while generating, or stay inside it; different pred_len.
+    The cached path shares each series' history between its sample paths; the reference does not."""
+    series = [_tokens(tiny_predictor, xshg, 100, 90, 6), _tokens(tiny_predictor, xshg, 300, 56, 20),
+              _tokens(tiny_predictor, xshg, 500, 30, 9), _tokens(tiny_predictor, xshg, 700, 50, 20)]
+    pred_lens = [6, 20, 9, 20]
+    cached = _generate(tiny_predictor, series, pred_lens, 64, SAMPLINGS[name], samples=4, seed=3)
+    full = _generate(tiny_predictor, series, pred_lens, 64, SAMPLINGS[name], samples=4, seed=3, use_cache=False)
+    assert cached[0].shape == (16, 20)
+    assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
+
+
 def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg):
     history = xshg.iloc[100:160]
     future = xshg["timestamps"].iloc[160:170]

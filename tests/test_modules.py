@@ -1,11 +1,12 @@
-"""Transformer building blocks: rotary angles under bfloat16, the padded causal mask, the KV cache."""
+"""Transformer building blocks: rotary angles under bfloat16, the padded causal mask, the KV caches."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from kronos.modules import KVCache, RotaryEmbedding, padded_causal_mask
+from kronos.modules import KVCache, RotaryEmbedding, SharedPrefixCache, SplitKV, padded_causal_mask
 
 
 def test_rotary_table_stays_exact_after_casting_the_module_to_bfloat16():
@@ -47,3 +48,53 @@ def test_kv_cache_appends_fans_out_rows_and_refuses_overflow():
     cache.length = 3
     with pytest.raises(RuntimeError, match="KVCache overflow: 4 positions > capacity 3"):
         cache.update(0, step, step)
+
+
+def _dense_attention(q, prefix_k, prefix_v, prefix_valid, suffix_k, suffix_v, samples, causal):
+    """Reference: every row attends over cat(its series' prefix, its own suffix) with one explicit mask."""
+    k = torch.cat((prefix_k.repeat_interleave(samples, 0), suffix_k), dim=2)
+    v = torch.cat((prefix_v.repeat_interleave(samples, 0), suffix_v), dim=2)
+    rows, _, t, _ = q.shape
+    p_len, t_s = prefix_k.shape[2], suffix_k.shape[2]
+    allowed = torch.ones(rows, 1, t, p_len + t_s, dtype=torch.bool)
+    if prefix_valid is not None:
+        allowed[..., :p_len] &= prefix_valid.repeat_interleave(samples, 0)[:, None, None, :]
+    if causal:
+        q_pos = torch.arange(t_s - t, t_s)
+        allowed[..., p_len:] &= torch.arange(t_s)[None, :] <= q_pos[:, None]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+@pytest.mark.parametrize("t, t_s, causal", [(1, 0, False), (1, 5, False), (1, 5, True), (4, 4, True), (3, 7, True)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_split_kv_attention_equals_attention_over_each_rows_whole_context(t, t_s, causal, padded):
+    torch.manual_seed(0)
+    series, samples, heads, p_len, hd = 3, 4, 2, 6, 8
+    rows = series * samples
+    q = torch.randn(rows, heads, t, hd)
+    prefix_k, prefix_v = torch.randn(series, heads, p_len, hd), torch.randn(series, heads, p_len, hd)
+    suffix_k, suffix_v = torch.randn(rows, heads, t_s, hd), torch.randn(rows, heads, t_s, hd)
+    valid = None
+    if padded:  # left padding of 0, 2 and 5 positions
+        valid = torch.arange(p_len)[None, :] >= torch.tensor([0, 2, 5])[:, None]
+    got = SplitKV(prefix_k, prefix_v, valid, suffix_k, suffix_v).attend(q, causal)
+    want = _dense_attention(q, prefix_k, prefix_v, valid, suffix_k, suffix_v, samples, causal)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_cache_appends_per_row_and_drops_whole_series():
+    torch.manual_seed(1)
+    prefix = KVCache(n_layers=1, batch=3, n_heads=1, head_dim=4, capacity=5, device=torch.device("cpu"),
+                     dtype=torch.float32)
+    prefix.update(0, torch.randn(3, 1, 5, 4), torch.randn(3, 1, 5, 4))
+    prefix.length = 5
+    cache = SharedPrefixCache(prefix, None, samples=2, capacity=2)
+    k, v, q = torch.randn(6, 1, 1, 4), torch.randn(6, 1, 1, 4), torch.randn(6, 1, 1, 4)
+    cache.attend(0, q, k, v)
+    cache.length = 1
+    cache.select_series(torch.tensor([2, 0]))
+    kept = cache.layer(0)
+    assert torch.equal(kept.prefix_k, prefix.k[0, [2, 0]])
+    assert torch.equal(kept.suffix_k, k[[4, 5, 0, 1]])
+    with pytest.raises(ValueError, match="builds its own mask"):
+        cache.attend(0, q[:4], k[:4], v[:4], attn_mask=torch.ones(4, 1, 1, 7, dtype=torch.bool))

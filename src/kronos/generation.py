@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .modules import KVCache
+from .modules import KVCache, SharedPrefixCache, SplitKV
 from .network import Kronos, positions_and_mask
 
 
@@ -77,27 +77,26 @@ class _StepGroup:
 
     slots: torch.Tensor  # positions of these rows among the step's active rows
     hidden_last: torch.Tensor  # (n, 1, d)
-    k: torch.Tensor  # dep-layer keys (n, H, T, hd)
-    v: torch.Tensor
-    key_mask: torch.Tensor | None  # (n, 1, 1, T) bool or None
+    dep_k: torch.Tensor | SplitKV  # dep-layer keys (n, H, T, hd), or keys and values split by series
+    dep_v: torch.Tensor | None = None
+    key_mask: torch.Tensor | None = None  # (n, 1, 1, T) bool, real context positions
 
 
 class _TokenStore:
     """Every row's tokens and stamps, history right-aligned so that step ``i``'s window of length w
-    is the slice ``[base + i - w, base + i)`` for every row."""
+    is the slice ``[base + i - w, base + i)`` for every row. ``series_*`` hold one row per series."""
 
     def __init__(self, s1_hist: list[torch.Tensor], s2_hist: list[torch.Tensor], stamps: list[torch.Tensor],
                  pred_lens: list[int], samples: int, device: torch.device):
-        self.hist_lens = torch.tensor([len(s) for s in s1_hist], device=device).repeat_interleave(samples)
-        self.pred_lens = torch.tensor(pred_lens, device=device).repeat_interleave(samples)
-        self.base = int(self.hist_lens.max())
+        self.hist_lens = [len(s) for s in s1_hist]
+        self.base = max(self.hist_lens)
         width = self.base + max(pred_lens)
         n_series = len(s1_hist)
         s1 = torch.zeros(n_series, width, dtype=torch.long, device=device)
         s2 = torch.zeros_like(s1)
         stamp = torch.zeros(n_series, width, 5, dtype=torch.float32, device=device)
         for r in range(n_series):
-            t, p = len(s1_hist[r]), pred_lens[r]
+            t, p = self.hist_lens[r], pred_lens[r]
             s1[r, self.base - t:self.base] = s1_hist[r]
             s2[r, self.base - t:self.base] = s2_hist[r]
             stamp[r, self.base - t:self.base + p] = stamps[r]
@@ -111,81 +110,153 @@ class _TokenStore:
         return self.s1[rows, sl], self.s2[rows, sl], self.stamp[rows, sl]
 
 
+class _Indexer:
+    """Device index tensors for host-side lists of series, made once per distinct list: the schedule
+    lives on the host, so a step never waits for the device to say which rows do what."""
+
+    def __init__(self, samples: int, device: torch.device):
+        self.samples, self.device = samples, device
+        self._made: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    def _get(self, kind: str, values: tuple[int, ...], make) -> torch.Tensor:
+        key = (kind, values)
+        if key not in self._made:
+            self._made[key] = torch.tensor(make(values), dtype=torch.long, device=self.device)
+        return self._made[key]
+
+    def series(self, series: tuple[int, ...]) -> torch.Tensor:
+        return self._get("series", series, list)
+
+    def rows(self, series: tuple[int, ...]) -> torch.Tensor:
+        """Rows (series-major, ``samples`` per series) of ``series``."""
+        return self._get("rows", series, lambda ss: [s * self.samples + j for s in ss for j in range(self.samples)])
+
+    def slots(self, series: tuple[int, ...], active: tuple[int, ...]) -> torch.Tensor:
+        """Where the rows of ``series`` sit among the rows of ``active``."""
+        place = {s: i for i, s in enumerate(active)}
+        return self._get(f"slots{hash(active)}", series,
+                         lambda ss: [place[s] * self.samples + j for s in ss for j in range(self.samples)])
+
+
 def _window_group(model: Kronos, store: _TokenStore, rows: torch.Tensor, slots: torch.Tensor, step: int,
                   length: int) -> _StepGroup:
-    """Full forward over an equal-length window for ``rows`` (the reference path, and sliding rows)."""
+    """Full forward over an equal-length window for ``rows`` (the reference path)."""
     s1, s2, stamp = store.window(rows, step, length)
-    hidden = model.hidden_states(s1, s2, stamp, torch.arange(length, device=s1.device))
+    hidden = model.hidden_states(s1, s2, stamp, torch.arange(length, device=s1.device), max_position=length - 1)
     k, v = model.dep_layer.cross_attn.project_context(hidden)
-    return _StepGroup(slots, hidden[:, -1:], k, v, None)
+    return _StepGroup(slots, hidden[:, -1:], k, v)
+
+
+def _slide_group(model: Kronos, store: _TokenStore, series: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor,
+                 samples: int, step: int, length: int) -> _StepGroup:
+    """The same window forward for rows whose window still starts inside their history, computed once per
+    series for the history part (identical across a series' samples: attention is causal) and per row
+    for the ``step`` generated tokens, which attend to the shared history part."""
+    device = rows.device
+    history = length - step
+    sl = slice(store.base - history, store.base)
+    prefix = model.new_cache(len(series), history)
+    hidden_prefix = model.hidden_states(store.series_s1[series, sl], store.series_s2[series, sl],
+                                        store.series_stamp[series, sl], torch.arange(history, device=device),
+                                        cache=prefix, max_position=history - 1)
+    dep = model.dep_layer.cross_attn
+    if step == 0:  # nothing generated yet: every row of a series has the same state
+        k, v = dep.project_context(hidden_prefix)
+        empty = k.new_empty(len(rows), k.shape[1], 0, k.shape[3])
+        return _StepGroup(slots, hidden_prefix[:, -1:].repeat_interleave(samples, 0),
+                          SplitKV(k, v, None, empty, empty))
+    shared = SharedPrefixCache(prefix, None, samples, step)
+    sl = slice(store.base, store.base + step)
+    hidden = model.hidden_states(store.s1[rows, sl], store.s2[rows, sl], store.stamp[rows, sl],
+                                 torch.arange(history, length, device=device), cache=shared,
+                                 max_position=length - 1)
+    context = SplitKV(*dep.project_context(hidden_prefix), None, *dep.project_context(hidden))
+    return _StepGroup(slots, hidden[:, -1:], context)
 
 
 class _CachedRows:
-    """Rows whose whole sequence still fits in the window, with their trunk and dep-layer caches."""
+    """Series whose whole sequence still fits in the window, with their trunk and dep-layer caches.
 
-    def __init__(self, model: Kronos, store: _TokenStore, series: torch.Tensor, samples: int, capacity: int):
-        device = store.s1.device
-        hist = store.hist_lens[series * samples]
-        width = int(hist.max())
+    Histories (left-padded to the longest) are prefilled once per series. With several samples the
+    history cache is shared by the series' rows and each row caches only its generated tokens
+    (:class:`SharedPrefixCache`); with one sample a plain contiguous cache is faster.
+    """
+
+    def __init__(self, model: Kronos, store: _TokenStore, series: tuple[int, ...], indexer: _Indexer,
+                 capacity: int):
+        device, dtype = store.s1.device, model.norm.weight.dtype
+        self.samples, self.indexer = indexer.samples, indexer
+        self.split = self.samples > 1
+        hist = [store.hist_lens[s] for s in series]
+        width = max(hist)
+        self.padded = min(hist) < width
         sl = slice(store.base - width, store.base)
-        columns = torch.arange(width, device=device)
-        valid = columns[None, :] >= (width - hist)[:, None]  # (n, width), left padding is False
-        self.padded = bool((~valid).any())
-        self.valid = torch.zeros(len(series), capacity, dtype=torch.bool, device=device)
-        self.valid[:, :width] = valid
-        self.cache = model.new_cache(len(series), capacity)
+        index = indexer.series(series)
+        pad = torch.tensor([width - h for h in hist], device=device)
+        # (S, width + capacity): False at left padding, True at history and at every generated slot.
+        self.valid = torch.arange(width + capacity, device=device)[None, :] >= pad[:, None]
+        positions, mask = positions_and_mask(self.valid[:, :width] if self.padded else None, width, device)
+        cache = model.new_cache(len(series), width if self.split else width + capacity)
+        hidden = model.hidden_states(store.series_s1[index, sl], store.series_s2[index, sl],
+                                     store.series_stamp[index, sl], positions, mask, cache, max_position=width - 1)
         dep = model.dep_layer.cross_attn
-        self.dep_cache = KVCache(1, len(series), dep.n_heads, dep.head_dim, capacity, device,
-                                 model.norm.weight.dtype)
-        positions, mask = positions_and_mask(valid if self.padded else None, width, device)
-        hidden = model.hidden_states(store.series_s1[series, sl], store.series_s2[series, sl],
-                                     store.series_stamp[series, sl], positions, mask, self.cache)
-        self.dep_cache.update(0, *dep.project_context(hidden))
-        self.dep_cache.length = width
-        self.next_pos = hist.clone()
-        self.hidden_last = hidden[:, -1:]
-        # Fan each series out to its sample rows (global row = series * samples + sample).
-        self.rows = series
-        self._select(torch.arange(len(series), device=device).repeat_interleave(samples))
-        self.rows = (series[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
+        rows = len(series) * self.samples
+        if self.split:
+            self.cache = SharedPrefixCache(cache, self.valid[:, :width] if self.padded else None, self.samples,
+                                           capacity)
+            self.dep_prefix = dep.project_context(hidden)
+            self.dep = KVCache(1, rows, dep.n_heads, dep.head_dim, capacity, device, dtype)
+        else:
+            self.cache = cache
+            self.dep = KVCache(1, rows, dep.n_heads, dep.head_dim, width + capacity, device, dtype)
+            self.dep.update(0, *dep.project_context(hidden))
+            self.dep.length = width
+        self.series, self.hist = series, hist
+        # The next token's position in each row (rows of a series share it); one shared value if unpadded.
+        self.next_pos = torch.tensor(hist, device=device).repeat_interleave(self.samples)
+        self.hidden_last = hidden[:, -1:].repeat_interleave(self.samples, 0)
 
-    def _select(self, keep: torch.Tensor) -> None:
-        self.cache.select_rows(keep)
-        self.dep_cache.select_rows(keep)
-        self.valid = self.valid[keep]
-        self.next_pos = self.next_pos[keep]
-        self.hidden_last = self.hidden_last[keep]
-        self.rows = self.rows[keep]
+    def keep(self, series: tuple[int, ...]) -> None:
+        """Keep only ``series`` (a sub-sequence of the current ones) and their rows."""
+        if series == self.series:
+            return
+        place = {s: i for i, s in enumerate(self.series)}
+        local = torch.tensor([place[s] for s in series], dtype=torch.long, device=self.next_pos.device)
+        rows = (local[:, None] * self.samples + torch.arange(self.samples, device=local.device)).reshape(-1)
+        if self.split:
+            self.cache.select_series(local)
+            self.dep_prefix = tuple(t.index_select(0, local) for t in self.dep_prefix)
+        else:
+            self.cache.select_rows(local)
+        self.dep.select_rows(rows)
+        self.valid = self.valid[local]
+        self.next_pos, self.hidden_last = self.next_pos[rows], self.hidden_last[rows]
+        self.series, self.hist = series, [self.hist[place[s]] for s in series]
 
-    def keep_only(self, still: torch.Tensor) -> None:
-        """Drop rows where ``still`` (bool over current rows) is False."""
-        if not bool(still.all()):
-            self._select(still.nonzero().squeeze(-1))
+    def _mask(self, end: int) -> torch.Tensor | None:
+        """Key mask over the first ``end`` slots of the contiguous (one-sample) caches."""
+        return self.valid[:, None, None, :end] if self.padded and not self.split else None
 
     def advance(self, model: Kronos, store: _TokenStore, step: int) -> None:
         """Append the tokens chosen at ``step - 1`` (read from ``store``) and run the trunk on them."""
         column = store.base + step - 1
-        s1, s2 = store.s1[self.rows, column, None], store.s2[self.rows, column, None]  # (n, 1)
-        stamp = store.stamp[self.rows, column].unsqueeze(1)
-        end = self.cache.length + 1
-        self.valid[:, end - 1] = True
-        if self.padded:
-            positions = self.next_pos[:, None]
-            mask = self.valid[:, None, None, :end]
-        else:
-            positions = self.next_pos[:1]
-            mask = None
-        hidden = model.hidden_states(s1, s2, stamp, positions, mask, self.cache)
-        self.dep_cache.update(0, *model.dep_layer.cross_attn.project_context(hidden))
-        self.dep_cache.length = end
+        rows = self.indexer.rows(self.series)
+        s1, s2 = store.s1[rows, column, None], store.s2[rows, column, None]  # (n, 1)
+        stamp = store.stamp[rows, column].unsqueeze(1)
+        positions = self.next_pos[:, None] if self.padded else self.next_pos[:1]
+        hidden = model.hidden_states(s1, s2, stamp, positions, self._mask(self.cache.length + 1), self.cache,
+                                     max_position=max(self.hist) + step - 1)
+        self.dep.update(0, *model.dep_layer.cross_attn.project_context(hidden))
+        self.dep.length += 1
         self.next_pos = self.next_pos + 1
         self.hidden_last = hidden
 
     def group(self, slots: torch.Tensor) -> _StepGroup:
-        end = self.dep_cache.length
-        mask = self.valid[:, None, None, :end] if self.padded else None
-        return _StepGroup(slots, self.hidden_last, self.dep_cache.k[0, :, :, :end], self.dep_cache.v[0, :, :, :end],
-                          mask)
+        end = self.dep.length
+        k, v = self.dep.k[0, :, :, :end], self.dep.v[0, :, :, :end]
+        if self.split:
+            return _StepGroup(slots, self.hidden_last, SplitKV(*self.dep_prefix, self.cache.prefix_valid, k, v))
+        return _StepGroup(slots, self.hidden_last, k, v, self._mask(end))
 
 
 @torch.no_grad()
@@ -202,53 +273,57 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
     """
     device = model.device
     store = _TokenStore(s1_hist, s2_hist, stamps, pred_lens, sample_count, device)
-    n_rows, steps = len(store.hist_lens), max(pred_lens)
-    all_rows = torch.arange(n_rows, device=device)
+    hist, steps = store.hist_lens, max(pred_lens)
+    indexer = _Indexer(sample_count, device)
     cached: _CachedRows | None = None
     if use_cache:
-        fits = store.hist_lens[::sample_count] <= max_context
-        series = fits.nonzero().squeeze(-1)
-        if len(series):
-            hist = store.hist_lens[series * sample_count]
-            # Left-padded columns: the longest history plus the steps any row may stay in the cache.
-            capacity = int(hist.max()) + min(steps - 1, max_context - int(hist.min())) + 1
-            cached = _CachedRows(model, store, series, sample_count, capacity)
+        fits = tuple(s for s, h in enumerate(hist) if h <= max_context)
+        if fits:
+            shortest = min(hist[s] for s in fits)
+            # Generated tokens a row may hold in the cache: it stays while history + step <= max_context.
+            capacity = max(0, min(steps - 1, max_context - shortest))
+            cached = _CachedRows(model, store, fits, indexer, capacity)
 
     for step in range(steps):
-        active = all_rows[store.pred_lens > step]
-        current = store.hist_lens[active] + step  # tokens each active row has so far
-        slot_of = torch.full((n_rows,), -1, dtype=torch.long, device=device)
-        slot_of[active] = torch.arange(len(active), device=device)
+        active = tuple(s for s in range(len(hist)) if pred_lens[s] > step)
         groups: list[_StepGroup] = []
-        in_cache = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        in_cache: tuple[int, ...] = ()
         if cached is not None:
-            cached_current = store.hist_lens[cached.rows] + step
-            cached.keep_only((store.pred_lens[cached.rows] > step) & (cached_current <= max_context))
-            if len(cached.rows):
+            in_cache = tuple(s for s in cached.series if pred_lens[s] > step and hist[s] + step <= max_context)
+            if in_cache:
+                cached.keep(in_cache)
                 if step > 0:
                     cached.advance(model, store, step)
-                groups.append(cached.group(slot_of[cached.rows]))
-                in_cache[cached.rows] = True
+                groups.append(cached.group(indexer.slots(in_cache, active)))
             else:
                 cached = None
-        rest = ~in_cache[active]
-        windows = current.clamp_max(max_context)
-        for length in torch.unique(windows[rest]).tolist():
-            pick = rest & (windows == length)
-            groups.append(_window_group(model, store, active[pick], pick.nonzero().squeeze(-1), step, length))
+        by_length: dict[int, list[int]] = {}
+        for s in active:
+            if s not in in_cache:
+                by_length.setdefault(min(hist[s] + step, max_context), []).append(s)
+        for length, members in by_length.items():
+            series = tuple(members)
+            rows, slots = indexer.rows(series), indexer.slots(series, active)
+            if use_cache and sample_count > 1 and length > step:
+                groups.append(_slide_group(model, store, indexer.series(series), rows, slots, sample_count, step,
+                                           length))
+            else:
+                groups.append(_window_group(model, store, rows, slots, step, length))
 
-        s1_logits = torch.empty(len(active), model.s1_vocab_size, device=device)
+        n_active = len(active) * sample_count
+        s1_logits = torch.empty(n_active, model.s1_vocab_size, device=device)
         for g in groups:
             s1_logits[g.slots] = model.head.proj_s1(g.hidden_last[:, 0]).float()
         s1 = sample_next_token(s1_logits, sampling, generator)
-        s2_logits = torch.empty(len(active), model.s2_vocab_size, device=device)
+        s2_logits = torch.empty(n_active, model.s2_vocab_size, device=device)
         for g in groups:
-            logits = model.s2_logits(g.hidden_last, s1[g.slots].unsqueeze(-1), g.k, g.v, g.key_mask)
+            logits = model.s2_logits(g.hidden_last, s1[g.slots].unsqueeze(-1), g.dep_k, g.dep_v, g.key_mask)
             s2_logits[g.slots] = logits[:, 0].float()
         s2 = sample_next_token(s2_logits, sampling, generator)
 
         column = store.base + step
-        store.s1[active, column], store.s2[active, column] = s1, s2
+        active_rows = indexer.rows(active)
+        store.s1[active_rows, column], store.s2[active_rows, column] = s1, s2
         if progress is not None:
             progress(step + 1, steps)
     return store.s1[:, store.base:], store.s2[:, store.base:]

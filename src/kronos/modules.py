@@ -68,11 +68,15 @@ class RotaryEmbedding(nn.Module):
         # The module was cast (``model.to(torch.bfloat16)``): use the float32 values the checkpoints store.
         return self._inv_freq(self.head_dim, self.base, self.inv_freq.device)
 
-    def cos_sin(self, positions: torch.Tensor,
-                dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype | None = None,
+                max_position: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin for integer ``positions`` (any shape), each of shape ``positions.shape + (head_dim,)``,
-        in ``dtype`` (float32 by default)."""
-        needed = int(positions.max()) + 1 if positions.numel() else 1
+        in ``dtype`` (float32 by default). ``max_position``, an upper bound of ``positions`` known to the
+        caller, saves reading the positions back from the device."""
+        if max_position is not None:
+            needed = max_position + 1
+        else:
+            needed = int(positions.max()) + 1 if positions.numel() else 1
         table = self._table
         if table is None or table[0].shape[0] < needed or table[0].device != self.inv_freq.device:
             length = max(needed, 1024)
@@ -91,9 +95,10 @@ class RotaryEmbedding(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
-    def angles(self, positions: torch.Tensor, dtype: torch.dtype | None = None) -> RotaryAngles:
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype | None = None,
+               max_position: int | None = None) -> RotaryAngles:
         """Angles for ``positions`` (T,) or (B, T) in ``dtype``, shaped to broadcast over (B, H, T, head_dim)."""
-        cos, sin = self.cos_sin(positions, dtype)
+        cos, sin = self.cos_sin(positions, dtype, max_position)
         half = sin.shape[-1] // 2
         signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         if positions.dim() == 2:  # per-row positions: (B, T, hd) -> (B, 1, T, hd)
@@ -142,10 +147,120 @@ class KVCache:
         self.v[layer, :, :, self.length:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Append this layer's new ``k, v`` and attend the new queries q (B, H, T, hd) over every cached key.
+
+        ``attn_mask`` None: causal among the new queries, which is only unambiguous on an empty cache or
+        for a single query (it then sees every cached key); otherwise pass bool (B, 1, T, T_keys).
+        """
+        past = self.length
+        k, v = self.update(layer, k, v)
+        if attn_mask is None:
+            causal = q.shape[2] > 1
+            if causal and past:
+                raise ValueError("multi-token step on a non-empty cache needs an explicit attn_mask")
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only batch ``rows`` (a 1-D index tensor; repeats fan one row out to many)."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
+
+
+class SplitKV(NamedTuple):
+    """Keys/values of rows that share a per-series prefix, stored once per series.
+
+    Rows are series-major: row ``r`` belongs to series ``r // samples``. The prefix
+    (S, H, P, hd) is shared by the ``samples`` rows of its series (``prefix_valid`` (S, P) bool marks
+    its real, non-padding positions, None = all real); the suffix (S * samples, H, T_s, hd) is each row's
+    own. Attending through this layout gives the same result as attending over each row's
+    ``cat(prefix, suffix)`` but reads (and stores) every prefix once per series instead of once per row.
+    """
+
+    prefix_k: torch.Tensor
+    prefix_v: torch.Tensor
+    prefix_valid: torch.Tensor | None
+    suffix_k: torch.Tensor
+    suffix_v: torch.Tensor
+
+    def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
+        """q (R, H, T, hd) -> (R, H, T, hd), softmax over all prefix and suffix keys together.
+
+        ``causal``: the T queries are the last T suffix positions and see suffix keys up to their own;
+        otherwise every query sees the whole suffix. Every query sees every real prefix key.
+        """
+        n_series, heads, p_len, head_dim = self.prefix_k.shape
+        rows, _, t, _ = q.shape
+        samples = rows // n_series
+        scale = head_dim ** -0.5
+        # Prefix scores with the samples of a series folded into the query axis: (S, H, samples*T, P).
+        folded = q.view(n_series, samples, heads, t, head_dim).transpose(1, 2).reshape(n_series, heads, -1, head_dim)
+        prefix_scores = torch.matmul(folded, self.prefix_k.transpose(-1, -2)).mul_(scale)
+        if self.prefix_valid is not None:
+            prefix_scores.masked_fill_(~self.prefix_valid[:, None, None, :], float("-inf"))
+        prefix_scores = prefix_scores.view(n_series, heads, samples, t, p_len).transpose(1, 2)
+        suffix_scores = torch.matmul(q, self.suffix_k.transpose(-1, -2)).mul_(scale)  # (R, H, T, T_s)
+        if causal and t > 1:
+            t_s = suffix_scores.shape[-1]
+            q_pos = torch.arange(t_s - t, t_s, device=q.device)
+            hidden = torch.arange(t_s, device=q.device)[None, :] > q_pos[:, None]
+            suffix_scores.masked_fill_(hidden, float("-inf"))
+        scores = torch.cat((prefix_scores.reshape(rows, heads, t, p_len), suffix_scores), dim=-1)
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        prefix_probs = probs[..., :p_len].reshape(n_series, samples, heads, t, p_len).transpose(1, 2)
+        from_prefix = torch.matmul(prefix_probs.reshape(n_series, heads, -1, p_len), self.prefix_v)
+        from_prefix = from_prefix.view(n_series, heads, samples, t, head_dim).transpose(1, 2)
+        return torch.matmul(probs[..., p_len:], self.suffix_v).add_(from_prefix.reshape(rows, heads, t, head_dim))
+
+
+class SharedPrefixCache:
+    """A key/value cache whose rows share a per-series prefix (see :class:`SplitKV`).
+
+    ``prefix`` is a filled :class:`KVCache` over the S series; each of the S * ``samples`` rows gets its
+    own suffix buffer of ``capacity`` positions. ``length`` counts the suffix positions filled.
+    """
+
+    def __init__(self, prefix: KVCache, prefix_valid: torch.Tensor | None, samples: int, capacity: int):
+        n_layers, n_series, heads, _, head_dim = prefix.k.shape
+        self.prefix_k = prefix.k[:, :, :, :prefix.length]
+        self.prefix_v = prefix.v[:, :, :, :prefix.length]
+        self.prefix_valid = prefix_valid
+        self.suffix = KVCache(n_layers, n_series * samples, heads, head_dim, capacity, prefix.k.device,
+                              prefix.k.dtype)
+        self.samples = samples
+
+    @property
+    def length(self) -> int:
+        return self.suffix.length
+
+    @length.setter
+    def length(self, value: int) -> None:
+        self.suffix.length = value
+
+    def layer(self, layer: int, end: int | None = None) -> SplitKV:
+        """This layer's keys/values with the first ``end`` suffix positions (all filled ones by default)."""
+        end = self.suffix.length if end is None else end
+        return SplitKV(self.prefix_k[layer], self.prefix_v[layer], self.prefix_valid,
+                       self.suffix.k[layer, :, :, :end], self.suffix.v[layer, :, :, :end])
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Append the new suffix ``k, v`` (R, H, T, hd); the T queries attend causally (no mask needed)."""
+        if attn_mask is not None:
+            raise ValueError("SharedPrefixCache builds its own mask; pass attn_mask=None")
+        self.suffix.update(layer, k, v)
+        return self.layer(layer, self.suffix.length + k.shape[2]).attend(q, causal=True)
+
+    def select_series(self, series: torch.Tensor) -> None:
+        """Keep only ``series`` (1-D index into the current series) and their rows."""
+        rows = (series[:, None] * self.samples + torch.arange(self.samples, device=series.device)).reshape(-1)
+        self.prefix_k = self.prefix_k.index_select(1, series)
+        self.prefix_v = self.prefix_v.index_select(1, series)
+        if self.prefix_valid is not None:
+            self.prefix_valid = self.prefix_valid[series]
+        self.suffix.select_rows(rows)
 
 
 class SelfAttention(nn.Module):
@@ -169,25 +284,19 @@ class SelfAttention(nn.Module):
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | RotaryAngles, attn_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                cache: KVCache | SharedPrefixCache | None = None, layer: int = 0) -> torch.Tensor:
         """x (B, T, d); positions (T,) or (B, T), or their precomputed :class:`RotaryAngles`;
         attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
         b, t, d = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         angles = positions if isinstance(positions, RotaryAngles) else self.rotary.angles(positions, x.dtype)
         q, k = angles.rotate(q), angles.rotate(k)
-        past = cache.length if cache is not None else 0
         if cache is not None:
-            k, v = cache.update(layer, k, v)
-        dropout = self.attn_dropout_p if self.training else 0.0
-        if attn_mask is None:
-            # No padding: causal over the new queries; a query appended to a cache sees every cached key.
-            causal = t > 1
-            if causal and past:
-                raise ValueError("multi-token step on a non-empty cache needs an explicit attn_mask")
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
+            out = cache.attend(layer, q, k, v, attn_mask)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            dropout = self.attn_dropout_p if self.training else 0.0
+            causal = attn_mask is None and t > 1
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=causal)
         out = out.transpose(1, 2).reshape(b, t, d)
         return self.resid_dropout(self.out_proj(out))
 
@@ -204,7 +313,7 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | RotaryAngles, attn_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                cache: KVCache | SharedPrefixCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.self_attn(self.norm1(x), positions, attn_mask, cache, layer)
         return x + self.ffn(self.norm2(x))
 

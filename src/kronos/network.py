@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import PretrainedMixin
 from .config import KronosConfig
-from .modules import KVCache, RMSNorm, RotaryEmbedding, TransformerBlock, padded_causal_mask
+from .modules import KVCache, RMSNorm, RotaryEmbedding, SharedPrefixCache, SplitKV, TransformerBlock, padded_causal_mask
 from .tokenizer import _build_config
 
 TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
@@ -92,6 +92,12 @@ class CrossAttention(nn.Module):
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states (B, T, d) -> unrotated keys and values (B, H, T, hd)."""
         return self._heads(self.k_proj(context)), self._heads(self.v_proj(context))
+
+    def attend_split(self, query: torch.Tensor, context: SplitKV) -> torch.Tensor:
+        """A single query per row (B, 1, d) over context keys/values split into shared prefix and own suffix."""
+        b, t_q, d = query.shape
+        out = context.attend(self._heads(self.q_proj(query)), causal=False)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t_q, d))
 
     def forward(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -187,28 +193,35 @@ class Kronos(PretrainedMixin, nn.Module):
 
     def hidden_states(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None,
                       positions: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                      cache: KVCache | None = None) -> torch.Tensor:
+                      cache: KVCache | SharedPrefixCache | None = None,
+                      max_position: int | None = None) -> torch.Tensor:
         """The trunk: token ids (B, T) and stamps (B, T, 5) -> normed hidden states (B, T, d).
 
         With a ``cache`` the T new tokens are appended after ``cache.length`` cached ones.
+        ``max_position``: an upper bound of ``positions`` if the caller knows one (saves a device read).
         """
         x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
             x = x + self.time_emb(stamp)
         x = self.token_drop(x)
-        angles = self.transformer[0].self_attn.rotary.angles(positions, x.dtype)  # shared by all layers
+        angles = self.transformer[0].self_attn.rotary.angles(positions, x.dtype, max_position)  # all layers
         for index, block in enumerate(self.transformer):
             x = block(x, angles, attn_mask, cache, index)
         if cache is not None:
             cache.length += x.shape[1]
         return self.norm(x)
 
-    def s2_logits(self, hidden_last: torch.Tensor, s1_ids: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def s2_logits(self, hidden_last: torch.Tensor, s1_ids: torch.Tensor, k: torch.Tensor | SplitKV,
+                  v: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """One s2 step: last hidden state (B, 1, d), chosen s1 (B, 1), dep-layer keys/values (B, H, T, hd)
-        -> s2 logits (B, 1, V2). ``key_mask`` (B, 1, 1, T) bool marks real context positions."""
+        -> s2 logits (B, 1, V2). ``key_mask`` (B, 1, 1, T) bool marks real context positions.
+        ``k`` may instead be a :class:`SplitKV` holding both keys and values (``v`` is then None)."""
         dep = self.dep_layer
-        attended = dep.cross_attn(self.embedding.emb_s1(s1_ids), k, v, attn_mask=key_mask)
+        query = self.embedding.emb_s1(s1_ids)
+        if isinstance(k, SplitKV):
+            attended = dep.cross_attn.attend_split(query, k)
+        else:
+            attended = dep.cross_attn(query, k, v, attn_mask=key_mask)
         return self.head.proj_s2(dep.norm(hidden_last + attended))
 
     # -- the original's public methods ----------------------------------------------------------
