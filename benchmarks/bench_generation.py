@@ -103,6 +103,9 @@ def worker(spec: dict) -> dict:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    if spec.get("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"])
     folder = Path(spec["folder"])
@@ -149,6 +152,17 @@ def worker(spec: dict) -> dict:
         frames = run(spec["pred_len"])
         sync()
         times.append(time.perf_counter() - start)
+    if spec.get("profile"):
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            run(spec["pred_len"])
+            sync()
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        with open(spec["profile"], "a") as f:
+            f.write(f"== {spec['method']} {spec['history']}+{spec['pred_len']} samples={spec['samples']} "
+                    f"{spec['dtype']}\n{prof.key_averages().table(sort_by=key, row_limit=30)}\n")
     result = {"seconds": min(times), "all_seconds": times,
               "rss_mib": peak_rss(), "rss_loaded_mib": rss_loaded, "threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -240,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=["cached", "full"], choices=METHODS)
     parser.add_argument("--original", metavar="PATH", help="checkout of shiyu-coder/Kronos: also time its predict")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tf32", action="store_true", help="CUDA: let float32 matrix products use TF32 tensor cores")
+    parser.add_argument("--profile", metavar="FILE", help="append a torch.profiler table of one more run per method")
     parser.add_argument("--threads", type=int, help="torch intra-op threads in every worker (default: torch's)")
     parser.add_argument("--accuracy", action="store_true",
                         help="instead of timing, compare --dtype against float32 (token agreement, forecast change)")
@@ -255,8 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     threads = args.threads or torch.get_num_threads()
+    tf32 = " (TF32 matmuls)" if args.tf32 else ""
     print(f"machine: {machine()}; torch {torch.__version__}, {threads} threads; "
-          f"device {args.device}, {args.dtype}, Kronos-{args.layout}, max_context {args.max_context}, "
+          f"device {args.device}, {args.dtype}{tf32}, Kronos-{args.layout}, max_context {args.max_context}, "
           f"{args.series} series, greedy top_k=1")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -272,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                     spec = dict(method=method, folder=str(folder), device=args.device, dtype=args.dtype,
                                 series=args.series, history=history, pred_len=pred_len, samples=samples,
                                 max_context=args.max_context, repeats=args.repeats, threads=args.threads,
+                                tf32=args.tf32, profile=args.profile,
                                 out=str(folder / f"{method}.npy"))
                     results[method] = run_worker(spec, args.original)
                     outputs[method] = np.load(spec["out"])

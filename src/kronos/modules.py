@@ -195,24 +195,38 @@ class SplitKV(NamedTuple):
         rows, _, t, _ = q.shape
         samples = rows // n_series
         scale = head_dim ** -0.5
-        # Prefix scores with the samples of a series folded into the query axis: (S, H, samples*T, P).
-        folded = q.view(n_series, samples, heads, t, head_dim).transpose(1, 2).reshape(n_series, heads, -1, head_dim)
-        prefix_scores = torch.matmul(folded, self.prefix_k.transpose(-1, -2)).mul_(scale)
+
+        def to_rows(x: torch.Tensor) -> torch.Tensor:  # (S, H, samples * T, ...) -> (R, H, T, ...)
+            return x.view(n_series, heads, samples, t, *x.shape[3:]).transpose(1, 2).reshape(rows, heads, t,
+                                                                                              *x.shape[3:])
+
+        def to_series(x: torch.Tensor) -> torch.Tensor:  # (R, H, T, ...) -> (S, H, samples * T, ...)
+            return x.view(n_series, samples, heads, t, *x.shape[3:]).transpose(1, 2).reshape(
+                n_series, heads, samples * t, *x.shape[3:])
+
+        # Softmax over [prefix | suffix] keys in two parts sharing one running maximum, so the prefix is
+        # read once per series (the samples of a series are folded into its query axis).
+        prefix_scores = torch.matmul(to_series(q), self.prefix_k.transpose(-1, -2)).float().mul_(scale)
         if self.prefix_valid is not None:
             prefix_scores.masked_fill_(~self.prefix_valid[:, None, None, :], float("-inf"))
-        prefix_scores = prefix_scores.view(n_series, heads, samples, t, p_len).transpose(1, 2)
-        suffix_scores = torch.matmul(q, self.suffix_k.transpose(-1, -2)).mul_(scale)  # (R, H, T, T_s)
-        if causal and t > 1:
-            t_s = suffix_scores.shape[-1]
-            q_pos = torch.arange(t_s - t, t_s, device=q.device)
-            hidden = torch.arange(t_s, device=q.device)[None, :] > q_pos[:, None]
-            suffix_scores.masked_fill_(hidden, float("-inf"))
-        scores = torch.cat((prefix_scores.reshape(rows, heads, t, p_len), suffix_scores), dim=-1)
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        prefix_probs = probs[..., :p_len].reshape(n_series, samples, heads, t, p_len).transpose(1, 2)
-        from_prefix = torch.matmul(prefix_probs.reshape(n_series, heads, -1, p_len), self.prefix_v)
-        from_prefix = from_prefix.view(n_series, heads, samples, t, head_dim).transpose(1, 2)
-        return torch.matmul(probs[..., p_len:], self.suffix_v).add_(from_prefix.reshape(rows, heads, t, head_dim))
+        top = to_rows(prefix_scores.amax(-1))  # (R, H, T)
+        suffix_scores = None
+        if self.suffix_k.shape[2]:
+            suffix_scores = torch.matmul(q, self.suffix_k.transpose(-1, -2)).float().mul_(scale)  # (R, H, T, T_s)
+            if causal and t > 1:
+                t_s = suffix_scores.shape[-1]
+                q_pos = torch.arange(t_s - t, t_s, device=q.device)
+                suffix_scores.masked_fill_(torch.arange(t_s, device=q.device)[None, :] > q_pos[:, None],
+                                           float("-inf"))
+            top = torch.maximum(top, suffix_scores.amax(-1))
+        weights = prefix_scores.sub_(to_series(top).unsqueeze(-1)).exp_()
+        total = to_rows(weights.sum(-1))
+        out = to_rows(torch.matmul(weights.to(q.dtype), self.prefix_v).float())
+        if suffix_scores is not None:
+            weights = suffix_scores.sub_(top.unsqueeze(-1)).exp_()
+            total = total + weights.sum(-1)
+            out = out + torch.matmul(weights.to(q.dtype), self.suffix_v).float()
+        return out.div_(total.unsqueeze(-1)).to(q.dtype)
 
 
 class SharedPrefixCache:
