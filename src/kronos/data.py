@@ -56,13 +56,15 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
             example = df[column].iloc[bad[0]] if len(bad) else None
             raise ValueError(f"{name} column '{column}' must be numeric; dtype {df[column].dtype}, "
                              f"non-numeric value {example!r} at row(s) {_rows_text(bad)}")
-    values = pd.DataFrame({c: df[c].to_numpy(dtype=np.float64) for c in present})
-    if "volume" not in present:
-        values["volume"] = 0.0
-        values["amount"] = 0.0
-    elif "amount" not in present:
-        values["amount"] = values["volume"] * values[list(PRICE_COLUMNS)].mean(axis=1)
-    array = values[list(FEATURE_COLUMNS)].to_numpy()
+    # Column-major like a DataFrame's values: float32 column sums (the normalising statistics) depend on it.
+    array = np.zeros((len(df), len(FEATURE_COLUMNS)), dtype=np.float64, order="F")
+    for j, column in enumerate(FEATURE_COLUMNS):
+        if column in present:
+            array[:, j] = df[column].to_numpy(dtype=np.float64)
+    if "volume" in present and "amount" not in present:
+        # Row mean of the four prices, summed left to right like pandas' DataFrame.mean(axis=1).
+        prices = array[:, :4]
+        array[:, 5] = array[:, 4] * ((((prices[:, 0] + prices[:, 1]) + prices[:, 2]) + prices[:, 3]) / 4)
     for j, column in enumerate(FEATURE_COLUMNS):
         bad = np.flatnonzero(~np.isfinite(array[:, j]))
         if len(bad):
