@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layout", default="small", choices=["mini", "small", "base"])
     parser.add_argument("--max-context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (the fastest counts)")
+    parser.add_argument("--baseline-repeats", type=int, help="timed runs of full/original (default: --repeats)")
     parser.add_argument("--methods", nargs="+", default=["cached", "full"], choices=METHODS)
     parser.add_argument("--original", metavar="PATH", help="checkout of shiyu-coder/Kronos: also time its predict")
     parser.add_argument("--seed", type=int, default=0)
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
                 for method in methods:
                     spec = dict(method=method, folder=str(folder), device=args.device, dtype=args.dtype,
                                 series=args.series, history=history, pred_len=pred_len, samples=samples,
-                                max_context=args.max_context, repeats=args.repeats, threads=args.threads,
+                                max_context=args.max_context, threads=args.threads,
+                                repeats=args.repeats if method == "cached" else args.baseline_repeats or args.repeats,
                                 tf32=args.tf32, profile=args.profile,
                                 out=str(folder / f"{method}.npy"))
                     results[method] = run_worker(spec, args.original)

@@ -62,6 +62,20 @@ def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_p
     assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
 
 
+def test_shared_prefix_layout_with_one_sample_equals_full_recompute(tiny_predictor, xshg, monkeypatch):
+    """CUDA runs always use the shared-prefix (graph-ready) layout, also for one sample; check it here."""
+    import kronos.generation as generation
+
+    monkeypatch.setattr(generation, "_split_cache", lambda samples, device: True)
+    series = [_tokens(tiny_predictor, xshg, 100, 90, 6), _tokens(tiny_predictor, xshg, 300, 56, 20),
+              _tokens(tiny_predictor, xshg, 500, 30, 9)]
+    for name in ("greedy", "top-p"):
+        cached = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=1, seed=5)
+        full = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=1, seed=5,
+                         use_cache=False)
+        assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
+
+
 def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg):
     history = xshg.iloc[100:160]
     future = xshg["timestamps"].iloc[160:170]

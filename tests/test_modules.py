@@ -50,24 +50,23 @@ def test_kv_cache_appends_fans_out_rows_and_refuses_overflow():
         cache.update(0, step, step)
 
 
-def _dense_attention(q, prefix_k, prefix_v, prefix_valid, suffix_k, suffix_v, samples, causal):
+def _dense_attention(q, prefix_k, prefix_v, prefix_valid, suffix_k, suffix_v, samples, suffix_allowed):
     """Reference: every row attends over cat(its series' prefix, its own suffix) with one explicit mask."""
     k = torch.cat((prefix_k.repeat_interleave(samples, 0), suffix_k), dim=2)
     v = torch.cat((prefix_v.repeat_interleave(samples, 0), suffix_v), dim=2)
     rows, _, t, _ = q.shape
-    p_len, t_s = prefix_k.shape[2], suffix_k.shape[2]
-    allowed = torch.ones(rows, 1, t, p_len + t_s, dtype=torch.bool)
+    p_len = prefix_k.shape[2]
+    allowed = torch.ones(rows, 1, t, p_len + suffix_k.shape[2], dtype=torch.bool)
     if prefix_valid is not None:
         allowed[..., :p_len] &= prefix_valid.repeat_interleave(samples, 0)[:, None, None, :]
-    if causal:
-        q_pos = torch.arange(t_s - t, t_s)
-        allowed[..., p_len:] &= torch.arange(t_s)[None, :] <= q_pos[:, None]
+    if suffix_allowed is not None:
+        allowed[..., p_len:] &= suffix_allowed
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
 
-@pytest.mark.parametrize("t, t_s, causal", [(1, 0, False), (1, 5, False), (1, 5, True), (4, 4, True), (3, 7, True)])
+@pytest.mark.parametrize("t, t_s, masked", [(1, 0, False), (1, 5, False), (1, 5, True), (4, 4, True), (3, 7, True)])
 @pytest.mark.parametrize("padded", [False, True])
-def test_split_kv_attention_equals_attention_over_each_rows_whole_context(t, t_s, causal, padded):
+def test_split_kv_attention_equals_attention_over_each_rows_whole_context(t, t_s, masked, padded):
     torch.manual_seed(0)
     series, samples, heads, p_len, hd = 3, 4, 2, 6, 8
     rows = series * samples
@@ -77,24 +76,36 @@ def test_split_kv_attention_equals_attention_over_each_rows_whole_context(t, t_s
     valid = None
     if padded:  # left padding of 0, 2 and 5 positions
         valid = torch.arange(p_len)[None, :] >= torch.tensor([0, 2, 5])[:, None]
-    got = SplitKV(prefix_k, prefix_v, valid, suffix_k, suffix_v).attend(q, causal)
-    want = _dense_attention(q, prefix_k, prefix_v, valid, suffix_k, suffix_v, samples, causal)
+    allowed = None
+    if masked:  # the queries are the last t of t_s - 1 filled slots, causal; the last slot is empty
+        last = torch.arange(t_s - 1 - t, t_s - 1)
+        allowed = torch.arange(t_s)[None, :] <= last[:, None]
+    got = SplitKV(prefix_k, prefix_v, valid, suffix_k, suffix_v, allowed).attend(q)
+    want = _dense_attention(q, prefix_k, prefix_v, valid, suffix_k, suffix_v, samples, allowed)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_shared_prefix_cache_appends_per_row_and_drops_whole_series():
+def test_shared_prefix_cache_writes_at_its_device_position_and_drops_whole_series():
     torch.manual_seed(1)
     prefix = KVCache(n_layers=1, batch=3, n_heads=1, head_dim=4, capacity=5, device=torch.device("cpu"),
                      dtype=torch.float32)
     prefix.update(0, torch.randn(3, 1, 5, 4), torch.randn(3, 1, 5, 4))
-    prefix.length = 5
-    cache = SharedPrefixCache(prefix, None, samples=2, capacity=2)
-    k, v, q = torch.randn(6, 1, 1, 4), torch.randn(6, 1, 1, 4), torch.randn(6, 1, 1, 4)
-    cache.attend(0, q, k, v)
-    cache.length = 1
+    prefix.advance(5)
+    cache = SharedPrefixCache.from_cache(prefix, None, samples=2, capacity=3)
+    assert not cache.suffix.k.any() and not cache.suffix.v.any()  # unfilled slots are read (masked): zeros
+    first_k, first_v, q = torch.randn(6, 1, 2, 4), torch.randn(6, 1, 2, 4), torch.randn(6, 1, 2, 4)
+    out = cache.attend(0, q, first_k, first_v)  # two tokens, causal among themselves
+    want = _dense_attention(q, prefix.k[0], prefix.v[0], None, first_k, first_v, 2,
+                            torch.tensor([[True, False], [True, True]]))
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    cache.advance(2)
+    assert cache.position.tolist() == [2]
+    reading = cache.layer(0)  # one query over every filled slot: slots 0 and 1, not the empty slot 2
+    assert reading.suffix_allowed.tolist() == [[True, True, False]]
     cache.select_series(torch.tensor([2, 0]))
     kept = cache.layer(0)
     assert torch.equal(kept.prefix_k, prefix.k[0, [2, 0]])
-    assert torch.equal(kept.suffix_k, k[[4, 5, 0, 1]])
+    assert torch.equal(kept.suffix_k[:, :, :2], first_k[[4, 5, 0, 1]])
     with pytest.raises(ValueError, match="builds its own mask"):
-        cache.attend(0, q[:4], k[:4], v[:4], attn_mask=torch.ones(4, 1, 1, 7, dtype=torch.bool))
+        cache.attend(0, q[:4, :, :1], first_k[:4, :, :1], first_v[:4, :, :1],
+                     attn_mask=torch.ones(4, 1, 1, 8, dtype=torch.bool))

@@ -12,6 +12,8 @@ then its cache is fanned out to its ``sample_count`` rows.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -165,7 +167,7 @@ def _slide_group(model: Kronos, store: _TokenStore, series: torch.Tensor, rows: 
         empty = k.new_empty(len(rows), k.shape[1], 0, k.shape[3])
         return _StepGroup(slots, hidden_prefix[:, -1:].repeat_interleave(samples, 0),
                           SplitKV(k, v, None, empty, empty))
-    shared = SharedPrefixCache(prefix, None, samples, step)
+    shared = SharedPrefixCache.from_cache(prefix, None, samples, step)
     sl = slice(store.base, store.base + step)
     hidden = model.hidden_states(store.s1[rows, sl], store.s2[rows, sl], store.stamp[rows, sl],
                                  torch.arange(history, length, device=device), cache=shared,
@@ -177,19 +179,22 @@ def _slide_group(model: Kronos, store: _TokenStore, series: torch.Tensor, rows: 
 class _CachedRows:
     """Series whose whole sequence still fits in the window, with their trunk and dep-layer caches.
 
-    Histories (left-padded to the longest) are prefilled once per series. With several samples the
-    history cache is shared by the series' rows and each row caches only its generated tokens
-    (:class:`SharedPrefixCache`); with one sample a plain contiguous cache is faster.
+    Histories (left-padded to the longest) are prefilled once per series. In *split* mode (several
+    samples, or any CUDA run) the history cache is shared by a series' rows, each row caches only its
+    generated tokens (:class:`SharedPrefixCache`), and a step has fixed shapes and device-side counters,
+    so on CUDA it is recorded once as a graph and replayed. With one sample on CPU a plain contiguous
+    cache is faster.
     """
 
     def __init__(self, model: Kronos, store: _TokenStore, series: tuple[int, ...], indexer: _Indexer,
                  capacity: int):
         device, dtype = store.s1.device, model.norm.weight.dtype
         self.samples, self.indexer = indexer.samples, indexer
-        self.split = self.samples > 1
+        self.split = _split_cache(self.samples, device)
         hist = [store.hist_lens[s] for s in series]
         width = max(hist)
         self.padded = min(hist) < width
+        self.max_position = width + capacity
         sl = slice(store.base - width, store.base)
         index = indexer.series(series)
         pad = torch.tensor([width - h for h in hist], device=device)
@@ -200,63 +205,136 @@ class _CachedRows:
         hidden = model.hidden_states(store.series_s1[index, sl], store.series_s2[index, sl],
                                      store.series_stamp[index, sl], positions, mask, cache, max_position=width - 1)
         dep = model.dep_layer.cross_attn
-        rows = len(series) * self.samples
         if self.split:
-            self.cache = SharedPrefixCache(cache, self.valid[:, :width] if self.padded else None, self.samples,
-                                           capacity)
-            self.dep_prefix = dep.project_context(hidden)
-            self.dep = KVCache(1, rows, dep.n_heads, dep.head_dim, capacity, device, dtype)
+            prefix_valid = self.valid[:, :width] if self.padded else None
+            self.cache = SharedPrefixCache.from_cache(cache, prefix_valid, self.samples, capacity)
+            dep_k, dep_v = dep.project_context(hidden)
+            self.dep = SharedPrefixCache(dep_k[None], dep_v[None], prefix_valid, self.samples, capacity)
         else:
             self.cache = cache
-            self.dep = KVCache(1, rows, dep.n_heads, dep.head_dim, width + capacity, device, dtype)
+            self.dep = KVCache(1, len(series), dep.n_heads, dep.head_dim, width + capacity, device, dtype)
             self.dep.update(0, *dep.project_context(hidden))
-            self.dep.length = width
-        self.series, self.hist = series, hist
+            self.dep.advance(width)
+        self.series = series
         # The next token's position in each row (rows of a series share it); one shared value if unpadded.
         self.next_pos = torch.tensor(hist, device=device).repeat_interleave(self.samples)
         self.hidden_last = hidden[:, -1:].repeat_interleave(self.samples, 0)
+        self.column = torch.full((1,), store.base, dtype=torch.long, device=device)  # next token's column
 
-    def keep(self, series: tuple[int, ...]) -> None:
-        """Keep only ``series`` (a sub-sequence of the current ones) and their rows."""
+    def keep(self, series: tuple[int, ...]) -> bool:
+        """Keep only ``series`` (a sub-sequence of the current ones) and their rows; True if any left."""
         if series == self.series:
-            return
+            return False
         place = {s: i for i, s in enumerate(self.series)}
         local = torch.tensor([place[s] for s in series], dtype=torch.long, device=self.next_pos.device)
         rows = (local[:, None] * self.samples + torch.arange(self.samples, device=local.device)).reshape(-1)
         if self.split:
             self.cache.select_series(local)
-            self.dep_prefix = tuple(t.index_select(0, local) for t in self.dep_prefix)
+            self.dep.select_series(local)
         else:
             self.cache.select_rows(local)
-        self.dep.select_rows(rows)
+            self.dep.select_rows(local)
         self.valid = self.valid[local]
         self.next_pos, self.hidden_last = self.next_pos[rows], self.hidden_last[rows]
-        self.series, self.hist = series, [self.hist[place[s]] for s in series]
+        self.series = series
+        return True
 
     def _mask(self, end: int) -> torch.Tensor | None:
-        """Key mask over the first ``end`` slots of the contiguous (one-sample) caches."""
+        """Key mask over the first ``end`` slots of the contiguous (one-sample CPU) caches."""
         return self.valid[:, None, None, :end] if self.padded and not self.split else None
 
-    def advance(self, model: Kronos, store: _TokenStore, step: int) -> None:
-        """Append the tokens chosen at ``step - 1`` (read from ``store``) and run the trunk on them."""
-        column = store.base + step - 1
+    def advance(self, model: Kronos, store: _TokenStore) -> None:
+        """Append the tokens chosen at the previous step (read from ``store``) and run the trunk on them.
+
+        Split mode only changes device tensors in place, so the step can be replayed from a CUDA graph.
+        """
         rows = self.indexer.rows(self.series)
-        s1, s2 = store.s1[rows, column, None], store.s2[rows, column, None]  # (n, 1)
-        stamp = store.stamp[rows, column].unsqueeze(1)
+        column = self.column
+        s1 = store.s1.index_select(1, column)[rows]  # (n, 1)
+        s2 = store.s2.index_select(1, column)[rows]
+        stamp = store.stamp.index_select(1, column)[rows]  # (n, 1, 5)
         positions = self.next_pos[:, None] if self.padded else self.next_pos[:1]
-        hidden = model.hidden_states(s1, s2, stamp, positions, self._mask(self.cache.length + 1), self.cache,
-                                     max_position=max(self.hist) + step - 1)
-        self.dep.update(0, *model.dep_layer.cross_attn.project_context(hidden))
-        self.dep.length += 1
-        self.next_pos = self.next_pos + 1
-        self.hidden_last = hidden
+        mask = None if self.split else self._mask(self.cache.length + 1)
+        hidden = model.hidden_states(s1, s2, stamp, positions, mask, self.cache, max_position=self.max_position)
+        k, v = model.dep_layer.cross_attn.project_context(hidden)
+        if self.split:
+            self.dep.write(0, k, v)
+        else:
+            self.dep.update(0, k, v)
+        self.dep.advance(1)
+        self.next_pos.add_(1)
+        self.column.add_(1)
+        if self.split:
+            self.hidden_last.copy_(hidden)
+        else:
+            self.hidden_last = hidden
 
     def group(self, slots: torch.Tensor) -> _StepGroup:
-        end = self.dep.length
-        k, v = self.dep.k[0, :, :, :end], self.dep.v[0, :, :, :end]
         if self.split:
-            return _StepGroup(slots, self.hidden_last, SplitKV(*self.dep_prefix, self.cache.prefix_valid, k, v))
-        return _StepGroup(slots, self.hidden_last, k, v, self._mask(end))
+            return _StepGroup(slots, self.hidden_last, self.dep.layer(0))
+        end = self.dep.length
+        return _StepGroup(slots, self.hidden_last, self.dep.k[0, :, :, :end], self.dep.v[0, :, :, :end],
+                          key_mask=self._mask(end))
+
+
+def _sample_groups(model: Kronos, groups: list[_StepGroup], n_rows: int, sampling: SamplingConfig,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """s1 from the last hidden states, then s2 conditioned on it: two (n_rows,) token tensors."""
+    device = groups[0].hidden_last.device
+    if len(groups) == 1:
+        (g,) = groups
+        s1 = sample_next_token(model.head.proj_s1(g.hidden_last[:, 0]), sampling, generator)
+        logits = model.s2_logits(g.hidden_last, s1.unsqueeze(-1), g.dep_k, g.dep_v, g.key_mask)
+        return s1, sample_next_token(logits[:, 0], sampling, generator)
+    s1_logits = torch.empty(n_rows, model.s1_vocab_size, device=device)
+    for g in groups:
+        s1_logits[g.slots] = model.head.proj_s1(g.hidden_last[:, 0]).float()
+    s1 = sample_next_token(s1_logits, sampling, generator)
+    s2_logits = torch.empty(n_rows, model.s2_vocab_size, device=device)
+    for g in groups:
+        logits = model.s2_logits(g.hidden_last, s1[g.slots].unsqueeze(-1), g.dep_k, g.dep_v, g.key_mask)
+        s2_logits[g.slots] = logits[:, 0].float()
+    return s1, sample_next_token(s2_logits, sampling, generator)
+
+
+class _GraphedStep:
+    """A cached-only step (advance, sample, store the tokens) recorded once as a CUDA graph and replayed.
+
+    Valid while the cached rows stay the same; every counter it reads lives on the device and is
+    advanced inside the graph. ``KRONOS_CUDA_GRAPHS=0`` turns graphs off.
+    """
+
+    def __init__(self, step: Callable[[], None], generator: torch.Generator | None):
+        self.graph = torch.cuda.CUDAGraph()
+        if generator is not None:
+            self.graph.register_generator_state(generator)
+        with torch.cuda.graph(self.graph):
+            step()  # recorded, not run
+
+    @classmethod
+    def record(cls, step: Callable[[], None], generator: torch.Generator | None) -> _GraphedStep | None:
+        """The recorded step, or None (with a warning) where this PyTorch or this step cannot be recorded;
+        the caller then keeps running the step eagerly, with the same results."""
+        if generator is not None and not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+            return None
+        try:
+            return cls(step, generator)
+        except RuntimeError as exc:
+            warnings.warn(f"CUDA graph capture of the generation step failed, running it eagerly: {exc}",
+                          RuntimeWarning, stacklevel=3)
+            return None
+
+    def __call__(self) -> None:
+        self.graph.replay()
+
+
+def _split_cache(samples: int, device: torch.device) -> bool:
+    """Whether cached rows use the shared-prefix layout (needed for graphs; on CPU it pays off from 2 samples)."""
+    return samples > 1 or device.type == "cuda"
+
+
+def _graphs_enabled(device: torch.device) -> bool:
+    return device.type == "cuda" and os.environ.get("KRONOS_CUDA_GRAPHS", "1") != "0"
 
 
 @torch.no_grad()
@@ -283,6 +361,18 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
             # Generated tokens a row may hold in the cache: it stays while history + step <= max_context.
             capacity = max(0, min(steps - 1, max_context - shortest))
             cached = _CachedRows(model, store, fits, indexer, capacity)
+    graphed: _GraphedStep | None = None
+    eager_cached_steps = 0  # cached-only steps run since the cached rows last changed
+
+    def cached_step() -> None:
+        """One step when every active row is cached (fixed shapes: it may be recorded as a graph)."""
+        cached.advance(model, store)
+        s1, s2 = _sample_groups(model, [cached.group(indexer.slots(cached.series, cached.series))],
+                                len(cached.series) * sample_count, sampling, generator)
+        rows = indexer.rows(cached.series)
+        column = cached.column.expand(len(rows))
+        store.s1.index_put_((rows, column), s1)
+        store.s2.index_put_((rows, column), s2)
 
     for step in range(steps):
         active = tuple(s for s in range(len(hist)) if pred_lens[s] > step)
@@ -290,13 +380,27 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
         in_cache: tuple[int, ...] = ()
         if cached is not None:
             in_cache = tuple(s for s in cached.series if pred_lens[s] > step and hist[s] + step <= max_context)
-            if in_cache:
-                cached.keep(in_cache)
-                if step > 0:
-                    cached.advance(model, store, step)
-                groups.append(cached.group(indexer.slots(in_cache, active)))
+            if not in_cache:
+                cached = graphed = None
+            elif cached.keep(in_cache):
+                graphed, eager_cached_steps = None, 0
+        if step > 0 and in_cache == active and cached.split:
+            # Every active row is cached: one fixed-shape step, replayed from a CUDA graph once warm
+            # (two eager steps first, so lazy initialisation is not recorded).
+            if graphed is None and eager_cached_steps == 2 and _graphs_enabled(device):
+                graphed = _GraphedStep.record(cached_step, generator)
+            if graphed is not None:
+                graphed()
             else:
-                cached = None
+                cached_step()
+                eager_cached_steps += 1
+            if progress is not None:
+                progress(step + 1, steps)
+            continue
+        if in_cache:
+            if step > 0:
+                cached.advance(model, store)
+            groups.append(cached.group(indexer.slots(in_cache, active)))
         by_length: dict[int, list[int]] = {}
         for s in active:
             if s not in in_cache:
@@ -309,18 +413,7 @@ def generate_tokens(model: Kronos, s1_hist: list[torch.Tensor], s2_hist: list[to
                                            length))
             else:
                 groups.append(_window_group(model, store, rows, slots, step, length))
-
-        n_active = len(active) * sample_count
-        s1_logits = torch.empty(n_active, model.s1_vocab_size, device=device)
-        for g in groups:
-            s1_logits[g.slots] = model.head.proj_s1(g.hidden_last[:, 0]).float()
-        s1 = sample_next_token(s1_logits, sampling, generator)
-        s2_logits = torch.empty(n_active, model.s2_vocab_size, device=device)
-        for g in groups:
-            logits = model.s2_logits(g.hidden_last, s1[g.slots].unsqueeze(-1), g.dep_k, g.dep_v, g.key_mask)
-            s2_logits[g.slots] = logits[:, 0].float()
-        s2 = sample_next_token(s2_logits, sampling, generator)
-
+        s1, s2 = _sample_groups(model, groups, len(active) * sample_count, sampling, generator)
         column = store.base + step
         active_rows = indexer.rows(active)
         store.s1[active_rows, column], store.s2[active_rows, column] = s1, s2

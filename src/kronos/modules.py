@@ -163,6 +163,10 @@ class KVCache:
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
+    def advance(self, n: int) -> None:
+        """Mark ``n`` more positions filled (after every layer has written them)."""
+        self.length += n
+
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only batch ``rows`` (a 1-D index tensor; repeats fan one row out to many)."""
         self.k = self.k.index_select(1, rows)
@@ -172,10 +176,11 @@ class KVCache:
 class SplitKV(NamedTuple):
     """Keys/values of rows that share a per-series prefix, stored once per series.
 
-    Rows are series-major: row ``r`` belongs to series ``r // samples``. The prefix
-    (S, H, P, hd) is shared by the ``samples`` rows of its series (``prefix_valid`` (S, P) bool marks
-    its real, non-padding positions, None = all real); the suffix (S * samples, H, T_s, hd) is each row's
-    own. Attending through this layout gives the same result as attending over each row's
+    Rows are series-major: row ``r`` belongs to series ``r // samples``. The prefix (S, H, P, hd) is
+    shared by the ``samples`` rows of its series (``prefix_valid`` (S, P) bool marks its real, non-padding
+    positions; None = all real); the suffix (S * samples, H, T_s, hd) is each row's own, and
+    ``suffix_allowed`` (T, T_s) bool (None = all) says which suffix keys each of the T queries sees.
+    Attending through this layout gives the same result as attending over each row's
     ``cat(prefix, suffix)`` but reads (and stores) every prefix once per series instead of once per row.
     """
 
@@ -184,13 +189,10 @@ class SplitKV(NamedTuple):
     prefix_valid: torch.Tensor | None
     suffix_k: torch.Tensor
     suffix_v: torch.Tensor
+    suffix_allowed: torch.Tensor | None = None
 
-    def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
-        """q (R, H, T, hd) -> (R, H, T, hd), softmax over all prefix and suffix keys together.
-
-        ``causal``: the T queries are the last T suffix positions and see suffix keys up to their own;
-        otherwise every query sees the whole suffix. Every query sees every real prefix key.
-        """
+    def attend(self, q: torch.Tensor) -> torch.Tensor:
+        """q (R, H, T, hd) -> (R, H, T, hd), softmax over the real prefix keys and allowed suffix keys together."""
         n_series, heads, p_len, head_dim = self.prefix_k.shape
         rows, _, t, _ = q.shape
         samples = rows // n_series
@@ -213,11 +215,8 @@ class SplitKV(NamedTuple):
         suffix_scores = None
         if self.suffix_k.shape[2]:
             suffix_scores = torch.matmul(q, self.suffix_k.transpose(-1, -2)).float().mul_(scale)  # (R, H, T, T_s)
-            if causal and t > 1:
-                t_s = suffix_scores.shape[-1]
-                q_pos = torch.arange(t_s - t, t_s, device=q.device)
-                suffix_scores.masked_fill_(torch.arange(t_s, device=q.device)[None, :] > q_pos[:, None],
-                                           float("-inf"))
+            if self.suffix_allowed is not None:
+                suffix_scores.masked_fill_(~self.suffix_allowed, float("-inf"))
             top = torch.maximum(top, suffix_scores.amax(-1))
         weights = prefix_scores.sub_(to_series(top).unsqueeze(-1)).exp_()
         total = to_rows(weights.sum(-1))
@@ -232,40 +231,61 @@ class SplitKV(NamedTuple):
 class SharedPrefixCache:
     """A key/value cache whose rows share a per-series prefix (see :class:`SplitKV`).
 
-    ``prefix`` is a filled :class:`KVCache` over the S series; each of the S * ``samples`` rows gets its
-    own suffix buffer of ``capacity`` positions. ``length`` counts the suffix positions filled.
+    ``prefix_k``/``prefix_v`` (n_layers, S, H, P, hd) are fixed; each of the S * ``samples`` rows owns a
+    suffix buffer of ``capacity`` positions. How many suffix positions are filled is a device tensor
+    (``position``), and attention always spans the whole buffer with a mask, so a step has the same
+    shapes and launches the same kernels every time (it can be captured in a CUDA graph).
     """
 
-    def __init__(self, prefix: KVCache, prefix_valid: torch.Tensor | None, samples: int, capacity: int):
-        n_layers, n_series, heads, _, head_dim = prefix.k.shape
-        self.prefix_k = prefix.k[:, :, :, :prefix.length]
-        self.prefix_v = prefix.v[:, :, :, :prefix.length]
-        self.prefix_valid = prefix_valid
-        self.suffix = KVCache(n_layers, n_series * samples, heads, head_dim, capacity, prefix.k.device,
-                              prefix.k.dtype)
+    def __init__(self, prefix_k: torch.Tensor, prefix_v: torch.Tensor, prefix_valid: torch.Tensor | None,
+                 samples: int, capacity: int):
+        n_layers, n_series, heads, _, head_dim = prefix_k.shape
+        self.prefix_k, self.prefix_v, self.prefix_valid = prefix_k, prefix_v, prefix_valid
+        self.suffix = KVCache(n_layers, n_series * samples, heads, head_dim, capacity, prefix_k.device,
+                              prefix_k.dtype)
+        # Attention spans unfilled slots too (masked, weight 0): they must hold finite values, as 0 * NaN
+        # from uninitialised memory would still be NaN.
+        self.suffix.k.zero_()
+        self.suffix.v.zero_()
         self.samples = samples
+        self.position = torch.zeros(1, dtype=torch.long, device=prefix_k.device)
+        self._slots = torch.arange(capacity, device=prefix_k.device)
 
-    @property
-    def length(self) -> int:
-        return self.suffix.length
+    @classmethod
+    def from_cache(cls, prefix: KVCache, prefix_valid: torch.Tensor | None, samples: int,
+                   capacity: int) -> SharedPrefixCache:
+        """Share the filled part of ``prefix`` (a cache over the S series) between ``samples`` rows each."""
+        return cls(prefix.k[:, :, :, :prefix.length], prefix.v[:, :, :, :prefix.length], prefix_valid, samples,
+                   capacity)
 
-    @length.setter
-    def length(self, value: int) -> None:
-        self.suffix.length = value
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the rows' new keys/values (R, H, T, hd) at suffix slots ``position .. position + T - 1``."""
+        slots = self.position + torch.arange(k.shape[2], device=k.device) if k.shape[2] > 1 else self.position
+        self.suffix.k[layer].index_copy_(2, slots, k)
+        self.suffix.v[layer].index_copy_(2, slots, v)
 
-    def layer(self, layer: int, end: int | None = None) -> SplitKV:
-        """This layer's keys/values with the first ``end`` suffix positions (all filled ones by default)."""
-        end = self.suffix.length if end is None else end
+    def layer(self, layer: int, new: int = 0) -> SplitKV:
+        """This layer's keys/values. Queries are the ``new`` tokens just written (each sees the suffix up
+        to itself) or, with ``new`` 0, one query that sees every filled slot."""
+        if new:
+            last = self.position + torch.arange(new, device=self.position.device)  # (new,)
+            allowed = self._slots[None, :] <= last[:, None]
+        else:
+            allowed = (self._slots < self.position)[None, :]
         return SplitKV(self.prefix_k[layer], self.prefix_v[layer], self.prefix_valid,
-                       self.suffix.k[layer, :, :, :end], self.suffix.v[layer, :, :, :end])
+                       self.suffix.k[layer], self.suffix.v[layer], allowed)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Append the new suffix ``k, v`` (R, H, T, hd); the T queries attend causally (no mask needed)."""
+        """Write the new suffix ``k, v`` (R, H, T, hd); the T queries attend causally (no mask needed)."""
         if attn_mask is not None:
             raise ValueError("SharedPrefixCache builds its own mask; pass attn_mask=None")
-        self.suffix.update(layer, k, v)
-        return self.layer(layer, self.suffix.length + k.shape[2]).attend(q, causal=True)
+        self.write(layer, k, v)
+        return self.layer(layer, k.shape[2]).attend(q)
+
+    def advance(self, n: int) -> None:
+        """Mark ``n`` more suffix slots filled (after every layer has written them); in place on the device."""
+        self.position.add_(n)
 
     def select_series(self, series: torch.Tensor) -> None:
         """Keep only ``series`` (1-D index into the current series) and their rows."""

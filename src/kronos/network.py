@@ -96,7 +96,7 @@ class CrossAttention(nn.Module):
     def attend_split(self, query: torch.Tensor, context: SplitKV) -> torch.Tensor:
         """A single query per row (B, 1, d) over context keys/values split into shared prefix and own suffix."""
         b, t_q, d = query.shape
-        out = context.attend(self._heads(self.q_proj(query)), causal=False)
+        out = context.attend(self._heads(self.q_proj(query)))
         return self.out_proj(out.transpose(1, 2).reshape(b, t_q, d))
 
     def forward(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor | None = None,
@@ -208,7 +208,7 @@ class Kronos(PretrainedMixin, nn.Module):
         for index, block in enumerate(self.transformer):
             x = block(x, angles, attn_mask, cache, index)
         if cache is not None:
-            cache.length += x.shape[1]
+            cache.advance(x.shape[1])
         return self.norm(x)
 
     def s2_logits(self, hidden_last: torch.Tensor, s1_ids: torch.Tensor, k: torch.Tensor | SplitKV,
