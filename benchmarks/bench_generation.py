@@ -224,6 +224,60 @@ def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int,
           f"{sum(bool(np.array_equal(a.to_numpy(), b.to_numpy())) for a, b in zip(ref, low))}/{windows}")
 
 
+def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 64, rounds: int = 5) -> None:
+    """What one cached step costs at batch 1 against what just reading the weights costs.
+
+    step: (forecast of ``steps + 1`` bars - forecast of 1 bar) / ``steps``, greedy, through ``predict``.
+    linear chain: every ``nn.Linear`` of the network applied once, in order, to a 1-row input (the
+    matrix-vector products a step cannot avoid). memory read: one sum over the same weights copied into
+    one buffer. Best of ``rounds``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from kronos import Kronos, KronosPredictor, KronosTokenizer
+
+    model = Kronos.from_pretrained(folder / "model").eval()
+    predictor = KronosPredictor(model, KronosTokenizer.from_pretrained(folder / "tokenizer"), device="cpu",
+                                max_context=max_context)
+    dfs, xs, ys = load_inputs(1, history, steps + 1)
+
+    def forecast(pred_len: int) -> float:
+        start = time.perf_counter()
+        predictor.predict(dfs[0], xs[0], ys[0].iloc[:pred_len], pred_len, T=1.0, top_k=1, top_p=1.0)
+        return time.perf_counter() - start
+
+    forecast(2)
+    short = min(forecast(1) for _ in range(rounds))
+    long = min(forecast(steps + 1) for _ in range(rounds))
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    inputs = [torch.randn(1, m.in_features) for m in linears]
+    n_bytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+
+    def chain() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for m, x in zip(linears, inputs):
+                F.linear(x, m.weight, m.bias)
+        return time.perf_counter() - start
+
+    flat = torch.cat([m.weight.detach().flatten() for m in linears])
+
+    def read() -> float:
+        start = time.perf_counter()
+        flat.sum()
+        return time.perf_counter() - start
+
+    chain_s = min(chain() for _ in range(rounds * 4))
+    read_s = min(read() for _ in range(rounds * 4))
+    step_s = (long - short) / steps
+    print(f"history {history}, batch 1, {torch.get_num_threads()} threads: cached step {step_s * 1e3:.1f} ms; "
+          f"linear chain over the same {n_bytes / 1e6:.0f} MB of weights {chain_s * 1e3:.1f} ms "
+          f"({n_bytes / chain_s / 1e9:.1f} GB/s); one read of them {read_s * 1e3:.1f} ms "
+          f"({n_bytes / read_s / 1e9:.1f} GB/s); step / linear chain {step_s / chain_s:.2f}")
+
+
 def run_worker(spec: dict, original: str | None) -> dict:
     env = dict(os.environ)
     if spec["method"] == "original":
@@ -260,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads in every worker (default: torch's)")
     parser.add_argument("--accuracy", action="store_true",
                         help="instead of timing, compare --dtype against float32 (token agreement, forecast change)")
+    parser.add_argument("--step-floor", action="store_true",
+                        help="instead of timing forecasts, compare one cached step with reading the weights")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -281,6 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         build_checkpoints(folder, args.layout, args.seed)
         if args.accuracy:
             dtype_accuracy(folder, args.device, args.dtype, args.max_context)
+            return
+        if args.step_floor:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            step_floor(folder, args.max_context)
             return
         for config in args.configs:
             history, pred_len = (int(part) for part in config.split("+"))
