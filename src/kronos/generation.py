@@ -6,8 +6,10 @@ position's logits, then s2 from the dependency-aware layer queried by that s1. W
 tokens fit in ``max_context`` the trunk's keys/values are cached and each step costs one token;
 once the window slides every position's state changes, so those steps recompute the window.
 
-Rows are ``series × samples`` (series-major). Each series' history is encoded and prefilled once,
-then its cache is fanned out to its ``sample_count`` rows.
+Rows are ``series × samples`` (series-major). Each series' history is encoded and prefilled once;
+its ``sample_count`` rows share that history's keys/values and cache only their own generated tokens
+(:class:`~kronos.modules.SharedPrefixCache`), and slide steps compute the window's history part once
+per series. On CUDA the fixed-shape cached step is recorded as a CUDA graph and replayed.
 """
 
 from __future__ import annotations
@@ -118,9 +120,9 @@ class _Indexer:
 
     def __init__(self, samples: int, device: torch.device):
         self.samples, self.device = samples, device
-        self._made: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self._made: dict[tuple[object, tuple[int, ...]], torch.Tensor] = {}
 
-    def _get(self, kind: str, values: tuple[int, ...], make) -> torch.Tensor:
+    def _get(self, kind: object, values: tuple[int, ...], make) -> torch.Tensor:
         key = (kind, values)
         if key not in self._made:
             self._made[key] = torch.tensor(make(values), dtype=torch.long, device=self.device)
@@ -136,7 +138,7 @@ class _Indexer:
     def slots(self, series: tuple[int, ...], active: tuple[int, ...]) -> torch.Tensor:
         """Where the rows of ``series`` sit among the rows of ``active``."""
         place = {s: i for i, s in enumerate(active)}
-        return self._get(f"slots{hash(active)}", series,
+        return self._get(("slots", active), series,
                          lambda ss: [place[s] * self.samples + j for s in ss for j in range(self.samples)])
 
 
