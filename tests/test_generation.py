@@ -40,8 +40,9 @@ SAMPLINGS = {
 
 
 @pytest.mark.parametrize("name", SAMPLINGS)
-@pytest.mark.parametrize("lookback, pred_len", [(40, 12), (56, 20), (90, 6)],
-                         ids=["inside-window", "slides-while-generating", "history-longer-than-window"])
+@pytest.mark.parametrize("lookback, pred_len", [(40, 12), (56, 20), (90, 6), (30, 80)],
+                         ids=["inside-window", "slides-while-generating", "history-longer-than-window",
+                              "forecast-longer-than-window"])
 def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, name, lookback, pred_len):
     series = [_tokens(tiny_predictor, xshg, 300, lookback, pred_len)]
     cached = _generate(tiny_predictor, series, [pred_len], 64, SAMPLINGS[name], samples=3, seed=11)
