@@ -283,7 +283,7 @@ def _sample_groups(model: Kronos, groups: list[_StepGroup], n_rows: int, samplin
                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """s1 from the last hidden states, then s2 conditioned on it: two (n_rows,) token tensors."""
     device = groups[0].hidden_last.device
-    if len(groups) == 1:
+    if len(groups) == 1:  # one group holds every active row, in order: its rows are the slots
         (g,) = groups
         s1 = sample_next_token(model.head.proj_s1(g.hidden_last[:, 0]), sampling, generator)
         logits = model.s2_logits(g.hidden_last, s1.unsqueeze(-1), g.dep_k, g.dep_v, g.key_mask)

@@ -98,14 +98,13 @@ class TrainOptions:
             self.lr = 2e-4 if self.kind == "tokenizer" else 4e-5
         if self.grad_clip is None:
             self.grad_clip = 2.0 if self.kind == "tokenizer" else 3.0
+        optional = ("max_steps", "eval_every", "stop_after")  # None = not set
         for name in ("lookback", "horizon", "batch_size", "accumulation_steps", "epochs", "steps_per_epoch",
-                     "val_windows", "save_every", "log_every"):
+                     "val_windows", "save_every", "log_every") + optional:
             value = getattr(self, name)
+            if value is None and name in optional:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("max_steps", "eval_every", "stop_after"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         for name in ("lr", "clip", "div_factor"):
             if not getattr(self, name) > 0:
