@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.cli import main
+from kronos.cli import build_parser, main
 from kronos.evaluation import EvaluationConfig, evaluate, load_series
-from kronos.evaluation.walkforward import plan_origins
+from kronos.evaluation.garch import garch_available
+from kronos.evaluation.walkforward import _check_accepts, plan_origins
 
 from .conftest import DATA, PARITY
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "kronos" / "examples_data"
+GARCH = {"garch_t"} if garch_available() else set()
+BASELINES = {"persistence", "rw_drift", "gaussian_rw", "bootstrap"} | GARCH
 
 FILES = [DATA / "bokeh_AAPL_1d.csv", DATA / "freqtrade_ETH-BTC_5min.csv", DATA / "backtesting_BTCUSD_1mo.csv"]
 SETTINGS = dict(lookback=64, pred_len=8, sample_count=8, max_origins=3, seed=0)
@@ -33,8 +41,7 @@ class TestWalkForward:
         records = evaluation.run.records
         methods = records.groupby(["series", "origin"])["method"].apply(frozenset)
         for (series, _), found in methods.items():
-            expected = {"kronos", "persistence", "rw_drift", "gaussian_rw"}
-            assert found == expected | ({"seasonal_naive"} if "5min" in series else set())
+            assert found == {"kronos"} | BASELINES | ({"seasonal_naive"} if "5min" in series else set())
         assert records.groupby("series")["origin"].nunique().to_dict() == {
             "bokeh_AAPL_1d": 3, "freqtrade_ETH-BTC_5min": 3, "backtesting_BTCUSD_1mo": 3}
 
@@ -75,16 +82,40 @@ class TestWalkForward:
         with pytest.raises(KeyError, match="no 'crps_rel' for method 'arima'"):
             evaluation.metric("crps_rel", "arima")
 
-    def test_targets_compare_with_the_right_baselines(self, evaluation):
+    def test_targets_compare_with_the_best_baseline(self, evaluation):
         targets = evaluation.targets().set_index("target")
-        crps = targets.loc["crps_rel below gaussian_rw"]
-        assert crps["value"] == evaluation.metric("crps_rel")
-        assert crps["reference"] == evaluation.metric("crps_rel", "gaussian_rw")
-        assert crps["met"] == (crps["value"] < crps["reference"])
+        scores = {b: evaluation.metric("crps_rel", b) for b in ("gaussian_rw", "bootstrap", *GARCH)}
+        best = min(scores, key=scores.get)
+        assert evaluation.best_baseline() == best
+        crps = targets.loc[f"crps_rel at most best baseline ({best})"]
+        assert crps["value"] == evaluation.metric("crps_rel") and crps["reference"] == scores[best]
+        assert crps["met"] == (crps["value"] <= crps["reference"])
+        ratio = targets.loc[f"crps_rel ratio to {best} at most 0.95"]
+        assert ratio["value"] == pytest.approx(crps["value"] / crps["reference"])
+        geo = targets.loc[f"geometric mean of per-series crps ratios to {best} below 1", "value"]
+        assert geo == pytest.approx(evaluation.versus.loc[best, "geo_mean_ratio"])
         volume = targets.loc["volume_mae_rel below persistence"]
         assert volume["reference"] == evaluation.metric("volume_mae_rel", "persistence")
         assert targets.loc["coverage_80 within [0.75, 0.85]", "value"] == evaluation.metric("coverage_80")
+        assert targets.loc["coverage_50 within [0.45, 0.55]", "value"] == evaluation.metric("coverage_50")
         assert evaluation.targets("arima").empty
+
+    def test_paired_numbers_agree_with_the_records(self, evaluation):
+        records = evaluation.run.records
+        for baseline in ("gaussian_rw", "bootstrap", *GARCH):
+            scores = records.pivot_table(index=["series", "origin"], columns="method", values="crps_rel")
+            diff = scores["kronos"] - scores[baseline]
+            row = evaluation.versus.loc[baseline]
+            assert row["mean_diff"] == pytest.approx(diff.mean())
+            assert row["two_se"] == pytest.approx(2 * diff.std(ddof=1) / math.sqrt(len(diff)))
+            per_series = scores.groupby(level="series").mean()
+            ratios = per_series["kronos"] / per_series[baseline]
+            assert row["geo_mean_ratio"] == pytest.approx(math.exp(np.log(ratios).mean()))
+        # the mean over horizon bars of the per-bar CRPS is the pooled CRPS
+        steps = evaluation.crps_steps
+        assert list(steps.index) == list(range(1, 9)) and list(steps.columns) == ["kronos", "gaussian_rw", "bootstrap",
+                                                                                     *GARCH]
+        np.testing.assert_allclose(steps.mean(), evaluation.pooled.loc["crps_rel", steps.columns])
 
     def test_same_inputs_and_seed_same_numbers(self, evaluation, tiny_predictor):
         again = evaluate(FILES, tiny_predictor, model_name="parity-tiny", **SETTINGS)
@@ -142,6 +173,7 @@ class TestOrigins:
         ({"tail_fraction": 1.0}, r"tail_fraction must be in \(0, 1\), got 1.0"),
         ({"pred_len": 0}, "pred_len must be an integer >= 1, got 0"),
         ({"vol_window": 1}, "vol_window must be >= 2"),
+        ({"calibrate": "yes"}, "calibrate must be True, False or None"),
     ])
     def test_bad_settings(self, settings, message):
         with pytest.raises(ValueError, match=message):
@@ -157,6 +189,70 @@ class TestOrigins:
             evaluate({"aapl": frame}, None)
 
 
+class TestBaselinesOnExamples:
+    """The quant baselines end to end on the bundled example series (real daily closes)."""
+
+    FILES = [EXAMPLES / "AAPL_1d.csv", EXAMPLES / "MSFT_1d.csv", EXAMPLES / "FB_1d.csv"]
+
+    def test_model_against_every_baseline(self, tiny_predictor):
+        result = evaluate(self.FILES, tiny_predictor, lookback=64, pred_len=6, sample_count=16, max_origins=2)
+        assert set(result.run.records["method"]) == {"kronos"} | BASELINES
+        assert set(result.versus.index) == BASELINES and (result.versus["n_series"] == 3).all()
+        pooled = result.pooled
+        for method in ("kronos", "gaussian_rw", "bootstrap", *GARCH):
+            assert pooled.loc["crps_rel", method] > 0 and pooled.loc["pinball_rel", method] > 0
+            assert 0 <= pooled.loc["coverage_50", method] <= pooled.loc["coverage_80", method] <= 1
+        assert len(result.crps_steps) == 6 and (result.paired["n_origins"] > 0).all()
+        if GARCH:
+            assert result.run.timing["garch_t_fallbacks"] == 0 and result.run.timing["seconds_garch_t"] > 0
+
+    def test_without_arch_garch_is_skipped_with_one_message(self, tiny_predictor, monkeypatch, caplog, tmp_path):
+        monkeypatch.setitem(sys.modules, "arch", None)  # what an environment without the package looks like
+        with caplog.at_level(logging.WARNING, logger="kronos.evaluation"):
+            result = evaluate(self.FILES[:2], tiny_predictor, lookback=64, pred_len=6, sample_count=8, max_origins=2)
+        messages = [r.getMessage() for r in caplog.records if r.name == "kronos.evaluation"]
+        assert len(messages) == 1 and "garch_t baseline not run" in messages[0] and "arch" in messages[0]
+        assert "garch_t" not in set(result.run.records["method"]) and "garch_t" in result.run.notes
+        assert "garch_t_fallbacks" not in result.run.timing
+        assert result.best_baseline() in ("gaussian_rw", "bootstrap")
+        result.write(tmp_path, plots=False)
+        assert "`garch_t` not run" in (tmp_path / "summary.md").read_text()
+        assert "not run" in json.loads((tmp_path / "metrics.json").read_text())["notes"]["garch_t"]
+
+
+class TestSamplingSettings:
+    def test_unset_settings_are_not_passed(self):
+        assert EvaluationConfig().sampling == {}
+        assert EvaluationConfig(T=0.5, top_k=0, calibrate=False).sampling == {"T": 0.5, "top_k": 0, "calibrate": False}
+
+    def test_unset_means_the_predictors_defaults(self, tiny_predictor):
+        defaults = {name: p.default for name, p in inspect.signature(tiny_predictor.forecast_batch).parameters.items()
+                    if name in ("T", "top_k", "top_p")}
+        settings = dict(SETTINGS, max_origins=1)
+        unset = evaluate(FILES[:2], tiny_predictor, **settings).run.records
+        explicit = evaluate(FILES[:2], tiny_predictor, **settings, **defaults).run.records
+        pd.testing.assert_frame_equal(unset, explicit)
+        other = evaluate(FILES[:2], tiny_predictor, **dict(settings, T=0.3)).run.records
+        assert not np.allclose(unset.loc[unset["method"] == "kronos", "crps"],
+                               other.loc[other["method"] == "kronos", "crps"])
+
+    def test_a_setting_the_predictor_lacks_is_named(self):
+        def forecast_batch(frames, x_ts, y_ts, pred_len=1, sample_count=1, T=1.0, quantiles=(), seed=None):
+            return []
+
+        _check_accepts(forecast_batch, {"T": 0.5})
+        with pytest.raises(TypeError, match="does not accept calibrate; leave it unset"):
+            _check_accepts(forecast_batch, {"T": 0.5, "calibrate": True})
+        _check_accepts(lambda *args, **kwargs: [], {"calibrate": True})  # **kwargs takes anything
+
+    def test_command_line_flags_default_to_unset(self):
+        parser = build_parser()
+        args = parser.parse_args(["evaluate", "a.csv", "--out", "ev"])
+        assert (args.temperature, args.top_k, args.top_p, args.calibrate) == (None, None, None, None)
+        assert parser.parse_args(["evaluate", "a.csv", "--out", "ev", "--calibrate"]).calibrate is True
+        assert parser.parse_args(["evaluate", "a.csv", "--out", "ev", "--no-calibrate", "-T", "0.7"]).calibrate is False
+
+
 class TestReport:
     def test_files_exist_and_parse(self, evaluation, tmp_path):
         written = evaluation.write(tmp_path / "out")
@@ -169,12 +265,21 @@ class TestReport:
         assert numbers["config"]["lookback"] == 64 and numbers["model"] == "parity-tiny"
         assert numbers["pooled"]["persistence"]["coverage_80"] is None  # NaN written as null
         summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-        assert set(summary["method"]) == {"kronos", "persistence", "rw_drift", "gaussian_rw", "seasonal_naive"}
+        assert set(summary["method"]) == {"kronos", "seasonal_naive"} | BASELINES
         assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
         markdown = (tmp_path / "out" / "summary.md").read_text()
-        assert "| metric | kronos | persistence | rw_drift | gaussian_rw | seasonal_naive | unit |" in markdown
+        methods = " | ".join(["kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", *GARCH,
+                              "seasonal_naive"])
+        assert f"| metric | {methods} | unit |" in markdown
         assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
-        assert [t["target"] for t in numbers["targets"]][0] == "crps_rel below gaussian_rw"
+        for section in ("## The model against each baseline", "## CRPS by horizon step", "## Paired CRPS per series"):
+            assert section in markdown
+        assert [t["target"] for t in numbers["targets"]][0].startswith("crps_rel at most best baseline")
+        assert numbers["versus"]["bootstrap"]["mean_diff"] == pytest.approx(evaluation.versus.loc["bootstrap",
+                                                                                                  "mean_diff"])
+        assert set(numbers["paired"]["gaussian_rw"]) == {"bokeh_AAPL_1d", "freqtrade_ETH-BTC_5min",
+                                                         "backtesting_BTCUSD_1mo", "ALL"}
+        assert len(numbers["crps_by_step"]["bootstrap"]) == 8 and numbers["notes"] == {}
         for name in ("fan_charts.png", "calibration.png", "metrics_by_series.png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not list((tmp_path / "out").glob(".*.tmp"))

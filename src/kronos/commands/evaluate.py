@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cli import UsageError
 from .forecast import add_model_arguments, load_predictor, positive_int, progress
+
+if TYPE_CHECKING:
+    from ..evaluation import Evaluation
 
 SERIES_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -29,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="walk-forward evaluation against baselines", epilog=EXAMPLES,
         description="Forecast many origins over the held-out tail of each series and score the model against "
-                    "persistence, random walk with drift, a Gaussian random walk and seasonal-naive volume.",
+                    "persistence, random walk with drift, a Gaussian random walk, a historical-simulation "
+                    "bootstrap, GARCH(1,1)-t (with the optional arch package) and seasonal-naive volume.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet bar files or folders of them")
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
@@ -46,13 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     walk.add_argument("--min-history", type=positive_int, default=None,
                       help="fewest history bars an origin may have (default min(64, lookback))")
     walk.add_argument("--vol-window", type=positive_int, default=None,
-                      help="recent log returns for the drift/volatility baselines (default: the whole history)")
+                      help="recent log returns for the drift, volatility, bootstrap and GARCH baselines "
+                           "(default: the whole history)")
     walk.add_argument("--batch-size", type=positive_int, default=32, help="origins per model call (default 32)")
     walk.add_argument("--seed", type=int, default=0, help="random seed of model and baselines (default 0)")
-    sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
-    sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off")
-    sampling.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1] (default 0.9)")
+    sampling = parser.add_argument_group("sampling (unset: the predictor's own defaults)")
+    sampling.add_argument("--temperature", "-T", type=float, default=None, help="sampling temperature")
+    sampling.add_argument("--top-k", type=int, default=None, help="keep the k likeliest tokens; 0 = off")
+    sampling.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
+    sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                          help="apply (or not) the predictor's calibration of the sample paths")
     add_model_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
         max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
         min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
-        T=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate)
     files = expand_files(args.files)
     predictor, model_name = None, None
     if not args.baselines_only:
@@ -105,7 +113,23 @@ def run(args: argparse.Namespace) -> int:
     speed = f", {timing['origins_per_second']:.2f} origins/s" if "origins_per_second" in timing else ""
     progress(args, f"{int(timing['origins'])} origins in {timing['seconds_total']:.1f}s{speed}; "
                    f"wrote {', '.join(p.name for p in written)} to {args.out}")
-    from ..evaluation.report import markdown_table
-
-    sys.stdout.write(markdown_table(evaluation.pooled, "metric") + "\n")
+    sys.stdout.write(console_report(evaluation))
     return 0
+
+
+def console_report(evaluation: Evaluation) -> str:
+    """The pooled table, then (with a model) the model against each baseline and the targets, then CRPS
+    by horizon step and the notes (baselines not run, GARCH fallbacks), as Markdown."""
+    from ..evaluation.report import markdown_table, notes_lines, versus_frame
+
+    parts = [markdown_table(evaluation.pooled, "metric")]
+    if not evaluation.versus.empty:
+        parts.append("model against each baseline (crps_rel, paired over origins):\n"
+                     + markdown_table(versus_frame(evaluation), "baseline"))
+    targets = evaluation.targets()
+    if not targets.empty:
+        parts.append("targets:\n" + markdown_table(targets.set_index("target"), "target"))
+    if not evaluation.crps_steps.empty:
+        parts.append("crps_rel by horizon step:\n" + markdown_table(evaluation.crps_steps, "step"))
+    parts += notes_lines(evaluation)
+    return "\n\n".join(parts) + "\n"

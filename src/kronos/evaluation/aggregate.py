@@ -14,7 +14,7 @@ import pandas as pd
 from .metrics import CALIBRATION_LEVELS, spearman
 
 POOLED = "ALL"
-METHOD_ORDER = ("kronos", "persistence", "rw_drift", "gaussian_rw", "seasonal_naive")
+METHOD_ORDER = ("kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "seasonal_naive")
 MIN_CROSS_SECTION = 5
 
 # metric -> (record column, how: mean | rmse), its unit, and whether it pools across series.
@@ -28,6 +28,7 @@ METRICS: dict[str, tuple[str, str, str, bool]] = {
     "direction_acc": ("direction", "mean", "share of horizon returns with the right sign", True),
     "crps": ("crps", "mean", "price units, mean over horizon bars", False),
     "crps_rel": ("crps_rel", "mean", "fraction of last close, mean over horizon bars", True),
+    "pinball_rel": ("pinball_rel", "mean", "fraction of last close, mean over levels 0.1..0.9 and horizon bars", True),
     "coverage_50": ("coverage_50", "mean", "share of closes in the central 50% interval (target 0.5)", True),
     "coverage_80": ("coverage_80", "mean", "share of closes in the central 80% interval (target 0.8)", True),
     "vol_mae": ("vol_ae", "mean", "per-bar log-return std over the horizon", True),
@@ -37,6 +38,7 @@ METRICS: dict[str, tuple[str, str, str, bool]] = {
     "ohlc_break_mean": ("ohlc_break_mean", "mean", "same, for the mean forecast bars", True),
 }
 CALIBRATION_COLUMNS = [f"coverage_{round(level * 100)}" for level in CALIBRATION_LEVELS]
+STEP_PREFIX = "crps_rel_h"  # per-origin CRPS of horizon bar k: column crps_rel_h{k}
 
 
 def ordered_methods(methods) -> list[str]:
@@ -111,3 +113,15 @@ def rank_ic(records: pd.DataFrame, min_series: int = MIN_CROSS_SECTION) -> pd.Da
                      "mean_ic": float(valid.mean()) if len(valid) else float("nan"),
                      "std_ic": float(valid.std(ddof=1)) if len(valid) > 1 else float("nan")})
     return pd.DataFrame(rows, columns=["method", "timestamps", "ics", "mean_ic", "std_ic"])
+
+
+def crps_by_step(records: pd.DataFrame, series: str | None = None) -> pd.DataFrame:
+    """Mean CRPS of the close at each horizon bar, as a fraction of the last close: rows = step 1..P,
+    columns = methods with sample paths; pooled over all series (every origin weighs the same), or of one
+    ``series``."""
+    columns = sorted((c for c in records.columns if c.startswith(STEP_PREFIX)),
+                     key=lambda c: int(c[len(STEP_PREFIX):]))
+    rows = records if series is None else records[records["series"] == series]
+    table = rows.groupby("method", sort=False)[columns].mean().T.dropna(axis=1, how="all")
+    table.index = pd.Index([int(c[len(STEP_PREFIX):]) for c in table.index], name="step")
+    return table.reindex(columns=ordered_methods(table.columns))

@@ -4,18 +4,27 @@
 - ``rw_drift``: random walk with drift, ``close_t = c0 * exp(t * mu)``, mu the mean of the last N log returns.
 - ``gaussian_rw``: zero-drift Gaussian random walk in log price with the standard deviation (ddof 1) of the
   last N log returns; gives sample paths, hence CRPS and interval coverage.
+- ``bootstrap``: historical simulation: each path's log returns are drawn i.i.d. with replacement from the
+  last N log returns (not demeaned), cumulated from the last close.
+- ``garch_t``: GARCH(1,1) with Student-t innovations fitted on the last N log returns (needs the optional
+  ``arch`` package, see :mod:`kronos.evaluation.garch`); where the fit fails, the Gaussian random walk's
+  paths stand in and the forecast is flagged ``fallback``.
 - ``seasonal_naive``: volume only, intraday series only: each future bar's volume is the volume of the bar
   with the same time of day 1..7 days earlier (the nearest found in the history), else the last volume.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-BASELINES = ("persistence", "rw_drift", "gaussian_rw", "seasonal_naive")
+from .garch import fit_garch_t, garch_available, simulate_garch_t
+
+BASELINES = ("persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "seasonal_naive")
+PATH_BASELINES = ("gaussian_rw", "bootstrap", "garch_t")  # the baselines with sample paths
 CLOSE, VOLUME = 3, 4
 DAY_NS = 86_400 * 10**9
 
@@ -23,11 +32,13 @@ DAY_NS = 86_400 * 10**9
 @dataclass(frozen=True)
 class MethodForecast:
     """One method's forecast at one origin: (S, P) closes and volumes (None where the method has none)
-    and (S, P, 6) full bars (model only)."""
+    and (S, P, 6) full bars (model only). ``fallback``: the method could not be fitted at this origin and
+    these are the Gaussian random walk's paths."""
 
     close: np.ndarray | None
     volume: np.ndarray | None
     bars: np.ndarray | None = None
+    fallback: bool = False
 
 
 def history_returns(close: np.ndarray, window: int | None) -> np.ndarray:
@@ -65,20 +76,48 @@ def seasonal_naive_volume(past_ts: pd.DatetimeIndex, past_volume: np.ndarray, fu
     return out
 
 
+def paths_from_returns(last_close: float, returns: np.ndarray) -> np.ndarray:
+    """(S, P) closes from (S, P) per-bar log returns cumulated from ``last_close``."""
+    return last_close * np.exp(np.cumsum(returns, axis=1))
+
+
+def bootstrap_returns(returns: np.ndarray, sample_count: int, pred_len: int, rng: np.random.Generator) -> np.ndarray:
+    """(S, P) log returns drawn i.i.d. with replacement from the history's log returns (N,), as they are
+    (no demeaning); zeros when there is no history return."""
+    if len(returns) == 0:
+        return np.zeros((sample_count, pred_len))
+    return np.asarray(returns, dtype=np.float64)[rng.integers(0, len(returns), size=(sample_count, pred_len))]
+
+
+def garch_forecast(returns: np.ndarray, last_close: float, sample_count: int, pred_len: int,
+                   rng: np.random.Generator, fallback: MethodForecast) -> MethodForecast:
+    """The ``garch_t`` forecast: (S, P) closes from a GARCH(1,1)-t fitted on ``returns`` (N,), or
+    ``fallback`` (flagged) where no usable fit exists."""
+    fit = fit_garch_t(returns)
+    if fit is None:
+        return MethodForecast(fallback.close, None, fallback=True)
+    return MethodForecast(paths_from_returns(last_close, simulate_garch_t(fit, sample_count, pred_len, rng)), None)
+
+
 def baseline_forecasts(history: np.ndarray, history_ts: pd.DatetimeIndex, future_ts: pd.DatetimeIndex,
                        sample_count: int, rng: np.random.Generator, vol_window: int | None = None,
-                       past: tuple[pd.DatetimeIndex, np.ndarray] | None = None) -> dict[str, MethodForecast]:
+                       past: tuple[pd.DatetimeIndex, np.ndarray] | None = None, garch: bool = True,
+                       seconds: dict[str, float] | None = None) -> dict[str, MethodForecast]:
     """Every baseline's forecast for one origin.
 
     Args:
         history: (H, 6) bars open, high, low, close, volume, amount (the model's history window).
         history_ts, future_ts: timestamps of the history (H) and of the horizon (P).
-        sample_count: paths of the Gaussian random walk.
-        rng: numpy generator for those paths.
-        vol_window: N, the number of most recent log returns for drift and volatility (all when None).
+        sample_count: paths of each baseline with sample paths.
+        rng: numpy generator for those paths (drawn in the order gaussian_rw, bootstrap, garch_t).
+        vol_window: N, the number of most recent log returns for drift, volatility, bootstrap and GARCH
+            (all when None).
         past: timestamps and volumes of every bar before the origin, for the seasonal-naive volume
             (default: the history window).
+        garch: include ``garch_t`` (left out anyway when ``arch`` is not installed).
+        seconds: when given, each baseline's time in seconds is added to ``seconds[name]``.
     """
+    clock = _Clock(seconds)
     pred_len = len(future_ts)
     last_close, last_volume = float(history[-1, CLOSE]), float(history[-1, VOLUME])
     returns = history_returns(history[:, CLOSE], vol_window)
@@ -86,14 +125,35 @@ def baseline_forecasts(history: np.ndarray, history_ts: pd.DatetimeIndex, future
     sigma = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
     steps = np.arange(1, pred_len + 1)
     flat_volume = np.full((1, pred_len), last_volume)
-    shocks = rng.standard_normal((sample_count, pred_len)) * sigma
     out = {
         "persistence": MethodForecast(np.full((1, pred_len), last_close), flat_volume),
         "rw_drift": MethodForecast(last_close * np.exp(mu * steps)[None, :], None),
-        "gaussian_rw": MethodForecast(last_close * np.exp(np.cumsum(shocks, axis=1)), None),
     }
+    clock.lap(None)
+    shocks = rng.standard_normal((sample_count, pred_len)) * sigma
+    out["gaussian_rw"] = MethodForecast(paths_from_returns(last_close, shocks), None)
+    clock.lap("gaussian_rw")
+    out["bootstrap"] = MethodForecast(
+        paths_from_returns(last_close, bootstrap_returns(returns, sample_count, pred_len, rng)), None)
+    clock.lap("bootstrap")
+    if garch and garch_available():
+        out["garch_t"] = garch_forecast(returns, last_close, sample_count, pred_len, rng, out["gaussian_rw"])
+        clock.lap("garch_t")
     if is_intraday(history_ts):
         past_ts, past_volume = past if past is not None else (history_ts, history[:, VOLUME])
         volume = seasonal_naive_volume(past_ts, past_volume, future_ts)
         out["seasonal_naive"] = MethodForecast(None, volume[None, :])
     return out
+
+
+class _Clock:
+    """Adds the time since the previous lap to ``seconds[name]`` (nothing when ``seconds`` is None)."""
+
+    def __init__(self, seconds: dict[str, float] | None):
+        self.seconds, self.last = seconds, time.perf_counter()
+
+    def lap(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self.seconds is not None and name is not None:
+            self.seconds[name] = self.seconds.get(name, 0.0) + now - self.last
+        self.last = now

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+PINBALL_LEVELS = CALIBRATION_LEVELS
 
 
 def crps_samples(samples: np.ndarray, y: np.ndarray | float) -> np.ndarray:
@@ -59,6 +60,23 @@ def coverages(samples: np.ndarray, y: np.ndarray, levels: tuple[float, ...] = CA
     y = np.asarray(y, dtype=np.float64)
     inside = (y >= lo) & (y <= hi)
     return inside.reshape(len(levels), -1).mean(axis=1)
+
+
+def pinball_loss(samples: np.ndarray, y: np.ndarray | float,
+                 levels: tuple[float, ...] = PINBALL_LEVELS) -> np.ndarray:
+    """Mean pinball (quantile) loss over ``levels``, in the units of ``y`` (lower is better).
+
+    For each level tau the forecast quantile q is the empirical tau-quantile of ``samples`` (S, ...) over
+    axis 0 (linear interpolation), and the loss is ``max(tau * (y - q), (tau - 1) * (y - q))``; the result,
+    shape of ``y`` broadcast with (...), is the mean over the levels.
+    """
+    taus = np.asarray(levels, dtype=np.float64)
+    if taus.size == 0 or np.any((taus <= 0) | (taus >= 1)):
+        raise ValueError(f"pinball levels must be in (0, 1), got {list(levels)}")
+    q = np.quantile(np.asarray(samples, dtype=np.float64), taus, axis=0)  # (L, ...)
+    u = np.asarray(y, dtype=np.float64) - q
+    taus = taus.reshape((-1,) + (1,) * (u.ndim - 1))
+    return np.maximum(taus * u, (taus - 1) * u).mean(axis=0)
 
 
 def log_returns(path: np.ndarray, start: np.ndarray | float) -> np.ndarray:
@@ -149,7 +167,9 @@ def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None
         bars: (S, P, 4+) full forecast bars for the OHLC-consistency rates, or None.
 
     The point forecast is the mean over paths (what ``KronosPredictor.predict`` returns). Point numbers
-    are at the horizon (the last bar); CRPS and coverage average over every bar of the horizon.
+    are at the horizon (the last bar); CRPS, pinball loss and coverage average over every bar of the horizon.
+    With more than one path there are also ``pinball_rel`` (mean pinball loss over ``PINBALL_LEVELS``) and
+    ``crps_rel_h1`` .. ``crps_rel_hP`` (CRPS of each horizon bar), as fractions of ``last_close``.
     Returns errors per origin (``*_ae`` absolute, ``*_se`` squared); aggregation happens later.
     """
     nan = float("nan")
@@ -169,9 +189,13 @@ def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None
             close_ae_rel=abs(error) / last_close, close_se_rel=(error / last_close) ** 2,
             logret_ae=abs(forecast_return - realised_return), logret_se=(forecast_return - realised_return) ** 2,
             direction=float(direction_hits(forecast_return, realised_return)),
-            crps=float(crps_samples(paths, realised_close).mean()),
         )
+        crps_steps = crps_samples(paths, realised_close)
+        out["crps"] = float(crps_steps.mean())
         out["crps_rel"] = out["crps"] / last_close
+        if len(paths) > 1:
+            out["pinball_rel"] = float(pinball_loss(paths, realised_close).mean()) / last_close
+            out.update({f"crps_rel_h{k}": float(v) / last_close for k, v in enumerate(crps_steps, start=1)})
         covered = coverages(paths, realised_close) if len(paths) > 1 else np.full(len(CALIBRATION_LEVELS), nan)
         for level, value in zip(CALIBRATION_LEVELS, covered):
             out[f"coverage_{round(level * 100)}"] = float(value)

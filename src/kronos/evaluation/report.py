@@ -20,11 +20,11 @@ from .aggregate import METRICS, POOLED, ordered_methods
 if TYPE_CHECKING:
     from .runner import Evaluation
 
-SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "coverage_80",
-                  "vol_mae", "volume_mae_rel")
+SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "pinball_rel",
+                  "coverage_50", "coverage_80", "vol_mae", "volume_mae_rel")
 BAR_METRICS = ("crps_rel", "logret_mae", "volume_mae_rel")
 COLOURS = {"kronos": "tab:blue", "persistence": "tab:gray", "rw_drift": "tab:olive", "gaussian_rw": "tab:orange",
-           "seasonal_naive": "tab:purple"}
+           "bootstrap": "tab:green", "garch_t": "tab:red", "seasonal_naive": "tab:purple"}
 
 
 def _number(value: Any) -> str:
@@ -66,6 +66,41 @@ def to_json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode()
 
 
+def notes_lines(evaluation: Evaluation) -> list[str]:
+    """One line per method not run, and the GARCH fallback count with the baselines' time."""
+    timing = evaluation.run.timing
+    lines = [f"`{method}` {why}." for method, why in evaluation.run.notes.items()]
+    if "garch_t_fallbacks" in timing:
+        lines.append(f"`garch_t`: fitted in {timing.get('seconds_garch_t', 0.0):.1f} s; "
+                     f"{int(timing['garch_t_fallbacks'])} of {int(timing['origins'])} origins fell back to the "
+                     "Gaussian random walk (fit failed or gave invalid parameters).")
+    return lines
+
+
+def versus_frame(evaluation: Evaluation) -> pd.DataFrame:
+    """The model against each baseline (rows), pooled: CRPS of both, ratio, mean paired difference ± 2 SE,
+    geometric mean of per-series ratios, series where the model wins."""
+    table = evaluation.versus.copy()
+    if table.empty:
+        return table
+    table["series_better"] = [f"{int(b)}/{int(n)}" for b, n in zip(table["series_better"], table["n_series"])]
+    return table.drop(columns="n_series").rename(columns={"model": "crps_rel model", "reference": "crps_rel baseline"})
+
+
+def paired_series_frame(evaluation: Evaluation) -> pd.DataFrame:
+    """Per series (rows, pooled last) and baseline: CRPS ratio and mean paired difference ± 2 SE."""
+    paired = evaluation.paired
+    if paired.empty:
+        return pd.DataFrame()
+    cells = paired.assign(diff=[f"{_number(d)} ± {_number(e)}" for d, e in zip(paired["mean_diff"], paired["two_se"])])
+    ratio = cells.pivot(index="series", columns="baseline", values="ratio").add_prefix("ratio ")
+    diff = cells.pivot(index="series", columns="baseline", values="diff").add_prefix("diff ")
+    order = list(dict.fromkeys(paired["series"]))
+    baselines = list(dict.fromkeys(paired["baseline"]))
+    columns = [f"{kind} {b}" for b in baselines for kind in ("ratio", "diff")]
+    return pd.concat([ratio, diff], axis=1).reindex(index=order, columns=columns)
+
+
 def render_markdown(evaluation: Evaluation) -> str:
     """The Markdown report: settings, pooled table (methods side by side), rank IC, calibration, per series."""
     run, config = evaluation.run, evaluation.run.config
@@ -80,6 +115,9 @@ def render_markdown(evaluation: Evaluation) -> str:
     if "origins_per_second" in run.timing:
         lines += [f"Model time {run.timing['seconds_model']:.1f} s ({run.timing['origins_per_second']:.2f} origins/s)."
                   f" Total {run.timing['seconds_total']:.1f} s.", ""]
+    notes = notes_lines(evaluation)
+    if notes:
+        lines += [*notes, ""]
     lines += ["## Pooled over all series", "",
               "Point forecast = mean of the sample paths. `_rel` = fraction of the last observed close at the origin "
               "(volume: of the mean history volume). Every origin weighs the same. Lower is better except "
@@ -91,6 +129,16 @@ def render_markdown(evaluation: Evaluation) -> str:
     if not targets.empty:
         shown = targets.assign(met=targets["met"].map({True: "yes", False: "**no**"})).set_index("target")
         lines += ["## Targets (pooled)", "", markdown_table(shown, "target"), ""]
+    if not evaluation.versus.empty:
+        lines += ["## The model against each baseline (CRPS of the close)", "",
+                  "Paired over the same origins: `mean_diff` = mean of model − baseline `crps_rel` per origin "
+                  "(negative: the model is better), `two_se` = 2 standard errors of that mean; `ratio` = pooled "
+                  "model / baseline; `geo_mean_ratio` = geometric mean over series of the per-series ratio (every "
+                  "series weighs the same, however volatile); `series_better` = series with a ratio below 1.", "",
+                  markdown_table(versus_frame(evaluation), "baseline"), ""]
+    if not evaluation.crps_steps.empty:
+        lines += ["## CRPS by horizon step (pooled `crps_rel`)", "",
+                  markdown_table(evaluation.crps_steps, "step"), ""]
     lines += ["## Cross-sectional rank IC", "",
               "Spearman correlation of forecast and realised horizon log returns across the series that share an "
               "origin timestamp, where at least 5 do.", ""]
@@ -109,6 +157,11 @@ def render_markdown(evaluation: Evaluation) -> str:
     per_series = evaluation.summary[evaluation.summary["series"] != POOLED]
     table = per_series[["series", "method", *SERIES_COLUMNS]].reset_index(drop=True)
     lines += ["## Per series", "", markdown_table(table), ""]
+    paired_table = paired_series_frame(evaluation)
+    if not paired_table.empty:
+        lines += ["## Paired CRPS per series (model against each baseline)", "",
+                  "`ratio` = model / baseline mean `crps_rel`; `diff` = mean per-origin difference ± 2 SE.", "",
+                  markdown_table(paired_table, "series"), ""]
     if run.skipped:
         lines += ["## Skipped series", ""] + [f"- `{name}`: {why}" for name, why in run.skipped.items()] + [""]
     return "\n".join(lines)

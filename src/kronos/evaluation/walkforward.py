@@ -13,6 +13,8 @@ the cross-sectional rank IC). ``max_origins`` thins the grid evenly.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import os
 import time
@@ -27,9 +29,13 @@ import pandas as pd
 
 from ..data import as_timestamps, bar_features, check_count
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
+from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
 
+log = logging.getLogger("kronos.evaluation")
+
 MODEL = "kronos"
+SAMPLING_SETTINGS = ("T", "top_k", "top_p", "calibrate")
 FAN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -44,12 +50,14 @@ class EvaluationConfig:
     """What to evaluate and how. Bars are counts of rows of each series.
 
     lookback: history bars per origin. pred_len: horizon bars. sample_count: paths per origin (model and
-    Gaussian baseline). stride: bars between origins (default ``pred_len``: horizons do not overlap).
+    each baseline with paths). stride: bars between origins (default ``pred_len``: horizons do not overlap).
     max_origins: most origins per series (None: all on the grid). tail_fraction: share of each series
     held out. min_history: fewest history bars an origin may have (default min(64, lookback)).
-    vol_window: N, most recent log returns for the drift and volatility baselines (None: the whole history).
+    vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines (None:
+    the whole history).
     batch_size: origins per model call. seed: seeds the model (per batch) and the baselines (per origin).
-    T, top_k, top_p: sampling settings passed to the predictor.
+    T, top_k, top_p, calibrate: sampling settings passed to ``predictor.forecast_batch`` by keyword; None
+    (the default) passes nothing, so the predictor's own default applies.
     """
 
     lookback: int = 256
@@ -62,9 +70,10 @@ class EvaluationConfig:
     vol_window: int | None = None
     batch_size: int = 32
     seed: int = 0
-    T: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.9
+    T: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    calibrate: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("lookback", "pred_len", "sample_count", "batch_size"):
@@ -76,6 +85,13 @@ class EvaluationConfig:
             raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction!r}")
         if self.vol_window is not None and self.vol_window < 2:
             raise ValueError(f"vol_window must be >= 2 (a standard deviation needs 2 returns), got {self.vol_window}")
+        if self.calibrate is not None and not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate must be True, False or None, got {self.calibrate!r}")
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The sampling settings that are set (not None), as keywords for ``forecast_batch``."""
+        return {name: getattr(self, name) for name in SAMPLING_SETTINGS if getattr(self, name) is not None}
 
     @property
     def step(self) -> int:
@@ -184,6 +200,8 @@ class _ModelRunner:
     def __init__(self, predictor: Any, config: EvaluationConfig, progress: Callable[[int, int], None] | None = None):
         self.predictor, self.config, self.progress = predictor, config, progress
         self.seconds = 0.0
+        self.settings = config.sampling
+        _check_accepts(predictor.forecast_batch, self.settings)
 
     def run(self, by_name: dict[str, SeriesData], origins: list[Origin]) -> dict[Origin, np.ndarray]:
         """(S, P, 6) sample paths per origin."""
@@ -199,9 +217,9 @@ class _ModelRunner:
                 x_ts.append(s.timestamps[o.start:o.index])
                 y_ts.append(s.timestamps[o.index:o.index + config.pred_len])
             started = time.perf_counter()
-            forecasts = self.predictor.forecast_batch(frames, x_ts, y_ts, config.pred_len, config.sample_count,
-                                                      config.T, config.top_k, config.top_p, (),
-                                                      seed=config.seed + b)
+            forecasts = self.predictor.forecast_batch(frames, x_ts, y_ts, pred_len=config.pred_len,
+                                                      sample_count=config.sample_count, quantiles=(),
+                                                      seed=config.seed + b, **self.settings)
             self.seconds += time.perf_counter() - started
             out.update({o: f.samples for o, f in zip(batch, forecasts)})
             if self.progress is not None:
@@ -212,9 +230,24 @@ class _ModelRunner:
 _COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 
 
+def _check_accepts(method: Callable[..., Any], settings: dict[str, Any]) -> None:
+    """TypeError naming the settings that ``method`` has no parameter for (before any model time is spent)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    missing = [name for name in settings if name not in parameters]
+    if missing:
+        raise TypeError(f"this predictor's forecast_batch does not accept {', '.join(missing)}; leave "
+                        f"{'it' if len(missing) == 1 else 'them'} unset (None) to use its defaults")
+
+
 @dataclass
 class EvaluationRun:
-    """Raw outcome of :func:`run_walkforward`: one record per (origin, method), fan chart data, timings."""
+    """Raw outcome of :func:`run_walkforward`: one record per (origin, method), fan chart data, timings
+    and counts (``timing``), and ``notes``: method -> why it was not run."""
 
     config: EvaluationConfig
     records: pd.DataFrame
@@ -223,6 +256,7 @@ class EvaluationRun:
     series: list[str]
     timing: dict[str, float] = field(default_factory=dict)
     model_name: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -248,6 +282,15 @@ def _fan_origins(origins: list[Origin], count: int) -> set[Origin]:
     return {group[len(group) // 2] for group in list(by_series.values())[:count]}
 
 
+def _garch_notes() -> dict[str, str]:
+    """{"garch_t": why} when the GARCH baseline cannot run (logged once), else {}."""
+    if garch_available():
+        return {}
+    why = f"not run: the optional 'arch' package is not installed ({INSTALL_HINT})"
+    log.warning("garch_t baseline %s", why)
+    return {"garch_t": why}
+
+
 def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, predictor: Any | None = None,
                     fan_count: int = 4, model_name: str | None = None,
                     progress: Callable[[int, int], None] | None = None) -> EvaluationRun:
@@ -255,8 +298,10 @@ def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, pred
 
     ``progress(done, total)`` is called after each model batch with the number of origins forecast so far.
 
-    Returns the per-(origin, method) records (columns ``series, origin, last_bar, method`` and the numbers
-    of :func:`kronos.evaluation.metrics.score_origin`).
+    Returns the per-(origin, method) records (columns ``series, origin, last_bar, history, method,
+    fallback`` and the numbers of :func:`kronos.evaluation.metrics.score_origin`). ``timing`` holds
+    seconds (total, model, each baseline with paths as ``seconds_<name>``) and ``garch_t_fallbacks``, the
+    origins where GARCH could not be fitted and the Gaussian random walk stood in.
     """
     origins, skipped = plan_origins(series, config)
     if not origins:
@@ -266,31 +311,37 @@ def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, pred
     by_name = {s.name: s for s in series}
     started = time.perf_counter()
     runner = _ModelRunner(predictor, config, progress) if predictor is not None else None
+    notes = _garch_notes()
     model_paths = runner.run(by_name, origins) if runner is not None else {}
     fan_set = _fan_origins(origins, fan_count)
     index_of = {s.name: i for i, s in enumerate(series)}
-    rows, fans = [], []
+    rows, fans, seconds, fallbacks = [], [], {}, Counter()
     for o in origins:
         s = by_name[o.series]
         history, future = s.bars[o.start:o.index], s.bars[o.index:o.index + config.pred_len]
         future_ts = s.timestamps[o.index:o.index + config.pred_len]
         rng = np.random.default_rng([config.seed, index_of[o.series], o.index])
         methods = baseline_forecasts(history, s.timestamps[o.start:o.index], future_ts, config.sample_count, rng,
-                                     config.vol_window, past=(s.timestamps[:o.index], s.bars[:o.index, VOLUME]))
+                                     config.vol_window, past=(s.timestamps[:o.index], s.bars[:o.index, VOLUME]),
+                                     garch="garch_t" not in notes, seconds=seconds)
         if o in model_paths:
             paths = model_paths[o]
             methods = {MODEL: MethodForecast(paths[..., CLOSE], paths[..., VOLUME], paths), **methods}
         volume_scale = float(history[:, VOLUME].mean())
         for name, forecast in methods.items():
+            fallbacks[name] += forecast.fallback
             numbers = score_origin(forecast.close, forecast.volume, float(history[-1, CLOSE]), future[:, CLOSE],
                                    future[:, VOLUME], volume_scale, forecast.bars)
             rows.append({"series": o.series, "origin": future_ts[0], "last_bar": s.timestamps[o.index - 1],
-                         "history": o.index - o.start, "method": name, **numbers})
+                         "history": o.index - o.start, "method": name, "fallback": forecast.fallback, **numbers})
         if o in fan_set:
             fans.append(_fan(s, o, config, methods))
     records = pd.DataFrame(rows)
     total = time.perf_counter() - started
-    timing = {"seconds_total": total, "origins": float(len(origins))}
+    timing = {"seconds_total": total, "origins": float(len(origins)),
+              **{f"seconds_{name}": value for name, value in seconds.items()}}
+    if "garch_t" not in notes:
+        timing["garch_t_fallbacks"] = float(fallbacks["garch_t"])
     if runner is not None:
         timing.update(seconds_model=runner.seconds, origins_per_second=len(origins) / max(runner.seconds, 1e-9))
-    return EvaluationRun(config, records, fans, skipped, [s.name for s in series], timing, model_name)
+    return EvaluationRun(config, records, fans, skipped, [s.name for s in series], timing, model_name, notes)
