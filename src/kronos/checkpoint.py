@@ -16,6 +16,7 @@ from torch import nn
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+PREDICTOR_INFO_NAME = "predictor.json"  # optional, beside a predictor's config.json: how it was trained to be used
 
 M = TypeVar("M", bound="PretrainedMixin")
 
@@ -73,6 +74,33 @@ def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None, c
         raise CheckpointError(f"{repo_id}: could not get {CONFIG_NAME}/{WEIGHTS_NAME} from the hub or its "
                               f"cache ({type(exc).__name__}: {exc})") from exc
     return Path(config), Path(weights)
+
+
+def write_predictor_info(directory: str | os.PathLike, lookback: int, max_context: int) -> None:
+    """Record in a predictor folder the history length it was trained on (``lookback`` bars, which also fix
+    the normalisation statistics) and the longest window it saw (``max_context`` tokens)."""
+    info = {"lookback": int(lookback), "max_context": int(max_context)}
+    atomic_write_bytes(Path(directory) / PREDICTOR_INFO_NAME, (json.dumps(info, indent=2) + "\n").encode())
+
+
+def read_predictor_info(source: str | os.PathLike) -> dict[str, int]:
+    """``lookback`` and ``max_context`` from a local predictor folder's ``predictor.json``; {} when absent
+    (hub ids and folders written by other tools)."""
+    path = Path(source) / PREDICTOR_INFO_NAME
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
+    out = {}
+    for key in ("lookback", "max_context"):
+        value = info.get(key)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CheckpointError(f"{path}: {key} must be a positive integer, got {value!r}")
+            out[key] = value
+    return out
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The bundled default model: weights shipped inside the package, loadable offline.
 
 The weights live in ``kronos/weights/default/{model,tokenizer}`` (published layout, float16 storage;
-loading restores float32) with ``default.json`` (max_context and provenance). Rebuild them with
-``python -m kronos.default_model MODEL_DIR TOKENIZER_DIR --max-context N`` (see MODEL_CARD.md).
+loading restores float32) with ``default.json`` (lookback, max_context and provenance); the model folder's
+``predictor.json`` holds the same lookback and max_context. Rebuild them with
+``python -m kronos.default_model MODEL_DIR TOKENIZER_DIR --max-context N --lookback L`` (see MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -25,19 +26,21 @@ def default_paths() -> tuple[Path, Path, int]:
     return model, tokenizer, int(max_context)
 
 
-def package_default(model_dir: str | Path, tokenizer_dir: str | Path, max_context: int,
+def package_default(model_dir: str | Path, tokenizer_dir: str | Path, max_context: int, lookback: int,
                     out: Path = WEIGHTS_DIR, notes: str = "") -> Path:
     """Copy trained checkpoints into the package as float16 safetensors plus ``default.json``."""
     import torch
 
-    from .checkpoint import atomic_write_bytes
+    from .checkpoint import atomic_write_bytes, write_predictor_info
     from .network import Kronos
     from .tokenizer import KronosTokenizer
 
     out = Path(out)
     Kronos.from_pretrained(model_dir).save_pretrained(out / "model", dtype=torch.float16)
     KronosTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out / "tokenizer", dtype=torch.float16)
-    info = {"max_context": int(max_context), "model_source": str(model_dir), "tokenizer_source": str(tokenizer_dir),
+    write_predictor_info(out / "model", lookback, max_context)
+    info = {"lookback": int(lookback), "max_context": int(max_context), "model_source": str(model_dir),
+            "tokenizer_source": str(tokenizer_dir),
             "storage_dtype": "float16", "notes": notes}
     atomic_write_bytes(out / "default.json", (json.dumps(info, indent=2) + "\n").encode())
     return out
@@ -48,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dir")
     parser.add_argument("tokenizer_dir")
     parser.add_argument("--max-context", type=int, required=True)
+    parser.add_argument("--lookback", type=int, required=True, help="history bars the model was trained on")
     parser.add_argument("--notes", default="")
     args = parser.parse_args(argv)
-    print(package_default(args.model_dir, args.tokenizer_dir, args.max_context, notes=args.notes))
+    print(package_default(args.model_dir, args.tokenizer_dir, args.max_context, args.lookback, notes=args.notes))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .calibration import (
+    PATHS_PER_ORIGIN,
+    Calibration,
+    conformal_scale,
+    minimum_history,
+    plan_origins,
+    rescale_paths,
+)
+from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, generate_tokens
 from .network import Kronos
@@ -20,6 +30,10 @@ from .tokenizer import KronosTokenizer
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 NON_NEGATIVE = ("volume", "amount")
+PRICE_INDICES = [0, 1, 2, 3]
+CLOSE = 3
+
+log = logging.getLogger("kronos.predictor")
 
 
 def auto_device() -> torch.device:
@@ -37,13 +51,15 @@ class Forecast:
     """Sample paths of one series' forecast, in the input's units.
 
     ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``; volume and amount are clipped
-    at 0 in every path. ``timestamps`` index the forecast bars.
+    at 0 in every path. ``timestamps`` index the forecast bars. ``calibration`` says how the price
+    columns' spread was rescaled from the series' own past (None when calibration was not asked for).
     """
 
     samples: np.ndarray
     timestamps: pd.DatetimeIndex
     quantile_levels: tuple[float, ...] = DEFAULT_QUANTILES
     columns: tuple[str, ...] = field(default=FEATURE_COLUMNS)
+    calibration: Calibration | None = None
 
     def _frame(self, values: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(values, index=self.timestamps, columns=list(self.columns))
@@ -88,6 +104,16 @@ class _Series:
     def pred_len(self) -> int:
         return len(self.y_stamp)
 
+    def tail(self, bars: int) -> _Series:
+        """The same forecast from only the last ``bars`` history bars."""
+        return _Series(self.bars[-bars:], self.x_stamp[-bars:], self.y_stamp, self.y_index)
+
+    def past_origin(self, end: int, lookback: int) -> _Series:
+        """A forecast of history bars ``[end, end + pred_len)`` from at most ``lookback`` bars before them."""
+        start = max(0, end - lookback)
+        horizon = self.x_stamp[end:end + self.pred_len]
+        return _Series(self.bars[start:end], self.x_stamp[start:end], horizon, self.y_index)
+
 
 def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: list[int], keep_hist: int,
                    pred_len: int, samples: int) -> torch.Tensor:
@@ -120,10 +146,13 @@ class KronosPredictor:
         max_context: most tokens the network sees (512 for the published small/base models).
         clip: normalised values are clipped to ±clip.
         dtype: network dtype; ``torch.bfloat16`` is an opt-in for CUDA (the tokenizer stays float32).
+        lookback: history bars ``forecast()`` feeds the network and normalises on (the lookback the model
+            was trained with; default ``max_context``). Earlier bars serve only calibration.
     """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None):
+                 max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None,
+                 lookback: int | None = None):
         self.device = torch.device(device) if device is not None else auto_device()
         self.model = model.to(self.device).eval()
         if dtype is not None:
@@ -133,24 +162,35 @@ class KronosPredictor:
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip!r}")
         self.clip = clip
+        self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
+        self._said_lookback = False
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
                         device: str | torch.device | None = None, max_context: int | None = None, clip: float = 5,
-                        **hub_kwargs: Any) -> KronosPredictor:
+                        lookback: int | None = None, **hub_kwargs: Any) -> KronosPredictor:
         """Load a predictor from folders or hub ids (``"NeoQuasar/Kronos-small"``,
-        ``"NeoQuasar/Kronos-Tokenizer-base"``), or the bundled default model with ``"default"``."""
+        ``"NeoQuasar/Kronos-Tokenizer-base"``), or the bundled default model with ``"default"``.
+
+        ``max_context`` and ``lookback`` default to what the model folder's ``predictor.json`` (written by
+        ``kronos train``) says, else 512 and ``max_context``.
+        """
         if str(model) == "default":
             from .default_model import default_paths
 
-            default_model, default_tokenizer, default_context = default_paths()
-            model, tokenizer = default_model, tokenizer or default_tokenizer
+            model, default_tokenizer, default_context = default_paths()
+            tokenizer = tokenizer or default_tokenizer
             max_context = max_context or default_context
         if tokenizer is None:
             raise ValueError("tokenizer is required unless model is 'default' (e.g. NeoQuasar/Kronos-Tokenizer-base)")
+        info = read_predictor_info(model)
         network = Kronos.from_pretrained(model, **hub_kwargs)
         codec = KronosTokenizer.from_pretrained(tokenizer, **hub_kwargs)
-        return cls(network, codec, device=device, max_context=max_context or 512, clip=clip)
+        max_context = max_context or info.get("max_context") or 512
+        lookback = lookback or info.get("lookback")
+        if lookback is not None:
+            lookback = min(int(lookback), max_context)
+        return cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback)
 
     # -- validation -----------------------------------------------------------------------------
     def _series(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
@@ -241,16 +281,41 @@ class KronosPredictor:
                 out[i] = z[row]
         return out  # type: ignore[return-value]
 
-    # -- public API -----------------------------------------------------------------------------
-    def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
-                       T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
-                       quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                       use_cache: bool = True, verbose: bool = False) -> list[Forecast]:
-        """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
+    # -- calibration ----------------------------------------------------------------------------
+    def _truncate(self, series: list[_Series]) -> list[_Series]:
+        """Each series' last ``lookback`` bars; says once (logging) that longer histories are cut."""
+        longest = max(len(s.bars) for s in series)
+        if longest > self.lookback and not self._said_lookback:
+            log.info("forecast() feeds the network the last %d bars of each history (the model's lookback) and "
+                     "normalises on them; earlier bars serve only calibration (a history of %d bars was given)",
+                     self.lookback, longest)
+            self._said_lookback = True
+        return [s.tail(self.lookback) if len(s.bars) > self.lookback else s for s in series]
 
-        ``verbose`` shows a progress bar over the generation steps on stderr.
-        """
+    def _calibrations(self, series: list[_Series], sampling: SamplingConfig, generator: torch.Generator | None,
+                      use_cache: bool) -> list[Calibration]:
+        """Per series, spread factors from forecasts at past origins inside its history (see
+        :mod:`kronos.calibration`); all past origins of all series go through the network in one batch."""
+        plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
+        past = [s.past_origin(end, self.lookback) for s, ends in zip(series, plans) for end in ends]
+        paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache) if past else []
+        out, used = [], 0
+        for s, ends in zip(series, plans):
+            if not ends:
+                need = minimum_history(s.pred_len, self.lookback)
+                out.append(Calibration.skipped(s.pred_len, f"history of {len(s.bars)} bars is too short to "
+                                                           f"calibrate {s.pred_len} steps: it needs {need}"))
+                continue
+            closes = np.stack([p[..., CLOSE] for p in paths[used:used + len(ends)]])  # (K, S, P)
+            realised = np.stack([s.bars[end:end + s.pred_len, CLOSE] for end in ends])  # (K, P)
+            used += len(ends)
+            out.append(Calibration(conformal_scale(closes, realised), len(ends), paths_per_origin=PATHS_PER_ORIGIN))
+        return out
+
+    def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
+                  y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int, T: float,
+                  top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
+                  use_cache: bool, verbose: bool, truncate: bool, calibrate: bool) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -268,16 +333,45 @@ class KronosPredictor:
         sampling = self._sampling(T, top_k, top_p, sample_count)
         series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
-        paths = self._sample_paths(series, sampling, sample_count, self._generator(seed), use_cache, verbose)
-        return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
+        generator = self._generator(seed)
+        used = self._truncate(series) if truncate else series
+        paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose)
+        if not calibrate:
+            return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
+        calibrations = self._calibrations(series, sampling, generator, use_cache)
+        forecasts = []
+        for p, s, c in zip(paths, series, calibrations):
+            if not c.applied:
+                log.info("no calibration: %s", c.note)
+            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES) if c.applied else p, s.y_index,
+                                      levels, calibration=c))
+        return forecasts
+
+    # -- public API -----------------------------------------------------------------------------
+    def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
+                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
+                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
+                       quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
+                       use_cache: bool = True, verbose: bool = False, calibrate: bool = True) -> list[Forecast]:
+        """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
+
+        The network sees each history's last ``lookback`` bars, normalised on those bars. With
+        ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
+        forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
+        reports the factors); histories too short for that are left as sampled, with a note.
+        ``verbose`` shows a progress bar over the generation steps on stderr.
+        """
+        return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k, top_p,
+                              quantiles, seed, use_cache, verbose, truncate=True, calibrate=calibrate)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
-                 sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 0.9,
+                 sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                 use_cache: bool = True, verbose: bool = False) -> Forecast:
-        """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``."""
+                 use_cache: bool = True, verbose: bool = False, calibrate: bool = True) -> Forecast:
+        """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
+        (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,
-                                   quantiles, seed, use_cache, verbose)[0]
+                                   quantiles, seed, use_cache, verbose, calibrate)[0]
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], T: float = 1.0,
@@ -285,10 +379,12 @@ class KronosPredictor:
                       seed: int | torch.Generator | None = None, use_cache: bool = True) -> list[pd.DataFrame]:
         """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed).
 
+        As in the original, the whole given history is normalised and encoded (the network still sees at
+        most ``max_context`` tokens), and nothing is calibrated.
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
-        forecasts = self.forecast_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T,
-                                        top_k, top_p, (), seed, use_cache, verbose)
+        forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k,
+                                   top_p, (), seed, use_cache, verbose, truncate=False, calibrate=False)
         return [f.mean for f in forecasts]
 
     def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, T: float = 1.0,

@@ -94,7 +94,7 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
     model_params, tokenizer_params = count(predictor.model), count(predictor.tokenizer)
     return {
         "model": source, "tokenizer": tokenizer_source, "device": str(predictor.device),
-        "max_context": predictor.max_context, "model_parameters": model_params,
+        "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
         "tokenizer_parameters": tokenizer_params,
         "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),
         "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
@@ -126,7 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", metavar="FILE", help="CSV or Parquet file of bars, or - for standard input")
     parser.add_argument("--pred-len", type=positive_int, default=20, help="bars to forecast (default 20)")
     parser.add_argument("--lookback", type=positive_int, default=None,
-                        help="history bars to use, the last ones (default: the model's max context)")
+                        help="history bars to use, the last ones (default: all; the network sees the model's "
+                             "lookback, earlier bars serve calibration)")
     parser.add_argument("--freq", default=None,
                         help="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                              "default: inferred from the history's spacing and trading calendar")
@@ -135,7 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--samples", type=positive_int, default=20, help="sample paths (default 20)")
     sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
     sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off, 1 = greedy")
-    sampling.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1] (default 0.9)")
+    sampling.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (default 1: off)")
+    sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                          help="rescale the paths' spread from forecasts at past origins of the history "
+                               "(default: on)")
     sampling.add_argument("--seed", type=int, default=None, help="random seed for reproducible paths")
     sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
                           help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
@@ -187,16 +191,24 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     predictor = load_predictor(args)
     progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
-    lookback = args.lookback or predictor.max_context
-    bars, index = bars.iloc[-lookback:], index[-lookback:]
+    if args.lookback:
+        bars, index = bars.iloc[-args.lookback:], index[-args.lookback:]
     future, rule = future_timestamps(index, args.pred_len, args.freq)
     progress(args, f"forecasting {args.pred_len} bars ({rule}) from {len(bars)} history bars, "
                    f"{args.samples} sample paths")
     started = time.perf_counter()
     forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
                                   top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed,
+                                  calibrate=args.calibrate,
                                   verbose=not args.quiet and sys.stderr.isatty())
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
+    calibration = forecast.calibration
+    if calibration is not None:
+        if calibration.applied:
+            progress(args, f"calibrated on {calibration.origins} past origins: spread ×{calibration.scale.min():.2f}"
+                           f"–×{calibration.scale.max():.2f} over the horizon")
+        else:
+            progress(args, f"not calibrated: {calibration.note}")
     frame = forecast.to_frame()
     numeric = frame.columns[2:]
     frame[numeric] = frame[numeric].astype("float32")  # one precision for mean and quantiles

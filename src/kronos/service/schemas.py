@@ -42,13 +42,16 @@ class ForecastSettings(_Strict):
     samples: int = Field(20, ge=1, le=4096, description="sample paths (server limit: GET /v1/model)")
     temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature")
     top_k: int = Field(0, ge=0, le=1_000_000, description="keep the k likeliest tokens; 0 = off, 1 = greedy")
-    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (1 = off)")
+    calibrate: bool = Field(True, description="rescale the paths' spread from forecasts at past origins of the "
+                                              "history")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed: same seed, same paths")
     quantiles: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: list(DEFAULT_QUANTILES), min_length=1, max_length=19,
         description="quantile levels in [0, 1] (a list, or comma-separated text in a form)")
     lookback: int | None = Field(None, ge=2, le=HARD_MAX_ROWS,
-                                 description="history bars to use, the last ones (default: the model's context)")
+                                 description="history bars to use, the last ones (default: all; the network sees "
+                                             "the model's lookback, earlier bars serve calibration)")
     freq: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$",
                              description="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                                          "default: inferred from the history")
@@ -77,11 +80,15 @@ class ForecastResponse(BaseModel):
     mean: dict[str, list[float]] = Field(description="column -> mean per forecast bar")
     quantiles: dict[str, dict[str, list[float]]] = Field(description="level (text) -> column -> values")
     freq: str = Field(description="how the future timestamps were made")
-    history_rows: int = Field(description="history bars the model saw (after lookback)")
+    history_rows: int = Field(description="history bars given (after lookback); the network sees the last of "
+                                          "them up to the model's lookback")
     history_end: str
     samples: int
     model: str
     elapsed_ms: float = Field(description="time from request to answer, queueing included")
+    calibration: dict[str, Any] | None = Field(
+        None, description="what calibration did: past origins used, spread factor per forecast bar, or why it "
+                          "did not run")
     chart: dict[str, Any] | None = None
 
 

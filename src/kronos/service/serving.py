@@ -72,7 +72,7 @@ _solo = itertools.count()
 def _batch_key(settings: ForecastSettings) -> tuple:
     """Requests with equal keys may share a model call; a seeded request runs alone (reproducible)."""
     seed_part = ("seed", next(_solo)) if settings.seed is not None else ("unseeded",)
-    return (settings.samples, settings.temperature, settings.top_k, settings.top_p, *seed_part)
+    return (settings.samples, settings.temperature, settings.top_k, settings.top_p, settings.calibrate, *seed_part)
 
 
 class ForecastService:
@@ -131,8 +131,8 @@ class ForecastService:
             row, col = np.argwhere(too_big)[0]
             raise ServiceError(422, f"{name} column '{bars.columns[col]}' has value {values[row, col]:g} at row "
                                     f"{row}; values must be within ±{MAX_ABS_VALUE:g}")
-        lookback = settings.lookback or self.predictor.max_context
-        bars = bars.iloc[-lookback:]
+        if settings.lookback:
+            bars = bars.iloc[-settings.lookback:]
         if len(bars) < 2:
             raise ServiceError(422, f"{name} has {len(bars)} bar(s) after lookback; at least 2 are needed")
         try:
@@ -226,7 +226,7 @@ class ForecastService:
             return self.predictor.forecast_batch(
                 [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
                 [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
-                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed)
+                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed, calibrate=s.calibrate)
         except ValueError as exc:
             if len(batch) == 1:
                 return [ServiceError(422, str(exc))]
@@ -251,4 +251,13 @@ def response_body(job: Job, forecast: Forecast, model_name: str, started: float)
         "samples": forecast.samples.shape[0],
         "model": model_name,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        "calibration": calibration_dict(forecast),
     }
+
+
+def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:
+    """JSON-ready report of a forecast's calibration (None when it was not asked for)."""
+    c = forecast.calibration
+    if c is None:
+        return None
+    return {"origins": c.origins, "level": c.level, "scale": [round(float(v), 4) for v in c.scale], "note": c.note}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -21,6 +22,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import CONFIG_NAME, atomic_write_bytes
+from ..checkpoint import CONFIG_NAME, atomic_write_bytes, write_predictor_info
 from ..config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
 from ..network import Kronos
 from ..tokenizer import KronosTokenizer
@@ -238,12 +240,15 @@ TASKS = {"tokenizer": TokenizerTask, "predictor": PredictorTask}
 
 # -- files ---------------------------------------------------------------------------------------
 
-def save_model_dir(model: nn.Module, directory: Path) -> None:
-    """Write a ``from_pretrained`` folder: fill a temporary sibling, then swap it in by rename."""
+def save_model_dir(model: nn.Module, directory: Path, extra: Callable[[Path], None] | None = None) -> None:
+    """Write a ``from_pretrained`` folder: fill a temporary sibling (``extra`` may add files), then swap it in
+    by rename."""
     tmp = directory.with_name(f".{directory.name}.tmp")
     old = directory.with_name(f".{directory.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    if extra is not None:
+        extra(tmp)
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)
@@ -439,7 +444,15 @@ class Trainer:
         if value < self.best_value:
             self.best_value = value
             if self.info.is_main:
-                save_model_dir(self.model, self.out / "best")
+                self._save(self.out / "best")
+
+    def _save(self, directory: Path) -> None:
+        """A ``from_pretrained`` folder; a predictor's also records its lookback (``predictor.json``)."""
+        extra = None
+        if self.opts.kind == "predictor":
+            extra = functools.partial(write_predictor_info, lookback=self.opts.lookback,
+                                      max_context=self.opts.lookback + self.opts.horizon)
+        save_model_dir(self.model, directory, extra)
 
     # training
     def _step_batches(self, epoch_cache: dict[int, Any]) -> list[Batch]:
@@ -530,9 +543,9 @@ class Trainer:
                 break
         bar.close()
         if info.is_main:
-            save_model_dir(self.model, self.out / "final")
+            self._save(self.out / "final")
             if not (self.out / "best").is_dir():  # no validation windows: the final model is the best we know
-                save_model_dir(self.model, self.out / "best")
+                self._save(self.out / "best")
         dist_utils.barrier(info)
         return RunResult(self.step, self.best_value, self.out, last_val, stopped_early)
 

@@ -1,0 +1,148 @@
+"""Calibration of sample paths: origin planning, the conformal spread factor, and the predictor's use of both."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from kronos.calibration import (
+    MIN_ORIGINS,
+    conformal_scale,
+    minimum_history,
+    plan_origins,
+    rescale_paths,
+)
+from kronos.checkpoint import read_predictor_info, write_predictor_info
+
+PRED = 6
+
+
+def test_plan_origins_lie_inside_the_history_with_half_a_lookback_before_them():
+    ends = plan_origins(history=300, pred_len=24, lookback=128, max_origins=12)
+    assert len(ends) == 12 and ends == sorted(ends)
+    assert ends[-1] == 300 - 24  # the last past horizon ends at the last history bar
+    assert ends[0] >= 64  # at least lookback // 2 history bars before every origin
+
+
+def test_plan_origins_empty_when_history_is_too_short():
+    need = minimum_history(24, 128)
+    assert len(plan_origins(need, 24, 128)) == MIN_ORIGINS
+    assert plan_origins(need - 1, 24, 128) == []
+
+
+def test_conformal_scale_widens_too_narrow_paths_and_narrows_too_wide_ones():
+    rng = np.random.default_rng(0)
+    k, s, p = 400, 64, 3
+    realised = 100 + rng.standard_normal((k, p))
+    narrow = 100 + 0.5 * rng.standard_normal((k, s, p))
+    wide = 100 + 3.0 * rng.standard_normal((k, s, p))
+    assert np.all(np.abs(conformal_scale(narrow, realised) - 2.0) < 0.3)
+    assert np.all(np.abs(conformal_scale(wide, realised) - 1 / 3) < 0.06)
+
+
+def test_conformal_scale_makes_the_80_percent_interval_cover_on_the_past_origins():
+    rng = np.random.default_rng(1)
+    k, s, p = 200, 50, 4
+    realised = rng.standard_t(4, size=(k, p))
+    paths = 0.4 * rng.standard_normal((k, s, p))
+    scale = conformal_scale(paths, realised, window=0)
+    median = np.median(paths, axis=1, keepdims=True)
+    scaled = median + scale * (paths - median)
+    lo, hi = np.quantile(scaled, [0.1, 0.9], axis=1)
+    coverage = ((realised >= lo) & (realised <= hi)).mean(axis=0)
+    assert np.all(coverage >= 0.8) and np.all(coverage <= 0.86)
+
+
+def test_rescale_paths_keeps_the_median_and_scales_only_the_given_columns():
+    rng = np.random.default_rng(2)
+    paths = rng.standard_normal((21, PRED, 6)) + 10
+    scale = np.linspace(0.5, 2.0, PRED)
+    out = rescale_paths(paths, scale, [0, 1, 2, 3])
+    np.testing.assert_allclose(np.median(out[..., :4], axis=0), np.median(paths[..., :4], axis=0))
+    np.testing.assert_array_equal(out[..., 4:], paths[..., 4:])
+    spread = np.ptp(out[..., 3], axis=0) / np.ptp(paths[..., 3], axis=0)
+    np.testing.assert_allclose(spread, scale, rtol=1e-6)
+
+
+# -- the predictor -------------------------------------------------------------------------------
+
+@pytest.fixture()
+def long_history(xshg):
+    n = 200
+    history = xshg.iloc[:n].reset_index(drop=True)
+    return history, history["timestamps"], xshg["timestamps"].iloc[n:n + PRED]
+
+
+@pytest.fixture()
+def predictor(tiny_predictor):
+    lookback = tiny_predictor.lookback
+    tiny_predictor.lookback = 64
+    yield tiny_predictor
+    tiny_predictor.lookback = lookback
+
+
+def test_forecast_sees_only_the_last_lookback_bars(predictor, long_history, one_thread):
+    history, x_ts, y_ts = long_history
+    whole = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=4, seed=5, calibrate=False)
+    tail = predictor.forecast(history.iloc[-64:], x_ts.iloc[-64:], y_ts, PRED, sample_count=4, seed=5,
+                              calibrate=False)
+    np.testing.assert_array_equal(whole.samples, tail.samples)
+    assert whole.calibration is None
+
+
+def test_calibrated_paths_are_the_sampled_paths_rescaled(predictor, long_history, one_thread):
+    history, x_ts, y_ts = long_history
+    raw = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, calibrate=False)
+    calibrated = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5)
+    c = calibrated.calibration
+    assert c.applied and c.origins == len(plan_origins(200, PRED, 64)) and c.scale.shape == (PRED,)
+    assert np.all(c.scale > 0) and c.note == ""
+    np.testing.assert_allclose(calibrated.samples, rescale_paths(raw.samples, c.scale, [0, 1, 2, 3]), rtol=1e-6)
+
+
+def test_short_history_is_not_calibrated_and_says_why(predictor, xshg, one_thread, caplog):
+    history = xshg.iloc[:40].reset_index(drop=True)
+    y_ts = xshg["timestamps"].iloc[40:40 + PRED]
+    with caplog.at_level(logging.INFO, logger="kronos.predictor"):
+        forecast = predictor.forecast(history, history["timestamps"], y_ts, PRED, sample_count=4, seed=0)
+    c = forecast.calibration
+    assert not c.applied and np.all(c.scale == 1)
+    assert f"history of 40 bars is too short to calibrate {PRED} steps: it needs {minimum_history(PRED, 64)}" \
+        in c.note
+    assert c.note in caplog.text
+
+
+def test_long_history_is_reported_once(predictor, long_history, one_thread, caplog):
+    history, x_ts, y_ts = long_history
+    predictor._said_lookback = False
+    with caplog.at_level(logging.INFO, logger="kronos.predictor"):
+        for _ in range(2):
+            predictor.forecast(history, x_ts, y_ts, PRED, sample_count=2, seed=0, calibrate=False)
+    assert caplog.text.count("feeds the network the last 64 bars") == 1
+
+
+def test_predict_keeps_the_whole_history(predictor, long_history, one_thread):
+    """predict() normalises on every bar it is given, as the original does: a longer history changes it."""
+    history, x_ts, y_ts = long_history
+    whole = predictor.predict(history, x_ts, y_ts, PRED, top_k=1)
+    tail = predictor.predict(history.iloc[-64:], x_ts.iloc[-64:], y_ts, PRED, top_k=1)
+    assert not np.allclose(whole.to_numpy(), tail.to_numpy())
+
+
+def test_predictor_info_round_trip_and_from_pretrained(tmp_path, parity_dir):
+    import shutil
+
+    from kronos import KronosPredictor
+
+    folder = tmp_path / "model"
+    shutil.copytree(parity_dir / "model", folder)
+    write_predictor_info(folder, lookback=96, max_context=128)
+    assert read_predictor_info(folder) == {"lookback": 96, "max_context": 128}
+    predictor = KronosPredictor.from_pretrained(folder, parity_dir / "tokenizer", device="cpu")
+    assert (predictor.lookback, predictor.max_context) == (96, 128)
+    assert KronosPredictor.from_pretrained(folder, parity_dir / "tokenizer", device="cpu", lookback=32).lookback == 32
+    (folder / "predictor.json").write_text('{"lookback": "many"}')
+    with pytest.raises(ValueError, match="lookback must be a positive integer, got 'many'"):
+        read_predictor_info(folder)
