@@ -149,3 +149,14 @@ def test_sampling_respects_filters_and_greedy_is_argmax():
                               torch.Generator().manual_seed(1))
     allowed = torch.topk(logits, 3).indices.repeat(20, 1)
     assert (drawn[:, None] == allowed).any(-1).all()
+
+
+def test_sampled_tokens_follow_the_softmax_and_never_a_filtered_token():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.clamp_min(1e-30).log().expand(40_000, -1).clone()
+    logits[:, 4] = float("-inf")
+    draws = sample_next_token(logits, SamplingConfig(top_p=1.0), torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / len(draws)
+    torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)
+    nucleus = sample_next_token(logits, SamplingConfig(top_p=0.7), torch.Generator().manual_seed(0))
+    assert set(nucleus.tolist()) == {0, 1}  # 0.5 + 0.3 crosses 0.7: the last two are cut

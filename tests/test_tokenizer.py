@@ -102,3 +102,20 @@ def test_config_errors_name_the_values():
         TokenizerConfig(group_size=3)
     with pytest.raises(TypeError, match="unknown TokenizerConfig keys: colour"):
         KronosTokenizer(colour="red")
+
+
+def test_decode_paths_equals_decoding_each_whole_window(parity_dir):
+    """Paths that share a history decode to the same bars whether the history is decoded once or per row."""
+    tokenizer = KronosTokenizer.from_pretrained(parity_dir / "tokenizer").eval()
+    gen = torch.Generator().manual_seed(0)
+    s1_vocab, s2_vocab = 2 ** tokenizer.s1_bits, 2 ** tokenizer.s2_bits
+    series, samples, t_p, pred = 3, 4, 20, 5
+    prefix = (torch.randint(s1_vocab, (series, t_p), generator=gen),
+              torch.randint(s2_vocab, (series, t_p), generator=gen))
+    suffix = (torch.randint(s1_vocab, (series * samples, pred), generator=gen),
+              torch.randint(s2_vocab, (series * samples, pred), generator=gen))
+    with torch.no_grad():
+        shared = tokenizer.decode_paths(prefix, suffix, samples)
+        whole = tokenizer.decode(tuple(torch.cat([p.repeat_interleave(samples, 0), s], dim=1)
+                                       for p, s in zip(prefix, suffix)), half=True)
+    torch.testing.assert_close(shared, whole[:, -pred:], rtol=1e-5, atol=1e-5)

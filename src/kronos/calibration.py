@@ -65,11 +65,13 @@ class Calibration:
 def plan_origins(history: int, pred_len: int, lookback: int, max_origins: int = MAX_ORIGINS) -> list[int]:
     """End rows (exclusive) of the past origins' histories inside a history of ``history`` bars.
 
-    Each origin ``e`` forecasts bars ``[e, e + pred_len)``, all inside the history, from at least
-    ``lookback // 2`` bars before it. Up to ``max_origins`` ends, evenly spaced, the last one at
-    ``history - pred_len``; an empty list when fewer than :data:`MIN_ORIGINS` fit.
+    Each origin ``e`` forecasts bars ``[e, e + pred_len)``, all inside the history, from ``lookback`` bars
+    before it when the history allows :data:`MIN_ORIGINS` such origins (histories of equal length share
+    the network's batches), else from at least ``lookback // 2``. Up to ``max_origins`` ends, evenly
+    spaced, the last one at ``history - pred_len``; an empty list when fewer than :data:`MIN_ORIGINS` fit.
     """
-    first, last = max(2, lookback // 2), history - pred_len
+    last = history - pred_len
+    first = lookback if last - lookback + 1 >= MIN_ORIGINS else max(2, lookback // 2)
     available = last - first + 1
     if available < MIN_ORIGINS:
         return []

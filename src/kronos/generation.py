@@ -72,7 +72,11 @@ def sample_next_token(logits: torch.Tensor, sampling: SamplingConfig,
     if sampling.greedy:
         return logits.argmax(-1)
     logits = filter_logits(logits / sampling.temperature, sampling.top_k, sampling.top_p)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    # Inverse-CDF draw: one uniform per row against the cumulative probabilities. Same distribution as
+    # torch.multinomial, several times faster on the CPU for vocabularies of a thousand tokens.
+    cdf = logits.softmax(-1).cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 @dataclass

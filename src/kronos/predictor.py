@@ -273,9 +273,15 @@ class KronosPredictor:
             window, pred_len = key
             idx = [i for i in range(len(pred_lens)) if (windows[i], pred_lens[i]) == key]
             keep_hist = window - pred_len
-            s1 = _window_tokens(s1_hist, gen_s1, idx, keep_hist, pred_len, samples)
-            s2 = _window_tokens(s2_hist, gen_s2, idx, keep_hist, pred_len, samples)
-            z = self.tokenizer.decode((s1, s2), half=True)
+            if keep_hist > 0:  # the history part of the window is decoded once per series
+                prefix = [torch.stack([h[i][len(h[i]) - keep_hist:] for i in idx]) for h in (s1_hist, s2_hist)]
+                rows = torch.cat([torch.arange(i * samples, (i + 1) * samples) for i in idx]).to(gen_s1.device)
+                suffix = (gen_s1[rows, :pred_len], gen_s2[rows, :pred_len])
+                z = self.tokenizer.decode_paths(prefix, suffix, samples)
+            else:
+                s1 = _window_tokens(s1_hist, gen_s1, idx, keep_hist, pred_len, samples)
+                s2 = _window_tokens(s2_hist, gen_s2, idx, keep_hist, pred_len, samples)
+                z = self.tokenizer.decode((s1, s2), half=True)
             z = z[:, -pred_len:].float().cpu().numpy().reshape(len(idx), samples, pred_len, -1)
             for row, i in enumerate(idx):
                 out[i] = z[row]
