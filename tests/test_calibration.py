@@ -10,8 +10,10 @@ import pytest
 from kronos.calibration import (
     MIN_ORIGINS,
     conformal_scale,
+    fit_shrink,
     minimum_history,
     plan_origins,
+    recentre,
     rescale_paths,
 )
 from kronos.checkpoint import read_predictor_info, write_predictor_info
@@ -66,6 +68,25 @@ def test_rescale_paths_keeps_the_median_and_scales_only_the_given_columns():
     np.testing.assert_allclose(spread, scale, rtol=1e-6)
 
 
+def test_fit_shrink_recovers_how_much_of_the_median_move_happens():
+    rng = np.random.default_rng(3)
+    k, s, p = 300, 9, 4
+    last = np.full(k, 50.0)
+    move = rng.standard_normal((k, 1, p))
+    paths = last[:, None, None] + move + 0.01 * rng.standard_normal((k, s, p))
+    realised = last[:, None] + 0.4 * np.median(move, axis=1) + 0.1 * rng.standard_normal((k, p))
+    assert abs(fit_shrink(paths, realised, last) - 0.4) < 0.03
+    assert fit_shrink(paths, last[:, None] - 5 * np.median(move, axis=1), last) == 0.0  # clipped into [0, 1]
+
+
+def test_recentre_moves_the_median_and_keeps_the_spread():
+    rng = np.random.default_rng(4)
+    paths = 10 + rng.standard_normal((31, PRED))
+    out = recentre(paths, 9.0, 0.25)
+    np.testing.assert_allclose(np.median(out, axis=0), 9.0 + 0.25 * (np.median(paths, axis=0) - 9.0))
+    np.testing.assert_allclose(out - np.median(out, axis=0), paths - np.median(paths, axis=0))
+
+
 # -- the predictor -------------------------------------------------------------------------------
 
 @pytest.fixture()
@@ -99,7 +120,10 @@ def test_calibrated_paths_are_the_sampled_paths_rescaled(predictor, long_history
     c = calibrated.calibration
     assert c.applied and c.origins == len(plan_origins(200, PRED, 64)) and c.scale.shape == (PRED,)
     assert np.all(c.scale > 0) and c.note == ""
-    np.testing.assert_allclose(calibrated.samples, rescale_paths(raw.samples, c.scale, [0, 1, 2, 3]), rtol=1e-6)
+    assert 0 <= c.shrink <= 1
+    last_close = float(history["close"].iloc[-1])
+    np.testing.assert_allclose(calibrated.samples, rescale_paths(raw.samples, c.scale, [0, 1, 2, 3], last_close,
+                                                                 c.shrink), rtol=1e-5)
 
 
 def test_short_history_is_not_calibrated_and_says_why(predictor, xshg, one_thread, caplog):

@@ -168,8 +168,10 @@ def test_info_prints_versions_and_the_model_size(capsys):
 def test_info_with_the_bundled_model_prints_its_config(capsys):
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)["model"]
-    assert info["model"] == "default" and info["max_context"] == 192
-    assert info["model_config"]["d_model"] == 128 and info["tokenizer_config"]["d_model"] == 96
+    bundled = json.loads((default_model.WEIGHTS_DIR / "default.json").read_text())
+    assert info["model"] == "default" and info["max_context"] == bundled["max_context"]
+    assert info["lookback"] == bundled["lookback"]
+    assert info["model_config"]["d_model"] == 128 and info["tokenizer_config"]["d_model"] == 128
 
 
 def test_info_without_the_bundled_model_says_so_in_one_line(capsys, monkeypatch, tmp_path):

@@ -21,12 +21,14 @@ def test_bundled_weights_are_small_float16_files_that_load_as_float32():
     model_dir, tokenizer_dir, max_context = default_paths()
     info = json.loads((WEIGHTS_DIR / "default.json").read_text())
     assert info["max_context"] == max_context > 0
+    assert json.loads((model_dir / "predictor.json").read_text()) == {"lookback": info["lookback"],
+                                                                      "max_context": max_context}
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*.safetensors"))
     assert total < 25 * 2**20
     stored = load_file(model_dir / "model.safetensors")
     assert stored["norm.weight"].dtype == torch.float16
     predictor = KronosPredictor.from_pretrained()
-    assert predictor.max_context == max_context
+    assert predictor.max_context == max_context and predictor.lookback == info["lookback"]
     assert predictor.model.norm.weight.dtype == torch.float32 and not predictor.model.training
 
 

@@ -22,6 +22,11 @@ held-out evaluation (``kronos evaluate``) measures what it gives.
 
 Scores of neighbouring horizon steps are pooled (``window`` steps either side) because a history holds
 few past origins.
+
+Before the spread, the location: the paths' median move away from the last close is shrunk by the factor
+``shrink`` in [0, 1] that best explains, by least squares over the past origins and steps, the realised
+moves as ``shrink`` times the median's moves (0: the model's drift carried no information there, and the
+paths are centred on the last close as a random walk would be; 1: kept as forecast).
 """
 
 from __future__ import annotations
@@ -43,12 +48,13 @@ class Calibration:
     """What calibration did to one forecast.
 
     ``scale`` (P,): factor applied to every path's distance from the median at each horizon step (all 1
-    when calibration did not run). ``origins``: past origins used (0 when it did not run). ``note``: why
-    it did not run, else empty.
+    when calibration did not run). ``shrink``: factor applied to the median's move from the last close.
+    ``origins``: past origins used (0 when it did not run). ``note``: why it did not run, else empty.
     """
 
     scale: np.ndarray
     origins: int
+    shrink: float = 1.0
     level: float = CALIBRATION_LEVEL
     paths_per_origin: int = 0
     note: str = ""
@@ -112,9 +118,34 @@ def conformal_scale(paths: np.ndarray, realised: np.ndarray, level: float = CALI
     return np.clip(scale, *SCALE_RANGE)
 
 
-def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int]) -> np.ndarray:
-    """Paths (S, P, C) with the given columns' distance from their per-step median scaled by ``scale`` (P,)."""
+def fit_shrink(paths: np.ndarray, realised: np.ndarray, last_close: np.ndarray) -> float:
+    """Least-squares factor in [0, 1] on the median's move: ``realised - c0 ≈ shrink * (median - c0)``.
+
+    ``paths`` (K, S, P), ``realised`` (K, P), ``last_close`` (K,) the close before each past origin.
+    """
+    move = np.median(paths, axis=1) - last_close[:, None]
+    happened = realised - last_close[:, None]
+    denominator = float(np.sum(move * move))
+    if not denominator > 0:
+        return 1.0
+    return float(np.clip(np.sum(move * happened) / denominator, 0.0, 1.0))
+
+
+def recentre(paths: np.ndarray, last_close: np.ndarray | float, shrink: float) -> np.ndarray:
+    """Shift every path so the per-step median's move from ``last_close`` is multiplied by ``shrink``.
+
+    ``paths`` (..., S, P) closes; ``last_close`` broadcastable to (..., 1, 1).
+    """
+    median = np.median(paths, axis=-2, keepdims=True)
+    return paths + (shrink - 1.0) * (median - last_close)
+
+
+def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], last_close: float | None = None,
+                  shrink: float = 1.0) -> np.ndarray:
+    """Paths (S, P, C) with the given columns' per-step median moved to ``last_close + shrink * (median -
+    last_close)`` (when ``last_close`` is given) and their distance from it scaled by ``scale`` (P,)."""
     out = paths.copy()
     median = np.median(paths[..., columns], axis=0, keepdims=True)  # (1, P, len(columns))
-    out[..., columns] = median + scale[None, :, None] * (paths[..., columns] - median)
+    centre = median if last_close is None else last_close + shrink * (median - last_close)
+    out[..., columns] = centre + scale[None, :, None] * (paths[..., columns] - median)
     return out

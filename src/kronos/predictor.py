@@ -18,8 +18,10 @@ from .calibration import (
     PATHS_PER_ORIGIN,
     Calibration,
     conformal_scale,
+    fit_shrink,
     minimum_history,
     plan_origins,
+    recentre,
     rescale_paths,
 )
 from .checkpoint import read_predictor_info
@@ -125,6 +127,12 @@ def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: li
     return torch.cat(rows)
 
 
+def _draws(n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
+    """Uniform row indices in [0, n) of the given shape, from ``generator`` (reproducible with the seed)."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.randint(n, shape, generator=generator, device=device).cpu().numpy()
+
+
 @contextmanager
 def _progress_bar(enabled: bool, total: int):
     """A tqdm bar on stderr over generation steps when ``enabled``; yields the step callback (or None)."""
@@ -164,6 +172,7 @@ class KronosPredictor:
         self.clip = clip
         self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
         self._said_lookback = False
+        self.recentre = True
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
@@ -222,27 +231,33 @@ class KronosPredictor:
     # -- the pipeline ---------------------------------------------------------------------------
     @torch.no_grad()
     def _sample_paths(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
-                      generator: torch.Generator | None, use_cache: bool, verbose: bool = False) -> list[np.ndarray]:
+                      generator: torch.Generator | None, use_cache: bool, verbose: bool = False,
+                      dequantise: bool = False) -> list[np.ndarray]:
         """Per series, (sample_count, pred_len, 6) float32 paths in input units, always in eval mode."""
         modes = (self.model.training, self.tokenizer.training)
         self.model.eval()
         self.tokenizer.eval()
         try:
-            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache, verbose)
+            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache, verbose, dequantise)
         finally:
             self.model.train(modes[0])
             self.tokenizer.train(modes[1])
 
     def _sample_paths_eval(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
-                           generator: torch.Generator | None, use_cache: bool, verbose: bool) -> list[np.ndarray]:
+                           generator: torch.Generator | None, use_cache: bool, verbose: bool,
+                           dequantise: bool) -> list[np.ndarray]:
         norms = [Normalizer.fit(s.bars, self.clip) for s in series]
-        s1_hist, s2_hist = self._encode([n.transform(s.bars) for n, s in zip(norms, series)])
+        normalised = [n.transform(s.bars) for n, s in zip(norms, series)]
+        s1_hist, s2_hist = self._encode(normalised)
         stamps = [torch.from_numpy(np.concatenate([s.x_stamp, s.y_stamp])).to(self.device) for s in series]
         pred_lens = [s.pred_len for s in series]
         with _progress_bar(verbose, max(pred_lens)) as progress:
             gen_s1, gen_s2 = generate_tokens(self.model, s1_hist, s2_hist, stamps, pred_lens, self.max_context,
                                              sampling, sample_count, generator, use_cache, progress)
         decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
+        if dequantise:
+            residuals = self._residuals(normalised, s1_hist, s2_hist)
+            decoded = [z + r[_draws(len(r), z.shape[:2], generator)] for z, r in zip(decoded, residuals)]
         paths = []
         for norm, z in zip(norms, decoded):
             values = norm.inverse(z)
@@ -251,6 +266,19 @@ class KronosPredictor:
                 values[..., j] = np.maximum(values[..., j], 0)
             paths.append(values)
         return paths
+
+    def _residuals(self, normalised: list[np.ndarray], s1_hist: list[torch.Tensor],
+                   s2_hist: list[torch.Tensor]) -> list[np.ndarray]:
+        """Per series, (T, 6) normalised history minus its reconstruction from its own tokens: what the
+        tokenizer's codes leave out of a bar."""
+        out: list[np.ndarray | None] = [None] * len(normalised)
+        for length in sorted({len(x) for x in normalised}):
+            idx = [i for i, x in enumerate(normalised) if len(x) == length]
+            tokens = (torch.stack([s1_hist[i] for i in idx]), torch.stack([s2_hist[i] for i in idx]))
+            recon = self.tokenizer.decode(tokens, half=True).float().cpu().numpy()
+            for row, i in enumerate(idx):
+                out[i] = normalised[i] - recon[row]
+        return out  # type: ignore[return-value]
 
     def _encode(self, normalised: list[np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Encode each whole history (series of equal length in one batch) -> per-series s1, s2 (T,)."""
@@ -299,12 +327,13 @@ class KronosPredictor:
         return [s.tail(self.lookback) if len(s.bars) > self.lookback else s for s in series]
 
     def _calibrations(self, series: list[_Series], sampling: SamplingConfig, generator: torch.Generator | None,
-                      use_cache: bool) -> list[Calibration]:
+                      use_cache: bool, dequantise: bool) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
         :mod:`kronos.calibration`); all past origins of all series go through the network in one batch."""
         plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
         past = [s.past_origin(end, self.lookback) for s, ends in zip(series, plans) for end in ends]
-        paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache) if past else []
+        paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache,
+                                   dequantise=dequantise) if past else []
         out, used = [], 0
         for s, ends in zip(series, plans):
             if not ends:
@@ -315,13 +344,18 @@ class KronosPredictor:
             closes = np.stack([p[..., CLOSE] for p in paths[used:used + len(ends)]])  # (K, S, P)
             realised = np.stack([s.bars[end:end + s.pred_len, CLOSE] for end in ends])  # (K, P)
             used += len(ends)
-            out.append(Calibration(conformal_scale(closes, realised), len(ends), paths_per_origin=PATHS_PER_ORIGIN))
+            last = np.array([s.bars[end - 1, CLOSE] for end in ends], dtype=np.float64)
+            shrink = fit_shrink(closes, realised, last) if self.recentre else 1.0
+            closes = recentre(closes, last[:, None, None], shrink)
+            out.append(Calibration(conformal_scale(closes, realised), len(ends), shrink=shrink,
+                                   paths_per_origin=PATHS_PER_ORIGIN))
         return out
 
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
-                  use_cache: bool, verbose: bool, truncate: bool, calibrate: bool) -> list[Forecast]:
+                  use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
+                  dequantise: bool) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -341,15 +375,17 @@ class KronosPredictor:
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
         generator = self._generator(seed)
         used = self._truncate(series) if truncate else series
-        paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose)
+        paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise)
         if not calibrate:
             return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
-        calibrations = self._calibrations(series, sampling, generator, use_cache)
+        calibrations = self._calibrations(series, sampling, generator, use_cache, dequantise)
         forecasts = []
         for p, s, c in zip(paths, series, calibrations):
             if not c.applied:
                 log.info("no calibration: %s", c.note)
-            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES) if c.applied else p, s.y_index,
+            last = float(s.bars[-1, CLOSE])
+            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES, last, c.shrink) if c.applied else p,
+                                      s.y_index,
                                       levels, calibration=c))
         return forecasts
 
@@ -358,26 +394,31 @@ class KronosPredictor:
                        y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                       use_cache: bool = True, verbose: bool = False, calibrate: bool = True) -> list[Forecast]:
+                       use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
+                       dequantise: bool = False) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
 
         The network sees each history's last ``lookback`` bars, normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
         forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
         reports the factors); histories too short for that are left as sampled, with a note.
+        ``dequantise`` adds to every forecast bar a reconstruction residual of the tokenizer drawn from the
+        series' own history, so that paths drawing the same token differ by what the token cannot tell apart.
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k, top_p,
-                              quantiles, seed, use_cache, verbose, truncate=True, calibrate=calibrate)
+                              quantiles, seed, use_cache, verbose, truncate=True, calibrate=calibrate,
+                              dequantise=dequantise)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                 use_cache: bool = True, verbose: bool = False, calibrate: bool = True) -> Forecast:
+                 use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
+                 dequantise: bool = False) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,
-                                   quantiles, seed, use_cache, verbose, calibrate)[0]
+                                   quantiles, seed, use_cache, verbose, calibrate, dequantise)[0]
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], T: float = 1.0,
@@ -390,7 +431,8 @@ class KronosPredictor:
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k,
-                                   top_p, (), seed, use_cache, verbose, truncate=False, calibrate=False)
+                                   top_p, (), seed, use_cache, verbose, truncate=False, calibrate=False,
+                                   dequantise=False)
         return [f.mean for f in forecasts]
 
     def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, T: float = 1.0,

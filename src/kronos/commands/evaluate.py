@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
     sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                           help="apply (or not) the predictor's calibration of the sample paths")
+    sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=None,
+                          help="add (or not) the tokenizer's reconstruction residuals to the sample paths")
     add_model_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
         max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
         min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
-        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate)
+        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
+        dequantise=args.dequantise)
     files = expand_files(args.files)
     predictor, model_name = None, None
     if not args.baselines_only:

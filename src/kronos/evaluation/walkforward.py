@@ -35,7 +35,7 @@ from .metrics import score_origin
 log = logging.getLogger("kronos.evaluation")
 
 MODEL = "kronos"
-SAMPLING_SETTINGS = ("T", "top_k", "top_p", "calibrate")
+SAMPLING_SETTINGS = ("T", "top_k", "top_p", "calibrate", "dequantise")
 FAN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -56,7 +56,7 @@ class EvaluationConfig:
     vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines (None:
     the whole history).
     batch_size: origins per model call. seed: seeds the model (per batch) and the baselines (per origin).
-    T, top_k, top_p, calibrate: sampling settings passed to ``predictor.forecast_batch`` by keyword; None
+    T, top_k, top_p, calibrate, dequantise: sampling settings passed to ``predictor.forecast_batch`` by keyword; None
     (the default) passes nothing, so the predictor's own default applies.
     """
 
@@ -74,6 +74,7 @@ class EvaluationConfig:
     top_k: int | None = None
     top_p: float | None = None
     calibrate: bool | None = None
+    dequantise: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("lookback", "pred_len", "sample_count", "batch_size"):
@@ -85,8 +86,10 @@ class EvaluationConfig:
             raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction!r}")
         if self.vol_window is not None and self.vol_window < 2:
             raise ValueError(f"vol_window must be >= 2 (a standard deviation needs 2 returns), got {self.vol_window}")
-        if self.calibrate is not None and not isinstance(self.calibrate, bool):
-            raise ValueError(f"calibrate must be True, False or None, got {self.calibrate!r}")
+        for name in ("calibrate", "dequantise"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True, False or None, got {value!r}")
 
     @property
     def sampling(self) -> dict[str, Any]:
