@@ -1,15 +1,17 @@
 """Kronos: a foundation model for financial candlesticks (K-lines).
 
 Public API: the two networks (:class:`KronosTokenizer`, :class:`Kronos`), their configs, the
-:class:`KronosPredictor` (DataFrames in, forecasts out) and its :class:`Forecast` result.
+:class:`KronosPredictor` (DataFrames in, forecasts out), its :class:`Forecast` result and the
+:class:`Calibration` report a forecast carries.
 """
 
+from .calibration import Calibration
 from .config import KronosConfig, TokenizerConfig
 from .generation import SamplingConfig
 from .network import Kronos
 from .predictor import Forecast, KronosPredictor
 from .tokenizer import KronosTokenizer
 
-__all__ = ["Forecast", "Kronos", "KronosConfig", "KronosPredictor", "KronosTokenizer", "SamplingConfig",
+__all__ = ["Calibration", "Forecast", "Kronos", "KronosConfig", "KronosPredictor", "KronosTokenizer", "SamplingConfig",
            "TokenizerConfig"]
 __version__ = "0.1.0"

@@ -1,46 +1,39 @@
-"""Calibrating the spread of sample paths from a series' own past.
+"""Calibrating sample paths from a series' own past.
 
 The model forecasts from several origins inside the history it was given; where each of those horizons
-is already known, the realised closes say how wide the paths should have been. Per horizon step ``h`` the
-nonconformity score of one past origin is the realised close's distance from the paths' median, in units
-of the paths' own central interval on the realised value's side:
+is already known, the realised closes say where the paths should have been centred and how wide they
+should have been. Two corrections are fitted on those past origins and applied to the new forecast:
 
-    r = (y_h - median_h) / (q_hi_h - median_h)   if y_h >= median_h
-    r = (median_h - y_h) / (median_h - q_lo_h)   otherwise
+1. **Location.** The paths' median move away from the last close is multiplied by ``shrink`` in [0, 1],
+   the least-squares factor that best explains the realised moves as ``shrink`` times the median's moves
+   (0: the model's drift carried no information there and the paths are centred on the last close, as a
+   random walk's are; 1: the drift is kept).
+2. **Spread.** At each horizon step the paths' distances from their median are multiplied by ``scale``,
+   the factor that minimises the mean CRPS of the rescaled past forecasts (minimum-CRPS estimation of an
+   ensemble's spread: Gneiting, Raftery, Westveld and Goldman, "Calibrated probabilistic forecasting
+   using ensemble model output statistics and minimum CRPS estimation", Monthly Weather Review 133,
+   2005). Scores of neighbouring steps are pooled (``window`` steps either side), and the fitted factor
+   is damped halfway toward 1 in log space, because a history holds only a dozen overlapping past
+   origins: on the validation part of the project's data the undamped factor covered 44% and 71% with
+   its 50% and 80% intervals, the damped one 47% and 75% at the same CRPS.
 
-so that ``y_h`` lies inside the central interval of the paths scaled by ``s`` around their median exactly
-when ``r <= s``.
-
-The conformal quantile ``s_h`` of those scores at the target level (with the finite-sample correction
-``ceil((n + 1) * level) / n``) is the factor by which the paths' spread around their median must be
-scaled so that the central ``level`` interval covers the realised value at the same rate on the past
-origins. This is split-conformal prediction with a locally weighted score (Lei, G'Sell, Rinaldo,
-Tibshirani and Wasserman, "Distribution-free predictive inference for regression", JASA 2018; the
-normalised score follows Romano, Patterson and Candès, "Conformalized quantile regression", NeurIPS
-2019). Bars of a time series are not exchangeable, so the coverage guarantee is approximate; the
-held-out evaluation (``kronos evaluate``) measures what it gives.
-
-Scores of neighbouring horizon steps are pooled (``window`` steps either side) because a history holds
-few past origins.
-
-Before the spread, the location: the paths' median move away from the last close is shrunk by the factor
-``shrink`` in [0, 1] that best explains, by least squares over the past origins and steps, the realised
-moves as ``shrink`` times the median's moves (0: the model's drift carried no information there, and the
-paths are centred on the last close as a random walk would be; 1: kept as forecast).
+Bars of a time series are not exchangeable, so nothing here is a guarantee; ``kronos evaluate``
+measures what calibration gives on held-out data.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-CALIBRATION_LEVEL = 0.8
+from .scores import crps_samples
+
 MIN_ORIGINS = 4
 MAX_ORIGINS = 12
 PATHS_PER_ORIGIN = 16
-SCALE_RANGE = (0.2, 20.0)
+DAMPING = 0.5
+SCALE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 49))
 
 
 @dataclass(frozen=True)
@@ -55,7 +48,6 @@ class Calibration:
     scale: np.ndarray
     origins: int
     shrink: float = 1.0
-    level: float = CALIBRATION_LEVEL
     paths_per_origin: int = 0
     note: str = ""
 
@@ -90,34 +82,6 @@ def minimum_history(pred_len: int, lookback: int) -> int:
     return max(2, lookback // 2) + pred_len + MIN_ORIGINS - 1
 
 
-def conformal_scale(paths: np.ndarray, realised: np.ndarray, level: float = CALIBRATION_LEVEL,
-                    window: int = 2) -> np.ndarray:
-    """(P,) spread factors from past origins.
-
-    Args:
-        paths: (K, S, P) closes of the S sample paths at each of K past origins.
-        realised: (K, P) the closes that happened.
-        level: central-interval level to calibrate.
-        window: scores of steps ``h - window .. h + window`` are pooled for step ``h``.
-    """
-    lo, median, hi = np.quantile(paths, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=1)  # each (K, P)
-    floor = 1e-6 * np.maximum(np.abs(median), 1e-12)
-    above = realised >= median
-    reach = np.where(above, hi - median, median - lo)  # the interval's arm on the realised value's side
-    scores = np.abs(realised - median) / np.maximum(reach, floor)  # (K, P)
-    pred_len = scores.shape[1]
-    scale = np.empty(pred_len)
-    for h in range(pred_len):
-        pooled = scores[:, max(0, h - window):h + window + 1].reshape(-1)
-        pooled = pooled[np.isfinite(pooled)]
-        if len(pooled) == 0:
-            scale[h] = 1.0
-            continue
-        rank = min(1.0, math.ceil((len(pooled) + 1) * level) / len(pooled))
-        scale[h] = np.quantile(pooled, rank, method="higher")
-    return np.clip(scale, *SCALE_RANGE)
-
-
 def fit_shrink(paths: np.ndarray, realised: np.ndarray, last_close: np.ndarray) -> float:
     """Least-squares factor in [0, 1] on the median's move: ``realised - c0 ≈ shrink * (median - c0)``.
 
@@ -138,6 +102,27 @@ def recentre(paths: np.ndarray, last_close: np.ndarray | float, shrink: float) -
     """
     median = np.median(paths, axis=-2, keepdims=True)
     return paths + (shrink - 1.0) * (median - last_close)
+
+
+def fit_scale(paths: np.ndarray, realised: np.ndarray, window: int = 2, damping: float = DAMPING) -> np.ndarray:
+    """(P,) spread factors: per step, the factor on the paths' distances from their median that minimises
+    the mean CRPS over the past origins (steps ``h - window .. h + window`` pooled), damped toward 1.
+
+    Args:
+        paths: (K, S, P) closes of the S sample paths at each of K past origins.
+        realised: (K, P) the closes that happened.
+        damping: 1 keeps the fitted factor, 0 ignores it; in between, ``factor ** damping``.
+    """
+    median = np.median(paths, axis=1, keepdims=True)  # (K, 1, P)
+    deviation = np.moveaxis(paths - median, 1, 0)  # (S, K, P)
+    base = median[:, 0, :]
+    fitted = np.empty(paths.shape[2])
+    for h in range(paths.shape[2]):
+        steps = slice(max(0, h - window), h + window + 1)
+        scores = [float(crps_samples(base[:, steps] + g * deviation[:, :, steps], realised[:, steps]).mean())
+                  for g in SCALE_GRID]
+        fitted[h] = SCALE_GRID[int(np.argmin(scores))]
+    return fitted ** damping
 
 
 def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], last_close: float | None = None,

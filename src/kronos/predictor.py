@@ -17,7 +17,7 @@ import torch
 from .calibration import (
     PATHS_PER_ORIGIN,
     Calibration,
-    conformal_scale,
+    fit_scale,
     fit_shrink,
     minimum_history,
     plan_origins,
@@ -172,7 +172,6 @@ class KronosPredictor:
         self.clip = clip
         self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
         self._said_lookback = False
-        self.recentre = True
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
@@ -345,9 +344,9 @@ class KronosPredictor:
             realised = np.stack([s.bars[end:end + s.pred_len, CLOSE] for end in ends])  # (K, P)
             used += len(ends)
             last = np.array([s.bars[end - 1, CLOSE] for end in ends], dtype=np.float64)
-            shrink = fit_shrink(closes, realised, last) if self.recentre else 1.0
+            shrink = fit_shrink(closes, realised, last)
             closes = recentre(closes, last[:, None, None], shrink)
-            out.append(Calibration(conformal_scale(closes, realised), len(ends), shrink=shrink,
+            out.append(Calibration(fit_scale(closes, realised), len(ends), shrink=shrink,
                                    paths_per_origin=PATHS_PER_ORIGIN))
         return out
 

@@ -9,26 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import crps_samples
+
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 PINBALL_LEVELS = CALIBRATION_LEVELS
-
-
-def crps_samples(samples: np.ndarray, y: np.ndarray | float) -> np.ndarray:
-    """Continuous ranked probability score of an ensemble, in the units of ``y`` (lower is better).
-
-    Energy form ``mean|X - y| - 0.5 * mean|X - X'|`` over all S² ordered pairs of members, computed
-    exactly in O(S log S) by sorting: ``sum_ij |x_i - x_j| = 2 * sum_k x_(k) * (2k - S + 1)`` for the
-    ascending order statistics x_(0..S-1). ``samples`` (S, ...), ``y`` broadcastable to (...).
-    A single member (S = 1) gives the absolute error.
-    """
-    x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
-    y = np.asarray(y, dtype=np.float64)
-    s = x.shape[0]
-    if s == 0:
-        raise ValueError("crps_samples needs at least one sample")
-    weights = (2 * np.arange(s) - s + 1).astype(np.float64).reshape((s,) + (1,) * (x.ndim - 1))
-    spread = (weights * x).sum(axis=0) / s**2  # = 0.5 * mean|X - X'|
-    return np.abs(x - y).mean(axis=0) - spread
 
 
 def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

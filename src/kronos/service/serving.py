@@ -260,4 +260,5 @@ def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:
     c = forecast.calibration
     if c is None:
         return None
-    return {"origins": c.origins, "level": c.level, "scale": [round(float(v), 4) for v in c.scale], "note": c.note}
+    return {"origins": c.origins, "shrink": round(c.shrink, 4), "scale": [round(float(v), 4) for v in c.scale],
+            "note": c.note}
