@@ -394,7 +394,7 @@ class KronosPredictor:
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                        use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
-                       dequantise: bool = False) -> list[Forecast]:
+                       dequantise: bool = True) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
 
         The network sees each history's last ``lookback`` bars, normalised on those bars. With
@@ -402,7 +402,9 @@ class KronosPredictor:
         forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
         reports the factors); histories too short for that are left as sampled, with a note.
         ``dequantise`` adds to every forecast bar a reconstruction residual of the tokenizer drawn from the
-        series' own history, so that paths drawing the same token differ by what the token cannot tell apart.
+        series' own history (the difference between each history bar and its decoding from its own tokens),
+        so that paths drawing the same token differ by what the token cannot tell apart; without it the
+        first forecast bar takes only as many values as distinct tokens were drawn.
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k, top_p,
@@ -413,7 +415,7 @@ class KronosPredictor:
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
-                 dequantise: bool = False) -> Forecast:
+                 dequantise: bool = True) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,

@@ -140,6 +140,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                           help="rescale the paths' spread from forecasts at past origins of the history "
                                "(default: on)")
+    sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=True,
+                          help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
+                               "paths (default: on)")
     sampling.add_argument("--seed", type=int, default=None, help="random seed for reproducible paths")
     sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
                           help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
@@ -199,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
                                   top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed,
-                                  calibrate=args.calibrate,
+                                  calibrate=args.calibrate, dequantise=args.dequantise,
                                   verbose=not args.quiet and sys.stderr.isatty())
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     calibration = forecast.calibration

@@ -45,6 +45,8 @@ class ForecastSettings(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (1 = off)")
     calibrate: bool = Field(True, description="rescale the paths' spread from forecasts at past origins of the "
                                               "history")
+    dequantise: bool = Field(True, description="add the tokenizer's reconstruction residuals, drawn from the "
+                                               "history, to the paths")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed: same seed, same paths")
     quantiles: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: list(DEFAULT_QUANTILES), min_length=1, max_length=19,

@@ -72,7 +72,8 @@ _solo = itertools.count()
 def _batch_key(settings: ForecastSettings) -> tuple:
     """Requests with equal keys may share a model call; a seeded request runs alone (reproducible)."""
     seed_part = ("seed", next(_solo)) if settings.seed is not None else ("unseeded",)
-    return (settings.samples, settings.temperature, settings.top_k, settings.top_p, settings.calibrate, *seed_part)
+    return (settings.samples, settings.temperature, settings.top_k, settings.top_p, settings.calibrate,
+            settings.dequantise, *seed_part)
 
 
 class ForecastService:
@@ -226,7 +227,8 @@ class ForecastService:
             return self.predictor.forecast_batch(
                 [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
                 [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
-                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed, calibrate=s.calibrate)
+                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed, calibrate=s.calibrate,
+                dequantise=s.dequantise)
         except ValueError as exc:
             if len(batch) == 1:
                 return [ServiceError(422, str(exc))]
