@@ -176,12 +176,13 @@ def test_predictor_info_round_trip_and_from_pretrained(tmp_path, parity_dir):
 
 
 def test_dequantise_spreads_paths_that_drew_the_same_token(predictor, long_history, one_thread):
-    """With two candidates for each of s1 and s2 the first bar takes at most four values; the tokenizer's residuals,
-    drawn from the history, make every path's first bar its own."""
+    """With two candidates for each of s1 and s2 the first bar takes at most four values; the tokenizer's
+    residuals, drawn from the history, make almost every path's first bar its own."""
     history, x_ts, y_ts = long_history
     kwargs = dict(sample_count=32, seed=0, top_k=2, calibrate=False)
     coarse = predictor.forecast(history, x_ts, y_ts, PRED, dequantise=False, **kwargs).samples[:, 0, 3]
     fine = predictor.forecast(history, x_ts, y_ts, PRED, dequantise=True, **kwargs).samples[:, 0, 3]
-    assert len(np.unique(coarse)) <= 4 and len(np.unique(fine)) == 32
+    # (a few paths may draw both the same token and the same one of the 64 history residuals)
+    assert len(np.unique(coarse)) <= 4 and len(np.unique(fine)) >= 28
     # The residuals are the size of the tokenizer's reconstruction error, not of a new forecast.
     assert np.abs(np.median(fine) - np.median(coarse)) < 5 * history["close"].std()
