@@ -60,15 +60,22 @@ def test_fitted_scale_lowers_the_crps_of_the_past_forecasts():
     assert np.all(after < before)
 
 
-def test_rescale_paths_keeps_the_median_and_scales_only_the_given_columns():
+def test_rescale_paths_keeps_the_close_median_and_every_bar_s_shape():
     rng = np.random.default_rng(2)
-    paths = rng.standard_normal((21, PRED, 6)) + 10
+    close = 10 + rng.standard_normal((21, PRED))
+    wick = np.abs(rng.standard_normal((21, PRED, 2)))
+    open_ = close + 0.1 * rng.standard_normal((21, PRED))
+    high, low = np.maximum(open_, close) + wick[..., 0], np.minimum(open_, close) - wick[..., 1]
+    paths = np.stack([open_, high, low, close, np.ones_like(close), np.ones_like(close)], axis=-1)
     scale = np.linspace(0.5, 2.0, PRED)
-    out = rescale_paths(paths, scale, [0, 1, 2, 3])
-    np.testing.assert_allclose(np.median(out[..., :4], axis=0), np.median(paths[..., :4], axis=0))
+    out = rescale_paths(paths, scale, [0, 1, 2, 3], reference=3)
+    np.testing.assert_allclose(np.median(out[..., 3], axis=0), np.median(close, axis=0))
     np.testing.assert_array_equal(out[..., 4:], paths[..., 4:])
-    spread = np.ptp(out[..., 3], axis=0) / np.ptp(paths[..., 3], axis=0)
-    np.testing.assert_allclose(spread, scale, rtol=1e-6)
+    np.testing.assert_allclose(np.ptp(out[..., 3], axis=0) / np.ptp(close, axis=0), scale, rtol=1e-6)
+    assert np.all(out[..., 1] >= np.maximum(out[..., 0], out[..., 3]))
+    assert np.all(out[..., 2] <= np.minimum(out[..., 0], out[..., 3]))
+    moved = rescale_paths(paths, np.ones(PRED), [0, 1, 2, 3], reference=3, last_close=10.0, shrink=0.0)
+    np.testing.assert_allclose(np.median(moved[..., 3], axis=0), 10.0)
 
 
 def test_fit_shrink_recovers_how_much_of_the_median_move_happens():
@@ -125,7 +132,7 @@ def test_calibrated_paths_are_the_sampled_paths_rescaled(predictor, long_history
     assert np.all(c.scale > 0) and c.note == ""
     assert 0 <= c.shrink <= 1
     last_close = float(history["close"].iloc[-1])
-    np.testing.assert_allclose(calibrated.samples, rescale_paths(raw.samples, c.scale, [0, 1, 2, 3], last_close,
+    np.testing.assert_allclose(calibrated.samples, rescale_paths(raw.samples, c.scale, [0, 1, 2, 3], 3, last_close,
                                                                  c.shrink), rtol=1e-5)
 
 

@@ -31,6 +31,7 @@ from .scores import crps_samples
 
 MIN_ORIGINS = 4
 MAX_ORIGINS = 12
+MIN_PAST_HISTORY = 32  # fewest history bars a past origin is forecast from
 PATHS_PER_ORIGIN = 16
 DAMPING = 0.5
 SCALE_GRID = np.exp(np.linspace(np.log(0.2), np.log(5.0), 49))
@@ -65,11 +66,12 @@ def plan_origins(history: int, pred_len: int, lookback: int, max_origins: int = 
 
     Each origin ``e`` forecasts bars ``[e, e + pred_len)``, all inside the history, from ``lookback`` bars
     before it when the history allows :data:`MIN_ORIGINS` such origins (histories of equal length share
-    the network's batches), else from at least ``lookback // 2``. Up to ``max_origins`` ends, evenly
-    spaced, the last one at ``history - pred_len``; an empty list when fewer than :data:`MIN_ORIGINS` fit.
+    the network's batches); a shorter history spreads its origins over its second half, each forecast
+    from at least :data:`MIN_PAST_HISTORY` bars. Up to ``max_origins`` ends, evenly spaced, the last one at
+    ``history - pred_len``; an empty list when fewer than :data:`MIN_ORIGINS` fit.
     """
     last = history - pred_len
-    first = lookback if last - lookback + 1 >= MIN_ORIGINS else max(2, lookback // 2)
+    first = lookback if last - lookback + 1 >= MIN_ORIGINS else max(MIN_PAST_HISTORY, last // 2)
     available = last - first + 1
     if available < MIN_ORIGINS:
         return []
@@ -79,7 +81,10 @@ def plan_origins(history: int, pred_len: int, lookback: int, max_origins: int = 
 
 def minimum_history(pred_len: int, lookback: int) -> int:
     """Fewest history bars for which :func:`plan_origins` finds enough origins."""
-    return max(2, lookback // 2) + pred_len + MIN_ORIGINS - 1
+    history = pred_len + MIN_PAST_HISTORY
+    while not plan_origins(history, pred_len, lookback):
+        history += 1
+    return history
 
 
 def fit_shrink(paths: np.ndarray, realised: np.ndarray, last_close: np.ndarray) -> float:
@@ -125,12 +130,15 @@ def fit_scale(paths: np.ndarray, realised: np.ndarray, window: int = 2, damping:
     return fitted ** damping
 
 
-def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], last_close: float | None = None,
-                  shrink: float = 1.0) -> np.ndarray:
-    """Paths (S, P, C) with the given columns' per-step median moved to ``last_close + shrink * (median -
-    last_close)`` (when ``last_close`` is given) and their distance from it scaled by ``scale`` (P,)."""
+def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], reference: int,
+                  last_close: float | None = None, shrink: float = 1.0) -> np.ndarray:
+    """Paths (S, P, C) with the given columns moved and scaled together around the per-step median of
+    column ``reference`` (the close): that median goes to ``last_close + shrink * (median - last_close)``
+    (when ``last_close`` is given) and every value's distance from it is multiplied by ``scale`` (P,).
+    One centre and one positive factor per step keep each bar's order (high above open and close, low
+    below them) as it was."""
     out = paths.copy()
-    median = np.median(paths[..., columns], axis=0, keepdims=True)  # (1, P, len(columns))
+    median = np.median(paths[..., reference], axis=0)[None, :, None]  # (1, P, 1)
     centre = median if last_close is None else last_close + shrink * (median - last_close)
     out[..., columns] = centre + scale[None, :, None] * (paths[..., columns] - median)
     return out

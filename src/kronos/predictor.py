@@ -25,7 +25,7 @@ from .calibration import (
     rescale_paths,
 )
 from .checkpoint import read_predictor_info
-from .data import FEATURE_COLUMNS, Normalizer, as_timestamps, bar_features, check_count, time_features
+from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, generate_tokens
 from .network import Kronos
 from .tokenizer import KronosTokenizer
@@ -125,6 +125,16 @@ def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: li
         past = hist[i][len(hist[i]) - keep_hist:].expand(samples, -1)
         rows.append(torch.cat([past, generated[i * samples:(i + 1) * samples, :pred_len]], dim=1))
     return torch.cat(rows)
+
+
+def _dequantise(z: np.ndarray, residual: np.ndarray, norm: Normalizer) -> np.ndarray:
+    """Normalised bars z (S, P, 6) plus drawn residuals (S, P, 6). The four prices move by one amount in
+    input units, the close's residual, so that each bar keeps its shape; volume and amount take their own."""
+    out = z + residual
+    scale = norm.std[:4] + np.float32(NORM_EPS)
+    shift = residual[..., CLOSE:CLOSE + 1] * scale[CLOSE]  # (S, P, 1) in price units
+    out[..., :4] = z[..., :4] + shift / scale
+    return out
 
 
 def _draws(n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
@@ -256,7 +266,8 @@ class KronosPredictor:
         decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
         if dequantise:
             residuals = self._residuals(normalised, s1_hist, s2_hist)
-            decoded = [z + r[_draws(len(r), z.shape[:2], generator)] for z, r in zip(decoded, residuals)]
+            decoded = [_dequantise(z, r[_draws(len(r), z.shape[:2], generator)], norm)
+                       for z, r, norm in zip(decoded, residuals, norms)]
         paths = []
         for norm, z in zip(norms, decoded):
             values = norm.inverse(z)
@@ -383,7 +394,8 @@ class KronosPredictor:
             if not c.applied:
                 log.info("no calibration: %s", c.note)
             last = float(s.bars[-1, CLOSE])
-            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES, last, c.shrink) if c.applied else p,
+            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, last, c.shrink)
+                                      if c.applied else p,
                                       s.y_index,
                                       levels, calibration=c))
         return forecasts
