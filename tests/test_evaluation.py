@@ -125,7 +125,8 @@ class TestWalkForward:
         assert not np.allclose(first["crps"], other["crps"].to_numpy(), equal_nan=True)
 
     def test_greedy_batched_equals_one_origin_at_a_time(self, tiny_predictor):
-        settings = dict(SETTINGS, sample_count=1, top_k=1, max_origins=2)
+        # Greedy tokens do not depend on the batching; the dequantisation residuals are random draws, off here.
+        settings = dict(SETTINGS, sample_count=1, top_k=1, max_origins=2, dequantise=False)
         batched = evaluate(FILES[:2], tiny_predictor, batch_size=8, **settings).run.records
         calls = []
         single = evaluate(FILES[:2], tiny_predictor, batch_size=1, progress=lambda *a: calls.append(a),
