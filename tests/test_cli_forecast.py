@@ -51,6 +51,7 @@ def test_given_a_real_csv_when_forecasting_then_tidy_csv_on_stdout_and_progress_
     assert sorted(frame["timestamp"].unique()) == list(pd.bdate_range("2013-03-04", periods=5))
     stderr = result.stderr.decode()
     assert "read 196 bars" in stderr and "forecasting 5 bars" in stderr
+    assert re.search(r"calibrated on \d+ past origins: drift shrink [\d.]+, spread ×[\d.]+–×[\d.]+", stderr), stderr
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -90,6 +90,16 @@ def test_given_json_bars_when_forecasting_then_quantiles_on_business_days(client
     check_forecast(body, 4, ["0.1", "0.5", "0.9"])
     assert body["timestamps"] == [f"2013-03-0{d}T00:00:00" for d in (4, 5, 6, 7)]
     assert body["history_rows"] == 60 and body["samples"] == 4 and body["chart"] is None
+    calibration = body["calibration"]  # calibrated by default, from past origins inside the 60 bars
+    assert calibration["origins"] >= 4 and len(calibration["scale"]) == 4 and calibration["note"] == ""
+    assert 0 <= calibration["shrink"] <= 1
+
+
+def test_calibration_can_be_turned_off(client):
+    response = client.post("/v1/forecast", json={"bars": real_bars(), "pred_len": 4, "samples": 4,
+                                                 "calibrate": False, "dequantise": False})
+    assert response.status_code == 200, response.text
+    assert response.json()["calibration"] is None
 
 
 def test_given_a_seed_when_forecasting_twice_then_identical_answers(client):

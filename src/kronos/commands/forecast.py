@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     calibration = forecast.calibration
     if calibration is not None:
         if calibration.applied:
-            progress(args, f"calibrated on {calibration.origins} past origins: spread ×{calibration.scale.min():.2f}"
+            progress(args, f"calibrated on {calibration.origins} past origins: drift shrink "
+                           f"{calibration.shrink:.2f}, spread ×{calibration.scale.min():.2f}"
                            f"–×{calibration.scale.max():.2f} over the horizon")
         else:
             progress(args, f"not calibrated: {calibration.note}")
