@@ -18,7 +18,7 @@ SERIES_SUFFIXES = (".csv", ".parquet", ".pq")
 EXAMPLES = """\
 examples:
   kronos evaluate ../shared/data/ohlcv/ --out eval-default
-  kronos evaluate AAPL.csv MSFT.csv --lookback 256 --pred-len 24 --samples 20 --origins 30 --out eval
+  kronos evaluate AAPL.csv MSFT.csv --lookback 512 --pred-len 24 --samples 20 --origins 30 --out eval
   kronos evaluate data/ --model ./my-model --tokenizer ./my-tokenizer --max-context 256 --device cuda --out eval
   kronos evaluate data/ --baselines-only --out eval-baselines
 
@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet bar files or folders of them")
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
-    walk.add_argument("--lookback", type=positive_int, default=256, help="history bars per origin (default 256)")
+    walk.add_argument("--lookback", type=positive_int, default=512,
+                      help="history bars given to the model per origin (default 512; the model sees its own "
+                           "lookback, earlier bars serve its calibration)")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="horizon bars (default 24)")
     walk.add_argument("--samples", type=positive_int, default=20, help="sample paths per origin (default 20)")
     walk.add_argument("--origins", type=positive_int, default=20,

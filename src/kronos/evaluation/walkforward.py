@@ -60,7 +60,7 @@ class EvaluationConfig:
     (the default) passes nothing, so the predictor's own default applies.
     """
 
-    lookback: int = 256
+    lookback: int = 512
     pred_len: int = 24
     sample_count: int = 20
     stride: int | None = None
