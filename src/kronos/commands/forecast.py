@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if args.lookback:
         bars, index = bars.iloc[-args.lookback:], index[-args.lookback:]
     future, rule = future_timestamps(index, args.pred_len, args.freq)
-    progress(args, f"forecasting {args.pred_len} bars ({rule}) from {len(bars)} history bars, "
+    seen = "" if len(bars) <= predictor.lookback else f" (the model sees the last {predictor.lookback})"
+    progress(args, f"forecasting {args.pred_len} bars ({rule}) from {len(bars)} history bars{seen}, "
                    f"{args.samples} sample paths")
     started = time.perf_counter()
     forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
