@@ -68,7 +68,7 @@ def test_rescale_paths_keeps_the_close_median_and_every_bar_s_shape():
     high, low = np.maximum(open_, close) + wick[..., 0], np.minimum(open_, close) - wick[..., 1]
     paths = np.stack([open_, high, low, close, np.ones_like(close), np.ones_like(close)], axis=-1)
     scale = np.linspace(0.5, 2.0, PRED)
-    out = rescale_paths(paths, scale, [0, 1, 2, 3], reference=3)
+    out = rescale_paths(paths, scale, [0, 1, 2, 3], reference=3, last_close=10.0, shrink=1.0)
     np.testing.assert_allclose(np.median(out[..., 3], axis=0), np.median(close, axis=0))
     np.testing.assert_array_equal(out[..., 4:], paths[..., 4:])
     np.testing.assert_allclose(np.ptp(out[..., 3], axis=0) / np.ptp(close, axis=0), scale, rtol=1e-6)

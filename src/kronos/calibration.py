@@ -130,15 +130,15 @@ def fit_scale(paths: np.ndarray, realised: np.ndarray, window: int = 2, damping:
     return fitted ** damping
 
 
-def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], reference: int,
-                  last_close: float | None = None, shrink: float = 1.0) -> np.ndarray:
+def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], reference: int, last_close: float,
+                  shrink: float) -> np.ndarray:
     """Paths (S, P, C) with the given columns moved and scaled together around the per-step median of
     column ``reference`` (the close): that median goes to ``last_close + shrink * (median - last_close)``
-    (when ``last_close`` is given) and every value's distance from it is multiplied by ``scale`` (P,).
+    and every value's distance from it is multiplied by ``scale`` (P,).
     One centre and one positive factor per step keep each bar's order (high above open and close, low
     below them) as it was."""
     out = paths.copy()
     median = np.median(paths[..., reference], axis=0)[None, :, None]  # (1, P, 1)
-    centre = median if last_close is None else last_close + shrink * (median - last_close)
+    centre = last_close + shrink * (median - last_close)
     out[..., columns] = centre + scale[None, :, None] * (paths[..., columns] - median)
     return out

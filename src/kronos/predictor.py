@@ -127,6 +127,14 @@ def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: li
     return torch.cat(rows)
 
 
+def _same_length_groups(arrays: Sequence[Any]) -> list[list[int]]:
+    """Indices of ``arrays`` grouped by length (shortest first): the series that can share one batch."""
+    groups: dict[int, list[int]] = {}
+    for i, array in enumerate(arrays):
+        groups.setdefault(len(array), []).append(i)
+    return [groups[length] for length in sorted(groups)]
+
+
 def _dequantise(z: np.ndarray, residual: np.ndarray, norm: Normalizer) -> np.ndarray:
     """Normalised bars z (S, P, 6) plus drawn residuals (S, P, 6). The four prices move by one amount in
     input units, the close's residual, so that each bar keeps its shape; volume and amount take their own."""
@@ -282,8 +290,7 @@ class KronosPredictor:
         """Per series, (T, 6) normalised history minus its reconstruction from its own tokens: what the
         tokenizer's codes leave out of a bar."""
         out: list[np.ndarray | None] = [None] * len(normalised)
-        for length in sorted({len(x) for x in normalised}):
-            idx = [i for i, x in enumerate(normalised) if len(x) == length]
+        for idx in _same_length_groups(normalised):
             tokens = (torch.stack([s1_hist[i] for i in idx]), torch.stack([s2_hist[i] for i in idx]))
             recon = self.tokenizer.decode(tokens, half=True).float().cpu().numpy()
             for row, i in enumerate(idx):
@@ -294,8 +301,7 @@ class KronosPredictor:
         """Encode each whole history (series of equal length in one batch) -> per-series s1, s2 (T,)."""
         s1: list[torch.Tensor | None] = [None] * len(normalised)
         s2: list[torch.Tensor | None] = [None] * len(normalised)
-        for length in sorted({len(x) for x in normalised}):
-            idx = [i for i, x in enumerate(normalised) if len(x) == length]
+        for idx in _same_length_groups(normalised):
             batch = torch.from_numpy(np.stack([normalised[i] for i in idx])).to(self.device)
             b1, b2 = self.tokenizer.encode(batch, half=True)
             for row, i in enumerate(idx):
@@ -394,10 +400,9 @@ class KronosPredictor:
             if not c.applied:
                 log.info("no calibration: %s", c.note)
             last = float(s.bars[-1, CLOSE])
-            forecasts.append(Forecast(rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, last, c.shrink)
-                                      if c.applied else p,
-                                      s.y_index,
-                                      levels, calibration=c))
+            if c.applied:
+                p = rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, last, c.shrink)
+            forecasts.append(Forecast(p, s.y_index, levels, calibration=c))
         return forecasts
 
     # -- public API -----------------------------------------------------------------------------
