@@ -1,16 +1,30 @@
-"""Shared fixtures: paths to ../shared (parity checkpoints, real market data) and the tiny predictor."""
+"""Shared fixtures: the parity checkpoints and real market series kept in tests/, and the tiny predictor.
+
+Everything the default suite reads lives inside the repository (``tests/fixtures``, ``tests/data``).
+``FULL_DATA`` is the optional larger collection of real series beside a checkout (``../shared/data/ohlcv``);
+tests that need it are opt-in and skip with the reason when it is absent.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PARITY = SHARED / "fixtures" / "parity-tiny"
-DATA = SHARED / "data" / "ohlcv"
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+PARITY = FIXTURES / "parity-tiny"
+DATA = TESTS / "data"
+FULL_DATA = Path(os.environ.get("KRONOS_FULL_DATA", TESTS.parents[1] / "shared" / "data" / "ohlcv"))
+
+
+def needs_full_data():
+    """Skip marker for tests over the whole collection of real series (``KRONOS_FULL_DATA``)."""
+    return pytest.mark.skipif(not FULL_DATA.is_dir(),
+                              reason=f"the full data collection is not at {FULL_DATA} (set KRONOS_FULL_DATA)")
 
 
 @pytest.fixture()
@@ -40,7 +54,7 @@ def data_dir() -> Path:
 
 
 def read_bars(name: str) -> pd.DataFrame:
-    """A real series from ../shared/data/ohlcv with parsed timestamps."""
+    """A real series from tests/data with parsed timestamps."""
     return pd.read_csv(DATA / name, parse_dates=["timestamps"])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +15,14 @@ from kronos.predictor import KronosPredictor
 from kronos.service.bars import future_timestamps, prepare_bars, read_table
 from kronos.tokenizer import KronosTokenizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TINY = SHARED / "fixtures" / "parity-tiny"
+from .conftest import DATA, PARITY
+
+TINY = PARITY
 
 
 @pytest.fixture(scope="module")
 def history_and_forecast():
-    bars, index = prepare_bars(read_table(SHARED / "data" / "ohlcv" / "bokeh_MSFT_1d.csv"))
+    bars, index = prepare_bars(read_table(DATA / "bokeh_MSFT_1d.csv"))
     bars = bars.iloc[-200:]
     predictor = KronosPredictor(Kronos.from_pretrained(TINY / "model"),
                                 KronosTokenizer.from_pretrained(TINY / "tokenizer"), device="cpu", max_context=256)

@@ -17,13 +17,13 @@ from kronos import Kronos, KronosTokenizer
 from kronos.checkpoint import CheckpointError
 from kronos.config import KRONOS_SIZES, TOKENIZER_SIZES
 
-from .conftest import PARITY, SHARED
+from .conftest import FIXTURES, PARITY
 
 
 def _published_layouts() -> dict[str, dict[str, tuple[list[int], str]]]:
     layouts: dict[str, dict[str, tuple[list[int], str]]] = {}
     current = None
-    for line in (SHARED / "spec" / "checkpoint-keys.txt").read_text().splitlines():
+    for line in (FIXTURES / "checkpoint-keys.txt").read_text().splitlines():
         if line.startswith("#"):
             current = "tokenizer" if "Tokenizer" in line else "small"
             layouts[current] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,16 @@ from kronos import default_model
 from kronos.cli import main
 from kronos.service.bars import future_timestamps, prepare_bars, read_table
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data" / "ohlcv"
-TINY = SHARED / "fixtures" / "parity-tiny"
+from .conftest import DATA, PARITY
+
+TINY = PARITY
 FB = DATA / "bokeh_FB_1d.csv"
 TINY_ARGS = ["--model", str(TINY / "model"), "--tokenizer", str(TINY / "tokenizer"), "--max-context", "256"]
-KRONOS = shutil.which("kronos") or "kronos"
+KRONOS = [sys.executable, "-m", "kronos.cli"]  # this interpreter's kronos, not whatever is on PATH
 
 
 def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([KRONOS, *args], input=stdin, capture_output=True, timeout=120, cwd=cwd)
+    return subprocess.run([*KRONOS, *args], input=stdin, capture_output=True, timeout=120, cwd=cwd)
 
 
 def tidy_checks(frame: pd.DataFrame, pred_len: int, levels: tuple[str, ...] = ("0.1", "0.25", "0.5", "0.75", "0.9")):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,9 +21,9 @@ from kronos.service.app import ServerThread, create_app, free_port
 from kronos.service.serving import ServiceLimits
 from kronos.tokenizer import KronosTokenizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data" / "ohlcv"
-TINY = SHARED / "fixtures" / "parity-tiny"
+from .conftest import DATA, PARITY
+
+TINY = PARITY
 FB = DATA / "bokeh_FB_1d.csv"
 LIMITS = ServiceLimits(max_body_bytes=256 * 1024, max_rows=1000, max_pred_len=16, max_samples=8,
                        request_timeout_s=120, max_queue=64, max_batch_series=16, max_batch_paths=256)
@@ -235,7 +235,7 @@ def test_given_a_full_queue_then_429_and_after_a_timeout_503(predictor):
 
 def test_kronos_serve_starts_on_loopback_and_answers():
     port = free_port()
-    command = [shutil.which("kronos") or "kronos", "serve", "--port", str(port), "--model", str(TINY / "model"),
+    command = [sys.executable, "-m", "kronos.cli", "serve", "--port", str(port), "--model", str(TINY / "model"),
                "--tokenizer", str(TINY / "tokenizer"), "--max-context", "256", "--max-samples", "4"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

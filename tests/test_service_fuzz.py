@@ -8,7 +8,6 @@ answer is 200 or a 4xx with a ``detail`` message, and the server stays up.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -23,11 +22,12 @@ from kronos.service.schemas import ForecastSettings
 from kronos.service.serving import ServiceLimits
 from kronos.tokenizer import KronosTokenizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TINY = SHARED / "fixtures" / "parity-tiny"
-CSV_LINES = (SHARED / "data" / "ohlcv" / "bokeh_IBM_1d.csv").read_bytes().splitlines(keepends=True)
+from .conftest import DATA, PARITY
+
+TINY = PARITY
+CSV_LINES = (DATA / "bokeh_IBM_1d.csv").read_bytes().splitlines(keepends=True)
 CSV = b"".join(CSV_LINES[:1] + CSV_LINES[-40:])
-FRAME = pd.read_csv(SHARED / "data" / "ohlcv" / "bokeh_IBM_1d.csv").tail(20)
+FRAME = pd.read_csv(DATA / "bokeh_IBM_1d.csv").tail(20)
 BARS = [{"timestamp": r.timestamps, "open": r.open, "high": r.high, "low": r.low, "close": r.close,
          "volume": r.volume} for r in FRAME.itertuples()]
 VALID = {"bars": BARS, "pred_len": 1, "samples": 1}

@@ -17,8 +17,9 @@ from kronos.service.app import ServerThread, create_app
 from kronos.service.serving import ServiceLimits
 from kronos.tokenizer import KronosTokenizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TINY = SHARED / "fixtures" / "parity-tiny"
+from .conftest import DATA, PARITY
+
+TINY = PARITY
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -72,7 +73,7 @@ def test_upload_a_real_csv_and_see_the_chart_and_the_table(browser, url, tmp_pat
     browser.get(url + "/")
     WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#example option")) == 4)
     assert "parity-tiny" in browser.find_element(By.ID, "model").text
-    browser.find_element(By.ID, "file").send_keys(str(SHARED / "data" / "ohlcv" / "bokeh_GOOG_1d.csv"))
+    browser.find_element(By.ID, "file").send_keys(str(DATA / "bokeh_GOOG_1d.csv"))
     state = forecast_on_page(browser, 15)
     assert state == "done", browser.find_element(By.ID, "status").text
     chart = browser.execute_script(
