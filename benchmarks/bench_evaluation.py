@@ -33,8 +33,8 @@ def build_predictor(layout: str, device: str, max_context: int):
     from kronos.predictor import KronosPredictor
 
     if layout == "tiny":
-        model = Kronos.from_pretrained(SHARED / "fixtures" / "parity-tiny" / "model")
-        tokenizer = KronosTokenizer.from_pretrained(SHARED / "fixtures" / "parity-tiny" / "tokenizer")
+        model = Kronos.from_pretrained(ROOT / "tests" / "fixtures" / "parity-tiny" / "model")
+        tokenizer = KronosTokenizer.from_pretrained(ROOT / "tests" / "fixtures" / "parity-tiny" / "tokenizer")
         return KronosPredictor(model, tokenizer, device=device, max_context=min(max_context, 256))
     torch.manual_seed(0)
     model = Kronos(KronosConfig(d_model=256, n_layers=4, n_heads=4, ff_dim=512, ffn_dropout_p=0.2,

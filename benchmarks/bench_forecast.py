@@ -19,7 +19,7 @@ from pathlib import Path
 from machine_info import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-SERIES = ROOT.parent / "shared" / "data" / "ohlcv" / "bokeh_MSFT_1d.csv"
+SERIES = ROOT / "tests" / "data" / "bokeh_MSFT_1d.csv"
 
 
 def seconds_per_series(predictor, frame, history: int, pred_len: int, samples: int, repeats: int,

@@ -2,7 +2,7 @@
 
 Builds the Kronos-small layout (or ``--layout base``) with random weights (``torch.manual_seed``,
 eval mode) and the published tokenizer layout, saves both in the published folder layout, and
-forecasts real 5-minute bars (``shared/data/ohlcv/kronos_XSHG-600977_5min.csv``) greedily
+forecasts real 5-minute bars (``tests/data/kronos_XSHG-600977_5min.csv``) greedily
 (``top_k=1``) through ``KronosPredictor.predict`` / ``predict_batch``. Every (configuration, method)
 runs in its own subprocess, so its peak memory is its own: peak RSS (VmHWM, reset after loading) on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA. Outputs of the cached and full-recompute paths must be
@@ -30,7 +30,7 @@ import numpy as np
 from machine_info import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT.parent / "shared" / "data" / "ohlcv" / "kronos_XSHG-600977_5min.csv"
+CSV = ROOT / "tests" / "data" / "kronos_XSHG-600977_5min.csv"
 COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
 DEFAULT_CONFIGS = ("400+120", "256+64")
 METHODS = ("cached", "full", "original")

@@ -101,6 +101,17 @@ def test_given_a_seed_when_forecasting_twice_to_json_then_identical_files(tmp_pa
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("chart, package", [("chart.png", "matplotlib"), ("chart.html", "plotly")])
+def test_a_chart_without_its_package_fails_before_the_forecast(tmp_path, capsys, monkeypatch, chart, package):
+    monkeypatch.setitem(sys.modules, package, None)  # what an environment without the package looks like
+    monkeypatch.chdir(tmp_path)
+    assert main(["forecast", str(FB), "--pred-len", "2", "--out", "f.csv", "--plot", chart, *TINY_ARGS]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"kronos forecast: error: --plot {chart} needs {package}: "
+                                    "pip install 'kronos-kline[plot]'")
+    assert not list(tmp_path.iterdir()), "nothing is forecast or written before the check"
+
+
 def write_bad_csv(tmp_path: Path) -> Path:
     """FB's real bars with one close value replaced by text."""
     frame = pd.read_csv(FB)

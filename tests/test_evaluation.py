@@ -190,6 +190,7 @@ class TestOrigins:
             evaluate({"aapl": frame}, None)
 
 
+@pytest.mark.slow
 class TestBaselinesOnExamples:
     """The quant baselines end to end on the bundled example series (real daily closes)."""
 
@@ -226,6 +227,7 @@ class TestSamplingSettings:
         assert EvaluationConfig().sampling == {}
         assert EvaluationConfig(T=0.5, top_k=0, calibrate=False).sampling == {"T": 0.5, "top_k": 0, "calibrate": False}
 
+    @pytest.mark.slow
     def test_unset_means_the_predictors_defaults(self, tiny_predictor):
         defaults = {name: p.default for name, p in inspect.signature(tiny_predictor.forecast_batch).parameters.items()
                     if name in ("T", "top_k", "top_p")}

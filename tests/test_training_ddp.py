@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from safetensors.torch import load_file
 
 from .conftest import DATA
@@ -56,6 +57,7 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_keep_identical_weights_and_only_rank_0_writes(tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,6 +27,7 @@ def command(out) -> list[str]:
             "--model-config", "ff_dim=64", "--model-config", "n_layers=2", "--model-config", "ffn_dropout_p=0.2"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = subprocess.Popen(command(tmp_path / "whole"), env=env, stdout=subprocess.DEVNULL,

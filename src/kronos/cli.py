@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError) as exc:
+    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError,
+            ImportError) as exc:
         print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

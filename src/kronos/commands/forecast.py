@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import platform
@@ -163,6 +164,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise UsageError(f"--out {args.out}: unknown extension; use .csv, .parquet or .json")
     if args.plot is not None and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
         raise UsageError(f"--plot {args.plot}: unknown extension; use .png, .svg or .html")
+    if args.plot is not None:
+        needed = "plotly" if Path(args.plot).suffix.lower() == ".html" else "matplotlib"
+        if importlib.util.find_spec(needed) is None:  # checked before the forecast, not after it
+            raise UsageError(f"--plot {args.plot} needs {needed}: pip install 'kronos-kline[plot]'")
     for option, path in (("--out", args.out), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"{option} {path}: folder {Path(path).resolve().parent} does not exist")
