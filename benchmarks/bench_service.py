@@ -31,6 +31,7 @@ from machine_info import cpu_name
 from kronos.service.app import free_port
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "parity-tiny"
 FILES = ("bokeh_AAPL_1d.csv", "bokeh_MSFT_1d.csv", "kronos_XSHG-600977_5min.csv", "freqtrade_ETH-BTC_5min.csv")
 
 
@@ -140,14 +141,14 @@ def main() -> int:
                              "a one-off cost for each new batch shape")
     parser.add_argument("--repeats", type=int, default=1, help="run the two servers alternately this many times")
     parser.add_argument("--deadline", type=float, default=400, help="seconds allowed per run")
-    parser.add_argument("--shared", type=Path, default=SHARED, help="the folder holding data/ohlcv (the full collection of real series)")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="folder holding data/ohlcv (all real series)")
     parser.add_argument("--model", default=None, help="model folder (default: the tiny parity model)")
     parser.add_argument("--tokenizer", default=None)
     parser.add_argument("--max-context", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    args.model = args.model or str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "parity-tiny" / "model")
-    args.tokenizer = args.tokenizer or str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "parity-tiny" / "tokenizer")
+    args.model = args.model or str(TINY / "model")
+    args.tokenizer = args.tokenizer or str(TINY / "tokenizer")
 
     valid = valid_requests(args.shared / "data" / "ohlcv", args.requests, args.window, args.pred_len, args.samples)
     malformed = malformed_requests(args.malformed, valid[0])
