@@ -133,8 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "default: inferred from the history's spacing and trading calendar")
     parser.add_argument("--time-column", default=None, help="name of the timestamp column (default: found)")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--samples", type=positive_int, default=20, help="sample paths (default 20)")
-    sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
+    sampling.add_argument("--samples", type=positive_int, default=20,
+                          help="sample paths, forecast()'s sample_count (default 20)")
+    sampling.add_argument("--temperature", "-T", type=float, default=1.0,
+                          help="sampling temperature, forecast()'s T (default 1)")
     sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off, 1 = greedy")
     sampling.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (default 1: off)")
     sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
