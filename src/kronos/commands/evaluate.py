@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli import UsageError
-from .forecast import add_model_arguments, load_predictor, positive_int, progress
+from .common import UsageError, add_model_arguments, load_predictor, positive_int, progress
 
 if TYPE_CHECKING:
     from ..evaluation import Evaluation
