@@ -117,7 +117,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         reconstructed normalised bars (S * samples, P, d_in): the last P rows of decoding each row's
         ``cat(prefix, suffix)``, as :meth:`decode` would give them (the decoder is causal).
         """
-        from .modules import KVCache, SharedPrefixCache
+        from .kv_cache import KVCache, SharedPrefixCache
 
         dtype = self.post_quant_embed.weight.dtype
         prefix_codes = self.indices_to_bits(prefix, half=True).to(dtype)
