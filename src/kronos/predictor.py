@@ -413,6 +413,7 @@ class KronosPredictor:
                        use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                        dequantise: bool = True) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
+        Every argument after ``pred_len`` is keyword-only.
 
         The network sees each history's last ``lookback`` bars, normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
@@ -443,7 +444,8 @@ class KronosPredictor:
                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, T: float = 1.0,
                       top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
                       seed: int | torch.Generator | None = None, use_cache: bool = True) -> list[pd.DataFrame]:
-        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed).
+        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed). Every argument
+        after ``pred_len`` is keyword-only (``T``, ``top_k``, ``top_p``, ``sample_count``, ``verbose`` ...).
 
         As in the original, the whole given history is normalised and encoded (the network still sees at
         most ``max_context`` tokens), and nothing is calibrated.
