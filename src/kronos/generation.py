@@ -253,7 +253,8 @@ class _CachedRows:
         """Key mask over the first ``end`` slots of the contiguous (one-sample CPU) caches."""
         if not self.padded or self.split:
             return None
-        return self.valid[:, None, None, :end].repeat_interleave(self.samples, 0)
+        mask = self.valid[:, None, None, :end]
+        return mask.repeat_interleave(self.samples, 0) if self.samples > 1 else mask
 
     def advance(self, model: Kronos, store: _TokenStore) -> None:
         """Append the tokens chosen at the previous step (read from ``store``) and run the trunk on them.
@@ -341,7 +342,8 @@ class _GraphedStep:
 
 
 def _split_cache(samples: int, device: torch.device) -> bool:
-    """Whether cached rows use the shared-prefix layout (needed for graphs; on CPU it pays off from 2 samples)."""
+    """Whether cached rows use the shared-prefix layout (needed for graphs). On CPU the per-row layout is faster
+    for one path and the shared one for many (BENCHMARKS.md, generation: cache layouts)."""
     return samples > 1 or device.type == "cuda"
 
 
