@@ -250,7 +250,7 @@ class _CachedRows:
         return True
 
     def _mask(self, end: int) -> torch.Tensor | None:
-        """Key mask over the first ``end`` slots of the contiguous (one-sample CPU) caches."""
+        """Key mask over the first ``end`` slots of the per-row caches, one per path (None: no padding or shared)."""
         if not self.padded or self.split:
             return None
         mask = self.valid[:, None, None, :end]
