@@ -12,6 +12,7 @@ package is imported from PATH) are compared by their largest relative difference
     nice -n 0 python benchmarks/bench_generation.py                      # CPU, 400+120 and 256+64
     python benchmarks/bench_generation.py --original /tmp/kronos-original
     python benchmarks/bench_generation.py --device cuda --series 64 --samples 5 --dtype bfloat16
+    python benchmarks/bench_generation.py --configs 256+64 --samples 1 20 --cache-layout shared rows --repeats 3
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def worker(spec: dict) -> dict:
     dtype = getattr(torch, spec["dtype"])
     folder = Path(spec["folder"])
     dfs, xs, ys = load_inputs(spec["series"], spec["history"], spec["pred_len"])
+    if spec.get("cache_layout"):  # force one layout of the cached rows (default: the library's choice)
+        import kronos.generation
+
+        kronos.generation._split_cache = lambda samples, device: spec["cache_layout"] == "shared"
     kwargs = dict(T=1.0, top_k=1, top_p=1.0, sample_count=spec["samples"])
     if spec["method"] == "original":
         from model import Kronos as OriginalKronos  # the original's package, from PYTHONPATH
@@ -316,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead of timing, compare --dtype against float32 (token agreement, forecast change)")
     parser.add_argument("--step-floor", action="store_true",
                         help="instead of timing forecasts, compare one cached step with reading the weights")
+    parser.add_argument("--cache-layout", nargs="+", choices=["shared", "rows"],
+                        help="time the cached method once per layout of the cached rows: shared (one history "
+                             "prefix per series, SharedPrefixCache) and/or rows (a contiguous cache per path)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -343,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
                 torch.set_num_threads(args.threads)
             step_floor(folder, args.max_context)
             return
+        if args.cache_layout:
+            compare_layouts(args, folder)
+            return
         for config in args.configs:
             history, pred_len = (int(part) for part in config.split("+"))
             for samples in args.samples:
@@ -359,6 +370,36 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {history}+{pred_len} samples={samples} {method:>8}: "
                           f"{results[method]['seconds']:8.2f} s  {memory_text(results[method])}", flush=True)
                 report(history, pred_len, samples, results, outputs)
+
+
+def compare_layouts(args: argparse.Namespace, folder: Path) -> None:
+    """The cached method under each ``--cache-layout``, alternating layouts for ``--repeats`` rounds (one
+    subprocess each; the fastest round counts); the layouts' outputs must be identical."""
+    for config in args.configs:
+        history, pred_len = (int(part) for part in config.split("+"))
+        for samples in args.samples:
+            best: dict[str, dict] = {}
+            outputs = {}
+            for _ in range(args.repeats):
+                for layout in args.cache_layout:
+                    spec = dict(method="cached", folder=str(folder), device=args.device, dtype=args.dtype,
+                                series=args.series, history=history, pred_len=pred_len, samples=samples,
+                                max_context=args.max_context, threads=args.threads, repeats=1, tf32=args.tf32,
+                                cache_layout=layout, out=str(folder / f"{layout}.npy"))
+                    result = run_worker(spec, None)
+                    outputs[layout] = np.load(spec["out"])
+                    print(f"  {history}+{pred_len} samples={samples} layout {layout:>6}: {result['seconds']:8.2f} s  "
+                          f"{memory_text(result)}", flush=True)
+                    if layout not in best or result["seconds"] < best[layout]["seconds"]:
+                        best[layout] = result
+            first, *others = args.cache_layout
+            line = f"{history}+{pred_len} samples={samples}: " + ", ".join(
+                f"{layout} {best[layout]['seconds']:.2f} s" for layout in args.cache_layout)
+            for layout in others:
+                line += f"; {first} / {layout} = {best[first]['seconds'] / best[layout]['seconds']:.2f}"
+                if not np.array_equal(outputs[layout], outputs[first]):
+                    raise SystemExit(f"layouts {first} and {layout} gave different outputs")
+            print(line + " (outputs identical)", flush=True)
 
 
 def report(history: int, pred_len: int, samples: int, results: dict, outputs: dict) -> None:

@@ -11,6 +11,7 @@ from kronos.data import Normalizer, bar_features, time_features
 from kronos.generation import SamplingConfig, filter_logits, generate_tokens, sample_next_token
 
 from .conftest import read_bars
+from .reference_generator import reference_generate
 
 
 def _tokens(predictor, bars, start: int, lookback: int, pred_len: int):
@@ -30,20 +31,39 @@ def _generate(predictor, series, pred_lens, max_context, sampling, samples=1, se
                            samples, generator, use_cache)
 
 
-SAMPLINGS = {
-    "greedy": SamplingConfig(top_k=1),
-    "temperature": SamplingConfig(temperature=0.7, top_k=0, top_p=1.0),
-    "top-k": SamplingConfig(temperature=1.3, top_k=5, top_p=1.0),
-    "top-p": SamplingConfig(temperature=1.0, top_k=0, top_p=0.8),
-    "top-k+top-p": SamplingConfig(temperature=1.0, top_k=20, top_p=0.6),
+# Sampling settings as the predictor's arguments (T, top_k, top_p), as SamplingConfig for the engine.
+SETTINGS = {
+    "greedy": dict(top_k=1),
+    "temperature+top-k": dict(T=1.3, top_k=5, top_p=1.0),
+    "top-p": dict(T=1.0, top_k=0, top_p=0.8),
+    "top-k+top-p": dict(T=0.7, top_k=20, top_p=0.6),
 }
+SAMPLINGS = {name: SamplingConfig(temperature=s.get("T", 1.0), top_k=s["top_k"], top_p=s.get("top_p", 1.0))
+             for name, s in SETTINGS.items()}
+WINDOWS = {"inside-window": (40, 12), "slides-while-generating": (56, 20), "history-longer-than-window": (90, 6)}
 
 
-@pytest.mark.parametrize("name", SAMPLINGS)
+@pytest.mark.parametrize("name", SETTINGS)
+@pytest.mark.parametrize("window", WINDOWS)
+def test_engine_matches_the_naive_reference_token_for_token(tiny_predictor, xshg, one_thread, name, window):
+    """The cached engine against tests/reference_generator.py (full recompute through decode_s1/decode_s2,
+    written from the spec): same generator seed, same tokens for every sample path."""
+    lookback, pred_len = WINDOWS[window]
+    s1, s2, stamp = _tokens(tiny_predictor, xshg, 300, lookback, pred_len)
+    got = _generate(tiny_predictor, [(s1, s2, stamp)], [pred_len], 64, SAMPLINGS[name], samples=3, seed=11)
+    want = reference_generate(tiny_predictor.model, s1, s2, stamp, pred_len, 64, samples=3,
+                              generator=torch.Generator().manual_seed(11), **SETTINGS[name])
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    if name != "greedy":
+        assert len(set(map(tuple, got[0].tolist()))) > 1  # the paths differ: the draws were really used
+
+
+@pytest.mark.parametrize("name", ["greedy", "top-k+top-p"])  # argmax, and the generator's draws
 @pytest.mark.parametrize("lookback, pred_len", [(40, 12), (56, 20), (90, 6), (30, 80)],
                          ids=["inside-window", "slides-while-generating", "history-longer-than-window",
                               "forecast-longer-than-window"])
-def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, name, lookback, pred_len):
+def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, one_thread, name, lookback,
+                                                         pred_len):
     series = [_tokens(tiny_predictor, xshg, 300, lookback, pred_len)]
     cached = _generate(tiny_predictor, series, [pred_len], 64, SAMPLINGS[name], samples=3, seed=11)
     full = _generate(tiny_predictor, series, [pred_len], 64, SAMPLINGS[name], samples=3, seed=11, use_cache=False)
@@ -51,7 +71,7 @@ def test_cached_and_full_recompute_give_identical_tokens(tiny_predictor, xshg, n
 
 
 @pytest.mark.parametrize("name", ["greedy", "top-k+top-p"])
-def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_predictor, xshg, name):
+def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_predictor, xshg, one_thread, name):
     """Series that start beyond the window, slide while generating, or stay inside it; different pred_len.
     The cached path shares each series' history between its sample paths; the reference does not."""
     series = [_tokens(tiny_predictor, xshg, 100, 90, 6), _tokens(tiny_predictor, xshg, 300, 56, 20),
@@ -63,21 +83,23 @@ def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_p
     assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
 
 
-def test_shared_prefix_layout_with_one_sample_equals_full_recompute(tiny_predictor, xshg, monkeypatch):
-    """CUDA runs always use the shared-prefix (graph-ready) layout, also for one sample; check it here."""
+@pytest.mark.parametrize("shared, samples", [(True, 1), (False, 3)], ids=["shared-prefix-1-path", "per-row-3-paths"])
+def test_either_cache_layout_equals_full_recompute(tiny_predictor, xshg, one_thread, monkeypatch, shared, samples):
+    """The library picks the per-row layout for one path on CPU and the shared-prefix one otherwise (always on
+    CUDA); check each where it is not the default (the benchmark forces both the same way)."""
     import kronos.generation as generation
 
-    monkeypatch.setattr(generation, "_split_cache", lambda samples, device: True)
+    monkeypatch.setattr(generation, "_split_cache", lambda samples, device: shared)
     series = [_tokens(tiny_predictor, xshg, 100, 90, 6), _tokens(tiny_predictor, xshg, 300, 56, 20),
               _tokens(tiny_predictor, xshg, 500, 30, 9)]
     for name in ("greedy", "top-p"):
-        cached = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=1, seed=5)
-        full = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=1, seed=5,
+        cached = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=samples, seed=5)
+        full = _generate(tiny_predictor, series, [6, 20, 9], 64, SAMPLINGS[name], samples=samples, seed=5,
                          use_cache=False)
         assert torch.equal(cached[0], full[0]) and torch.equal(cached[1], full[1])
 
 
-def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg):
+def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg, one_thread):
     history = xshg.iloc[100:160]
     future = xshg["timestamps"].iloc[160:170]
     run = lambda seed: tiny_predictor.forecast(history, history["timestamps"], future, 10, sample_count=8,  # noqa: E731
@@ -92,7 +114,7 @@ def test_same_seed_same_paths_and_different_seeds_differ(tiny_predictor, xshg):
         first)
 
 
-def test_greedy_ignores_the_seed(tiny_predictor, xshg):
+def test_greedy_ignores_the_seed(tiny_predictor, xshg, one_thread):
     history = xshg.iloc[:50]
     future = xshg["timestamps"].iloc[50:55]
     a = tiny_predictor.predict(history, history["timestamps"], future, 5, top_k=1, seed=1)
@@ -100,7 +122,7 @@ def test_greedy_ignores_the_seed(tiny_predictor, xshg):
     assert a.equals(b)
 
 
-def test_ragged_batch_equals_each_series_alone(tiny_predictor):
+def test_ragged_batch_equals_each_series_alone(tiny_predictor, one_thread):
     """Different histories (inside and beyond max_context=256), lengths, frequencies and pred_len."""
     names = ["kronos_XSHG-600977_5min.csv", "bokeh_AAPL_1d.csv", "backtesting_EURUSD_1h.csv",
              "freqtrade_ETH-BTC_5min.csv"]
@@ -116,7 +138,7 @@ def test_ragged_batch_equals_each_series_alone(tiny_predictor):
         np.testing.assert_allclose(together.to_numpy(), alone.to_numpy(), rtol=1e-4)
 
 
-def test_ragged_batch_sampled_paths_are_reproducible(tiny_predictor):
+def test_ragged_batch_sampled_paths_are_reproducible(tiny_predictor, one_thread):
     frames = [read_bars("bokeh_IBM_1d.csv"), read_bars("bokeh_MSFT_1d.csv")]
     histories = [frames[0].iloc[:80], frames[1].iloc[:40]]
     futures = [frames[0]["timestamps"].iloc[80:84], frames[1]["timestamps"].iloc[40:47]]

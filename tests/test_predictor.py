@@ -103,6 +103,16 @@ def test_bad_arguments_are_named(tiny_predictor, inputs, kwargs, message):
         _predict(tiny_predictor, history, x_ts, y_ts, **kwargs)
 
 
+@pytest.mark.parametrize("method, extra", [("predict", (1.0,)), ("forecast", (4,))])
+def test_settings_after_pred_len_are_keyword_only(tiny_predictor, inputs, method, extra):
+    history, x_ts, y_ts = inputs
+    with pytest.raises(TypeError, match="positional"):
+        getattr(tiny_predictor, method)(history, x_ts, y_ts, PRED, *extra)
+    batch = getattr(tiny_predictor, f"{method}_batch")
+    with pytest.raises(TypeError, match="positional"):
+        batch([history], [x_ts], [y_ts], PRED, *extra)
+
+
 def test_volume_and_amount_defaults():
     prices = pd.DataFrame({"open": [1.0, 2.0], "high": [2.0, 3.0], "low": [0.5, 1.0], "close": [1.5, 2.5]})
     no_volume = bar_features(prices)

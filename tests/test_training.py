@@ -224,5 +224,5 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_options(tmp_path):
         Trainer(tiny_options(tmp_path, max_steps=2), CPU).run()
     with pytest.raises(ValueError, match=r"options differ from the checkpoint's \(lookback: 24 -> 30\)"):
         Trainer(tiny_options(tmp_path, max_steps=2, lookback=30, resume=True), CPU).run()
-    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint.pt"):
+    with pytest.raises(FileNotFoundError, match="resume=True: no checkpoint.pt"):
         Trainer(tiny_options(tmp_path, out=str(tmp_path / "empty"), resume=True), CPU).run()

@@ -60,6 +60,8 @@ def run_error(capsys, argv: list[str]) -> str:
     (["train-tokenizer", "--data", FB, "--out", "x", "--model-config", "d_model=63"], r"d_model=63 must split"),
     (["train-tokenizer", "--data", FB, "--out", "x", "--init", "no/such-model", "--size", "base"],
      r"either --init .* or --size"),
+    (["train-tokenizer", "--data", FB, "--out", "x", "--lookback", "0"],
+     r"--lookback must be a positive integer, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, message):
     import re
@@ -114,3 +116,16 @@ def test_fine_tune_the_tiny_checkpoint_and_resume_refuses_a_changed_option(capsy
     assert "already holds a training run" in run_error(capsys, argv)
     line = run_error(capsys, [*argv, "--resume", "--horizon", "9"])
     assert "options differ from the checkpoint's (horizon: 8 -> 9)" in line
+
+
+def test_messages_from_the_library_name_the_flags(capsys, tmp_path):
+    """The library says ``stop_after=2``, ``resume=True``, ``out='...'``; the command line says the flags."""
+    tiny = ["--model-config", "d_model=16", "--model-config", "n_heads=2", "--model-config", "ff_dim=32",
+            "--model-config", "n_enc_layers=1", "--model-config", "n_dec_layers=1"]
+    argv = ["train-tokenizer", "--data", FB, "--out", str(tmp_path / "tok"), *TINY, *tiny]
+    assert main([*argv, "--stop-after", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "--stop-after 2 reached at step 2 of 4; stopping (continue with --resume)" in err, err
+    line = run_error(capsys, argv)
+    assert f"--out '{tmp_path / 'tok'}' already holds a training run" in line and "pass --resume" in line
+    assert "--resume: options differ from the checkpoint's" in run_error(capsys, [*argv, "--resume", "--horizon", "9"])

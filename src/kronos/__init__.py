@@ -7,11 +7,9 @@ Public API: the two networks (:class:`KronosTokenizer`, :class:`Kronos`), their 
 
 from .calibration import Calibration
 from .config import KronosConfig, TokenizerConfig
-from .generation import SamplingConfig
 from .network import Kronos
 from .predictor import Forecast, KronosPredictor
 from .tokenizer import KronosTokenizer
 
-__all__ = ["Calibration", "Forecast", "Kronos", "KronosConfig", "KronosPredictor", "KronosTokenizer", "SamplingConfig",
-           "TokenizerConfig"]
+__all__ = ["Calibration", "Forecast", "Kronos", "KronosConfig", "KronosPredictor", "KronosTokenizer", "TokenizerConfig"]
 __version__ = "0.1.0"

@@ -1,8 +1,9 @@
 """The ``kronos`` command line: one subcommand per job, each defined in the module that owns the job.
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
-``func=run`` on it. User mistakes raise :class:`UsageError` (or ``ValueError``/``FileNotFoundError``
-from the library) and are printed as one line with exit status 2, never a traceback.
+``func=run`` on it. User mistakes raise :class:`~kronos.commands.common.UsageError` (or
+``ValueError``/``FileNotFoundError`` from the library) and are printed as one line with exit status 2,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .commands.common import UsageError
+
 # (module, what it provides); imported lazily so `kronos --help` stays fast.
 COMMAND_MODULES = (
     "kronos.commands.forecast",  # kronos forecast, kronos info
@@ -19,10 +22,6 @@ COMMAND_MODULES = (
     "kronos.commands.evaluate",  # kronos evaluate
     "kronos.commands.serve",  # kronos serve
 )
-
-
-class UsageError(Exception):
-    """A mistake in the user's input: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

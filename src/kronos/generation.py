@@ -8,7 +8,7 @@ once the window slides every position's state changes, so those steps recompute 
 
 Rows are ``series × samples`` (series-major). Each series' history is encoded and prefilled once;
 its ``sample_count`` rows share that history's keys/values and cache only their own generated tokens
-(:class:`~kronos.modules.SharedPrefixCache`), and slide steps compute the window's history part once
+(:class:`~kronos.kv_cache.SharedPrefixCache`), and slide steps compute the window's history part once
 per series. On CUDA the fixed-shape cached step is recorded as a CUDA graph and replayed.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .modules import KVCache, SharedPrefixCache, SplitKV
+from .kv_cache import KVCache, SharedPrefixCache, SplitKV
 from .network import Kronos, positions_and_mask
 
 
@@ -221,6 +221,10 @@ class _CachedRows:
             self.dep = KVCache(1, len(series), dep.n_heads, dep.head_dim, width + capacity, device, dtype)
             self.dep.update(0, *dep.project_context(hidden))
             self.dep.advance(width)
+            if self.samples > 1:  # every row gets its own copy of its series' history
+                fan = torch.arange(len(series), device=device).repeat_interleave(self.samples)
+                self.cache.select_rows(fan)
+                self.dep.select_rows(fan)
         self.series = series
         # The next token's position in each row (rows of a series share it); one shared value if unpadded.
         self.next_pos = torch.tensor(hist, device=device).repeat_interleave(self.samples)
@@ -238,16 +242,19 @@ class _CachedRows:
             self.cache.select_series(local)
             self.dep.select_series(local)
         else:
-            self.cache.select_rows(local)
-            self.dep.select_rows(local)
+            self.cache.select_rows(rows)
+            self.dep.select_rows(rows)
         self.valid = self.valid[local]
         self.next_pos, self.hidden_last = self.next_pos[rows], self.hidden_last[rows]
         self.series = series
         return True
 
     def _mask(self, end: int) -> torch.Tensor | None:
-        """Key mask over the first ``end`` slots of the contiguous (one-sample CPU) caches."""
-        return self.valid[:, None, None, :end] if self.padded and not self.split else None
+        """Key mask over the first ``end`` slots of the per-row caches, one per path (None: no padding or shared)."""
+        if not self.padded or self.split:
+            return None
+        mask = self.valid[:, None, None, :end]
+        return mask.repeat_interleave(self.samples, 0) if self.samples > 1 else mask
 
     def advance(self, model: Kronos, store: _TokenStore) -> None:
         """Append the tokens chosen at the previous step (read from ``store``) and run the trunk on them.
@@ -335,7 +342,8 @@ class _GraphedStep:
 
 
 def _split_cache(samples: int, device: torch.device) -> bool:
-    """Whether cached rows use the shared-prefix layout (needed for graphs; on CPU it pays off from 2 samples)."""
+    """Whether cached rows use the shared-prefix layout (needed for graphs). On CPU the per-row layout is faster
+    for one path and the shared one for many (BENCHMARKS.md, generation: cache layouts)."""
     return samples > 1 or device.type == "cuda"
 
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from .checkpoint import PretrainedMixin
 from .config import KronosConfig
-from .modules import KVCache, RMSNorm, RotaryEmbedding, SharedPrefixCache, SplitKV, TransformerBlock, padded_causal_mask
+from .kv_cache import KVCache, SharedPrefixCache, SplitKV
+from .modules import RMSNorm, RotaryEmbedding, TransformerBlock, padded_causal_mask
 from .tokenizer import _build_config
 
 TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")

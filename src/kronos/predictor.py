@@ -368,7 +368,7 @@ class KronosPredictor:
         return out
 
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                  y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int, T: float,
+                  y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
                   dequantise: bool) -> list[Forecast]:
@@ -407,12 +407,13 @@ class KronosPredictor:
 
     # -- public API -----------------------------------------------------------------------------
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], sample_count: int = 20,
+                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int = 20,
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                        use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                        dequantise: bool = True) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
+        Every argument after ``pred_len`` is keyword-only.
 
         The network sees each history's last ``lookback`` bars, normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
@@ -424,41 +425,43 @@ class KronosPredictor:
         first forecast bar takes only as many values as distinct tokens were drawn.
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
-        return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k, top_p,
-                              quantiles, seed, use_cache, verbose, truncate=True, calibrate=calibrate,
-                              dequantise=dequantise)
+        return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
+                              top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
+                              verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise)
 
-    def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,
+    def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                  dequantise: bool = True) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
-        return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p,
-                                   quantiles, seed, use_cache, verbose, calibrate, dequantise)[0]
+        return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count=sample_count, T=T,
+                                   top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
+                                   verbose=verbose, calibrate=calibrate, dequantise=dequantise)[0]
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                      y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], T: float = 1.0,
+                      y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, T: float = 1.0,
                       top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
                       seed: int | torch.Generator | None = None, use_cache: bool = True) -> list[pd.DataFrame]:
-        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed).
+        """Mean forecast per series (the original's ``predict_batch``, with ragged lengths allowed). Every argument
+        after ``pred_len`` is keyword-only (``T``, ``top_k``, ``top_p``, ``sample_count``, ``verbose`` ...).
 
         As in the original, the whole given history is normalised and encoded (the network still sees at
         most ``max_context`` tokens), and nothing is calibrated.
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
-        forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, T, top_k,
-                                   top_p, (), seed, use_cache, verbose, truncate=False, calibrate=False,
-                                   dequantise=False)
+        forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count,
+                                   T=T, top_k=top_k, top_p=top_p, quantiles=(), seed=seed, use_cache=use_cache,
+                                   verbose=verbose, truncate=False, calibrate=False, dequantise=False)
         return [f.mean for f in forecasts]
 
-    def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, T: float = 1.0,
+    def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *, T: float = 1.0,
                 top_k: int | None = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = False,
                 seed: int | torch.Generator | None = None, use_cache: bool = True) -> pd.DataFrame:
         """Mean forecast over ``sample_count`` paths, indexed by ``y_timestamp`` (the original's ``predict``).
 
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
-        return self.predict_batch([df], [x_timestamp], [y_timestamp], pred_len, T, top_k, top_p, sample_count,
-                                  verbose, seed, use_cache)[0]
+        return self.predict_batch([df], [x_timestamp], [y_timestamp], pred_len, T=T, top_k=top_k, top_p=top_p,
+                                  sample_count=sample_count, verbose=verbose, seed=seed, use_cache=use_cache)[0]

@@ -9,6 +9,7 @@ from torch import nn
 
 from .checkpoint import PretrainedMixin
 from .config import TokenizerConfig
+from .kv_cache import KVCache, SharedPrefixCache
 from .modules import TransformerBlock
 from .quantizer import BSQuantizer
 
@@ -109,16 +110,14 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         codes = self.indices_to_bits(indices, half=half).to(self.post_quant_embed.weight.dtype)
         return self._decode_codes(codes, self.post_quant_embed)
 
-    def decode_paths(self, prefix, suffix, samples: int) -> torch.Tensor:
+    def decode_paths(self, prefix, suffix, sample_count: int) -> torch.Tensor:
         """Decode many sample paths that share each series' history, computing the history once per series.
 
-        ``prefix``: a pair (s1, s2) of (S, T_p) history indices; ``suffix``: a pair of (S * samples, P)
-        path indices, series-major (row ``r`` continues series ``r // samples``). Returns the paths'
-        reconstructed normalised bars (S * samples, P, d_in): the last P rows of decoding each row's
+        ``prefix``: a pair (s1, s2) of (S, T_p) history indices; ``suffix``: a pair of (S * sample_count, P)
+        path indices, series-major (row ``r`` continues series ``r // sample_count``). Returns the paths'
+        reconstructed normalised bars (S * sample_count, P, d_in): the last P rows of decoding each row's
         ``cat(prefix, suffix)``, as :meth:`decode` would give them (the decoder is causal).
         """
-        from .modules import KVCache, SharedPrefixCache
-
         dtype = self.post_quant_embed.weight.dtype
         prefix_codes = self.indices_to_bits(prefix, half=True).to(dtype)
         suffix_codes = self.indices_to_bits(suffix, half=True).to(dtype)
@@ -132,7 +131,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         for i, block in enumerate(self.decoder):
             z = block(z, positions, cache=cache, layer=i)
         cache.advance(t_p)
-        shared = SharedPrefixCache.from_cache(cache, None, samples, suffix_codes.shape[1])
+        shared = SharedPrefixCache.from_cache(cache, None, sample_count, suffix_codes.shape[1])
         z = self.post_quant_embed(suffix_codes)
         positions = torch.arange(t_p, t_p + suffix_codes.shape[1], device=z.device)
         for i, block in enumerate(self.decoder):

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli import UsageError
-from .forecast import add_model_arguments, load_predictor, positive_int, progress
+from .common import UsageError, add_model_arguments, load_predictor, positive_int, progress
 
 if TYPE_CHECKING:
     from ..evaluation import Evaluation
@@ -43,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="history bars given to the model per origin (default 512; the model sees its own "
                            "lookback, earlier bars serve its calibration)")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="horizon bars (default 24)")
-    walk.add_argument("--samples", type=positive_int, default=20, help="sample paths per origin (default 20)")
+    walk.add_argument("--samples", type=positive_int, default=20,
+                      help="sample paths per origin, EvaluationConfig.sample_count (default 20)")
     walk.add_argument("--origins", type=positive_int, default=20,
                       help="most origins per series, spread evenly over the tail (default 20)")
     walk.add_argument("--all-origins", action="store_true", help="every origin on the stride grid (no cap)")
@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     walk.add_argument("--batch-size", type=positive_int, default=32, help="origins per model call (default 32)")
     walk.add_argument("--seed", type=int, default=0, help="random seed of model and baselines (default 0)")
     sampling = parser.add_argument_group("sampling (unset: the predictor's own defaults)")
-    sampling.add_argument("--temperature", "-T", type=float, default=None, help="sampling temperature")
+    sampling.add_argument("--temperature", "-T", type=float, default=None,
+                          help="sampling temperature, EvaluationConfig.T")
     sampling.add_argument("--top-k", type=int, default=None, help="keep the k likeliest tokens; 0 = off")
     sampling.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
     sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,

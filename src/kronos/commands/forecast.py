@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError
+from .common import (
+    UsageError,
+    add_model_arguments,
+    check_model_arguments,
+    load_predictor,
+    model_summary,
+    positive_int,
+    progress,
+)
 
 DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
@@ -38,70 +46,6 @@ examples:
 """
 
 
-# -- shared by forecast, info and serve -----------------------------------------------------------------
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --tokenizer, --max-context, --device: the options every command that loads a model shares."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", default="default",
-                       help="model folder or hub id (default: the bundled model, 'default')")
-    group.add_argument("--tokenizer", default="default",
-                       help="tokenizer folder or hub id (default: the bundled tokenizer, 'default')")
-    group.add_argument("--max-context", type=positive_int, default=None,
-                       help="most tokens the model sees (default: the bundled model's own; 512 for others)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, mps or cpu)")
-
-
-def check_model_arguments(args: argparse.Namespace) -> None:
-    if (args.model == "default") != (args.tokenizer == "default"):
-        raise UsageError("--model and --tokenizer go together: give both folders/hub ids, or neither for the "
-                         "bundled default model")
-
-
-def load_predictor(args: argparse.Namespace):
-    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights)."""
-    from ..predictor import KronosPredictor
-
-    check_model_arguments(args)
-    model, tokenizer = args.model, args.tokenizer
-    try:
-        return KronosPredictor.from_pretrained(model, None if tokenizer == "default" else tokenizer,
-                                               device=args.device, max_context=args.max_context)
-    except RuntimeError as exc:  # e.g. an unavailable device
-        raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
-
-
-def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:
-    """Configuration, parameter counts and size (float32 MiB) of a loaded predictor."""
-    def count(module: Any) -> int:
-        return sum(p.numel() for p in module.parameters())
-
-    def config(module: Any) -> dict[str, Any]:
-        cfg = getattr(module, "config", None)
-        if cfg is None:
-            return {}
-        return {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
-
-    model_params, tokenizer_params = count(predictor.model), count(predictor.tokenizer)
-    return {
-        "model": source, "tokenizer": tokenizer_source, "device": str(predictor.device),
-        "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
-        "tokenizer_parameters": tokenizer_params,
-        "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),
-        "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
-    }
-
-
 def parse_quantiles(text: str) -> tuple[float, ...]:
     try:
         levels = tuple(float(part) for part in text.split(",") if part.strip())
@@ -110,11 +54,6 @@ def parse_quantiles(text: str) -> tuple[float, ...]:
     if not levels or any(not 0 <= q <= 1 for q in levels):
         raise UsageError(f"--quantiles must be comma-separated numbers in [0, 1], got {text!r}")
     return levels
-
-
-def progress(args: argparse.Namespace, message: str) -> None:
-    if not getattr(args, "quiet", False):
-        print(f"kronos: {message}", file=sys.stderr, flush=True)
 
 
 # -- kronos forecast -----------------------------------------------------------------------------------
@@ -134,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "default: inferred from the history's spacing and trading calendar")
     parser.add_argument("--time-column", default=None, help="name of the timestamp column (default: found)")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--samples", type=positive_int, default=20, help="sample paths (default 20)")
-    sampling.add_argument("--temperature", "-T", type=float, default=1.0, help="sampling temperature (default 1)")
+    sampling.add_argument("--samples", type=positive_int, default=20,
+                          help="sample paths, forecast()'s sample_count (default 20)")
+    sampling.add_argument("--temperature", "-T", type=float, default=1.0,
+                          help="sampling temperature, forecast()'s T (default 1)")
     sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off, 1 = greedy")
     sampling.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (default 1: off)")
     sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import UsageError
-from .forecast import add_model_arguments, load_predictor, model_summary, positive_int
+from .common import UsageError, add_model_arguments, load_predictor, model_summary, positive_int
 
 SERVE_EXAMPLES = """\
 examples:

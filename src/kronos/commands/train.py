@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError
+from .common import UsageError, flag_names
 
 # (flag, type, help, applies to: "both" / "tokenizer" / "predictor"); defaults come from TrainOptions.
 OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
@@ -217,12 +217,25 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _FlagFormatter(logging.Formatter):
+    """Log lines that name this command's flags where the library names its arguments."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return flag_names(super().format(record), _option_names())
+
+
+def _option_names() -> list[str]:
+    from ..training.trainer import TrainOptions
+
+    return list(TrainOptions.__dataclass_fields__)
+
+
 def _setup_logging() -> None:
     logger = logging.getLogger("kronos.training")
     if logger.handlers:
         return
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("kronos: %(levelname)s: %(message)s"))
+    handler.setFormatter(_FlagFormatter("kronos: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     # Under torchrun only rank 0 reports; the others stay quiet unless something fails.
     logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.ERROR)
@@ -232,12 +245,14 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..training.trainer import train
 
-    opts = build_options(args)
-    _setup_logging()
     try:
+        opts = build_options(args)
+        _setup_logging()
         result = train(opts)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from exc
+    except (ValueError, FileNotFoundError) as exc:  # the library names its arguments; say the flags
+        raise UsageError(flag_names(str(exc), _option_names())) from exc
     if os.environ.get("RANK", "0") == "0":
         best = "" if result.best_value == float("inf") else f"; best validation value {result.best_value:.6g}"
         state = "stopped early" if result.stopped_early else "done"

@@ -9,16 +9,14 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..checkpoint import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
-
-if TYPE_CHECKING:
-    from .runner import Evaluation
+from .results import EvaluationResults
 
 SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "pinball_rel",
                   "coverage_50", "coverage_80", "vol_mae", "volume_mae_rel")
@@ -66,7 +64,7 @@ def to_json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode()
 
 
-def notes_lines(evaluation: Evaluation) -> list[str]:
+def notes_lines(evaluation: EvaluationResults) -> list[str]:
     """One line per method not run, and the GARCH fallback count with the baselines' time."""
     timing = evaluation.run.timing
     lines = [f"`{method}` {why}." for method, why in evaluation.run.notes.items()]
@@ -77,7 +75,7 @@ def notes_lines(evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def versus_frame(evaluation: Evaluation) -> pd.DataFrame:
+def versus_frame(evaluation: EvaluationResults) -> pd.DataFrame:
     """The model against each baseline (rows), pooled: CRPS of both, ratio, mean paired difference ± 2 SE,
     geometric mean of per-series ratios, series where the model wins."""
     table = evaluation.versus.copy()
@@ -87,7 +85,7 @@ def versus_frame(evaluation: Evaluation) -> pd.DataFrame:
     return table.drop(columns="n_series").rename(columns={"model": "crps_rel model", "reference": "crps_rel baseline"})
 
 
-def paired_series_frame(evaluation: Evaluation) -> pd.DataFrame:
+def paired_series_frame(evaluation: EvaluationResults) -> pd.DataFrame:
     """Per series (rows, pooled last) and baseline: CRPS ratio and mean paired difference ± 2 SE."""
     paired = evaluation.paired
     if paired.empty:
@@ -101,7 +99,7 @@ def paired_series_frame(evaluation: Evaluation) -> pd.DataFrame:
     return pd.concat([ratio, diff], axis=1).reindex(index=order, columns=columns)
 
 
-def render_markdown(evaluation: Evaluation) -> str:
+def render_markdown(evaluation: EvaluationResults) -> str:
     """The Markdown report: settings, pooled table (methods side by side), rank IC, calibration, per series."""
     run, config = evaluation.run, evaluation.run.config
     lines = ["# Kronos walk-forward evaluation", ""]
@@ -187,7 +185,7 @@ def _pyplot():
     return plt
 
 
-def fan_chart_png(evaluation: Evaluation) -> bytes:
+def fan_chart_png(evaluation: EvaluationResults) -> bytes:
     """Forecast fans (10–90% and 25–75% bands, median) for a few origins, with the realised closes."""
     plt = _pyplot()
     fans = evaluation.run.fans
@@ -213,7 +211,7 @@ def fan_chart_png(evaluation: Evaluation) -> bytes:
     return _figure_bytes(figure)
 
 
-def calibration_png(evaluation: Evaluation) -> bytes:
+def calibration_png(evaluation: EvaluationResults) -> bytes:
     """Empirical vs nominal coverage of the central intervals, one line per method with sample paths."""
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -227,7 +225,7 @@ def calibration_png(evaluation: Evaluation) -> bytes:
     return _figure_bytes(figure)
 
 
-def metric_bars_png(evaluation: Evaluation) -> bytes:
+def metric_bars_png(evaluation: EvaluationResults) -> bytes:
     """Horizontal bars per series for a few scale-free metrics, methods side by side."""
     plt = _pyplot()
     summary = evaluation.summary
@@ -249,7 +247,7 @@ def metric_bars_png(evaluation: Evaluation) -> bytes:
     return _figure_bytes(figure)
 
 
-def write_report(evaluation: Evaluation, out_dir: str | Path, plots: bool = True) -> list[Path]:
+def write_report(evaluation: EvaluationResults, out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write summary.md, summary.csv, records.csv, metrics.json and (with ``plots``) fan_charts.png,
     calibration.png, metrics_by_series.png into ``out_dir`` (created if missing). Returns the paths."""
     out = Path(out_dir)

@@ -39,8 +39,9 @@ class ForecastSettings(_Strict):
     """How to forecast: horizon, sampling, quantile levels and output options."""
 
     pred_len: int = Field(20, ge=1, le=4096, description="bars to forecast (server limit: GET /v1/model)")
-    samples: int = Field(20, ge=1, le=4096, description="sample paths (server limit: GET /v1/model)")
-    temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature")
+    samples: int = Field(20, ge=1, le=4096,
+                         description="sample paths (forecast()'s sample_count; server limit: GET /v1/model)")
+    temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature (forecast()'s T)")
     top_k: int = Field(0, ge=0, le=1_000_000, description="keep the k likeliest tokens; 0 = off, 1 = greedy")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (1 = off)")
     calibrate: bool = Field(True, description="rescale the paths' spread from forecasts at past origins of the "

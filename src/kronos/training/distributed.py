@@ -36,12 +36,12 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available on this machine")
+            raise ValueError("device='cuda': CUDA is not available on this machine")
         return torch.device("cuda", local_rank)
     try:
         return torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"--device: {exc}") from exc
+        raise ValueError(f"device=: {exc}") from exc
 
 
 def setup(device_name: str = "auto") -> DistInfo:

@@ -107,23 +107,23 @@ class TrainOptions:
             if value is None and name in optional:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name}= must be a positive integer, got {value!r}")
         for name in ("lr", "clip", "div_factor"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)!r}")
+                raise ValueError(f"{name}= must be positive, got {getattr(self, name)!r}")
         if not 0 < self.pct_start < 1:
-            raise ValueError(f"--pct-start must be in (0, 1), got {self.pct_start!r}")
+            raise ValueError(f"pct_start= must be in (0, 1), got {self.pct_start!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes!r}")
+            raise ValueError(f"max_minutes= must be positive, got {self.max_minutes!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ValueError(f"precision= must be auto, fp32 or bf16, got {self.precision!r}")
         if self.init and self.size:
-            raise ValueError("give either --init (fine-tune) or --size (from scratch), not both")
+            raise ValueError("give either init= (fine-tune) or size= (from scratch), not both")
         sizes = TOKENIZER_SIZES if self.kind == "tokenizer" else KRONOS_SIZES
         if self.size is not None and self.size not in sizes:
-            raise ValueError(f"--size must be one of {', '.join(sizes)}, got {self.size!r}")
+            raise ValueError(f"size= must be one of {', '.join(sizes)}, got {self.size!r}")
         if self.kind == "predictor" and not self.tokenizer:
-            raise ValueError("--tokenizer is required: the frozen tokenizer (folder or hub id) that makes the tokens")
+            raise ValueError("tokenizer= is required: the frozen tokenizer (folder or hub id) that makes the tokens")
 
     @property
     def total_steps(self) -> int:
@@ -306,7 +306,7 @@ class Trainer:
         self.out = Path(opts.out).expanduser()
         self.task = TASKS[opts.kind]()
         if opts.precision == "bf16" and self.device.type != "cuda":
-            raise ValueError("--precision bf16 needs a CUDA device; use fp32 on CPU")
+            raise ValueError("precision='bf16' needs a CUDA device; use 'fp32' on CPU")
         self.amp = self.device.type == "cuda" and opts.precision in ("auto", "bf16")
         self.metrics = MetricsLog(self.out / METRICS_NAME, self.info.is_main)
 
@@ -314,10 +314,10 @@ class Trainer:
     def _check_out(self) -> None:
         checkpoint = self.out / CHECKPOINT_NAME
         if self.opts.resume and not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out}")
+            raise FileNotFoundError(f"resume=True: no {CHECKPOINT_NAME} in {self.out}")
         if not self.opts.resume and checkpoint.is_file():
-            raise ValueError(f"--out {self.out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
-                             "continue it or choose another folder")
+            raise ValueError(f"out={str(self.out)!r} already holds a training run ({CHECKPOINT_NAME}); pass "
+                             "resume=True to continue it or choose another folder")
         if self.opts.resume:
             self._resume_state = self._read_checkpoint(checkpoint)
 
@@ -329,8 +329,8 @@ class Trainer:
         self.train_windows = WindowSampler(splits.train, opts.lookback, opts.horizon, opts.clip, opts.seed)
         self.val_windows = WindowSampler(splits.val, opts.lookback, opts.horizon, opts.clip, opts.seed)
         if not self.train_windows.n_windows:
-            raise ValueError(f"--data: no training segment has a window of {window} bars; lower --lookback/--horizon "
-                             "or --val-fraction/--test-fraction")
+            raise ValueError(f"data=: no training segment has a window of {window} bars; lower lookback=/horizon= "
+                             "or val_fraction=/test_fraction=")
         short = [s.name for s in splits.train if len(s) < window]
         if short:
             log.warning("%d series have a training segment shorter than %d bars and give no training windows: %s",
@@ -387,9 +387,9 @@ class Trainer:
         changed = [k for k in RESUME_FIXED if saved.get(k) != getattr(self.opts, k)]
         if changed:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(self.opts, k)!r}" for k in changed)
-            raise ValueError(f"--resume: options differ from the checkpoint's ({details})")
+            raise ValueError(f"resume=True: options differ from the checkpoint's ({details})")
         if state["world_size"] != self.info.world_size:
-            raise ValueError(f"--resume: the checkpoint was written by {state['world_size']} process(es), "
+            raise ValueError(f"resume=True: the checkpoint was written by {state['world_size']} process(es), "
                              f"this run has {self.info.world_size}")
         return state
 
@@ -538,8 +538,9 @@ class Trainer:
             if self.step % opts.save_every == 0 or self.step == total or stopped_early:
                 self.save_checkpoint()
             if stopped_early:
-                reason = f"--stop-after {opts.stop_after}" if enough else f"--max-minutes {opts.max_minutes}"
-                log.warning("%s reached at step %d of %d; stopping (continue with --resume)", reason, self.step, total)
+                reason = f"stop_after={opts.stop_after}" if enough else f"max_minutes={opts.max_minutes}"
+                log.warning("%s reached at step %d of %d; stopping (continue with resume=True)", reason, self.step,
+                            total)
                 break
         bar.close()
         if info.is_main:

@@ -42,7 +42,7 @@ class WindowSampler:
 
     def __init__(self, series: Sequence[Series], lookback: int, horizon: int, clip: float, seed: int):
         if lookback < 1 or horizon < 1:
-            raise ValueError(f"--lookback and --horizon must be positive, got {lookback} and {horizon}")
+            raise ValueError(f"lookback= and horizon= must be positive, got {lookback} and {horizon}")
         self.series = [s for s in series if len(s) >= lookback + horizon]
         self.lookback, self.horizon, self.clip, self.seed = lookback, horizon, clip, seed
         self.window = lookback + horizon
