@@ -51,7 +51,7 @@ def run_error(capsys, argv: list[str]) -> str:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train-tokenizer", "--out", "x"], r"--data is required"),
-    (["train-tokenizer", "--data", "missing.csv", "--out", "x"], r"--data: missing.csv does not exist"),
+    (["train-tokenizer", "--data", "missing.csv", "--out", "x"], r"missing.csv: no such file or folder"),
     (["train-tokenizer", "--data", FB, "--out", "x", "--size", "huge"], r"--size must be one of base, 2k"),
     (["train", "--data", FB, "--out", "x"], r"--tokenizer is required"),
     (["train-tokenizer", "--data", FB, "--out", "x", "--batch-size", "0"], r"--batch-size must be a positive"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,30 @@ COMMAND_MODULES = (
 
 class UsageError(Exception):
     """A mistake in the user's input: printed as one line, exit status 2."""
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes ``kronos: message`` lines to whatever ``sys.stderr`` is at the time of the record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("kronos: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _report_reading(quiet: bool) -> None:
+    """Log lines about how data files were read (sorted, rows dropped, ...) go to stderr unless ``quiet``."""
+    logger = logging.getLogger("kronos.tables")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        logger.addHandler(StderrHandler())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,14 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    try:
-        result = args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError) as exc:
-        print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"kronos {args.command}: interrupted", file=sys.stderr)
-        return 130
+    from .tables import command_line_option, option_style
+
+    _report_reading(getattr(args, "quiet", False))
+    with option_style(command_line_option):  # errors name --flags, not library keywords
+        try:
+            result = args.func(args)
+        except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError) as exc:
+            print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"kronos {args.command}: interrupted", file=sys.stderr)
+            return 130
     return int(result or 0)
 
 
