@@ -274,14 +274,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _decode(data: bytes, name: str) -> str:
-    for encoding in ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",):
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
-            return data.decode(encoding)
+            return data.decode("utf-16")
         except UnicodeDecodeError:
-            continue
+            pass
     if b"\x00" in data[:4096]:
         raise TableError(name, "is not a text table (CSV or JSON) nor Parquet: it holds binary data")
-    return data.decode("latin-1")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _sniff_csv(text: str) -> dict[str, Any]:
@@ -294,8 +297,9 @@ def _sniff_csv(text: str) -> dict[str, Any]:
         sep = ","
     kwargs: dict[str, Any] = {"sep": sep}
     body = "\n".join(lines[1:])
-    if sep != "," and re.search(r"(^|[^\d.])\d+,\d+([^\d]|$)", body) and not re.search(r"\d\.\d+(" + re.escape(
-            sep) + r"|$)", body, flags=re.M):
+    # Commas between digits in a file not separated by commas are decimal commas, unless dots are decimal too.
+    if sep != "," and re.search(r"\d,\d", body) and not re.search(r"\d\.\d+(" + re.escape(sep) + r"|$)", body,
+                                                                 flags=re.M):
         kwargs["decimal"] = ","
         if re.search(r"\d{1,3}(\.\d{3})+,\d", body):
             kwargs["thousands"] = "."
