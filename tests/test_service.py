@@ -133,8 +133,8 @@ def test_given_an_upload_with_its_own_time_column_name_then_the_form_field_names
                            data={"pred_len": "2", "samples": "2", "time_column": "when"})
     assert response.status_code == 422
     assert response.json()["detail"].endswith("no column 'when' (given as the timestamp column); columns are "
-                                              "session, open, high, low, close, volume, amount; check the form "
-                                              "field 'time_column'")
+                                              "session, open, high, low, close, volume, amount; check the Time "
+                                              "column box (form field 'time_column')")
     assert "--" not in response.json()["detail"]
 
 
@@ -199,7 +199,7 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
         ("csv no time column", {"data": {"pred_len": "2"},
                                 "files": {"file": ("t.csv", b"open,high,low,close\n1,2,0.5,1\n1,2,0.5,1\n")}},
          422, r"t.csv: no timestamp column \(looked for .*\); columns are open, high, low, close; name it with "
-              r"the form field 'time_column'$"),
+              r"the Time column box \(form field 'time_column'\)$"),
         ("csv two symbols", {"files": {"file": ("p.csv", b"ticker,date,open,high,low,close\nA,2024-01-02,1,2,0.5,1\n"
                                                           b"B,2024-01-02,1,2,0.5,1\n")}},
          422, "p.csv holds 2 series \\(column 'ticker'\\); send one series at a time"),

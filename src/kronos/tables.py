@@ -496,14 +496,18 @@ def find_time_column(frame: pd.DataFrame, where: str | None = None, time_column:
 
 
 def find_id_column(frame: pd.DataFrame, where: str | None = None, id_column: str | None = None) -> str | None:
-    """The symbol column of a long table: ``id_column`` if given, else the first of ID_COLUMN_NAMES, else None."""
+    """The symbol column of a long table: ``id_column`` if given, else the first of ID_COLUMN_NAMES (unless its
+    values are all different: then it numbers rows), else None."""
     if id_column is not None:
         key = column_key(id_column)
         if key not in frame.columns:
             raise TableError(where, f"no column {id_column!r} (given as the symbol column); columns are "
                                     f"{', '.join(map(str, frame.columns))}", "check {0}", [("id_column", None)])
         return key
-    return next((name for name in ID_COLUMN_NAMES if name in frame.columns), None)
+    for name in ID_COLUMN_NAMES:
+        if name in frame.columns and (len(frame) < 2 or frame[name].nunique(dropna=False) < len(frame)):
+            return name
+    return None
 
 
 # -- timestamps ------------------------------------------------------------------------------------------

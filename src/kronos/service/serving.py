@@ -46,8 +46,9 @@ class ServiceLimits:
 
 
 def form_option(name: str, value: Any = None) -> str | None:
-    """How the page and the upload API name a reading option: the form field, when there is one."""
-    return "the form field 'time_column'" if name == "time_column" else None
+    """How the page and the upload API name a reading option: the page's box and its form field, when there is
+    one (other reading options are not offered by the service, so their fix is left out)."""
+    return "the Time column box (form field 'time_column')" if name == "time_column" else None
 
 
 class ServiceError(Exception):
