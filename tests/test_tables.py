@@ -387,10 +387,13 @@ def command(name: str, data, tmp_path) -> list[str]:
     if name == "evaluate":
         return ["evaluate", str(data), "--baselines-only", "--lookback", "32", "--pred-len", "4", "--origins", "2",
                 "--no-plots", "-q", "--out", str(tmp_path / "ev")]
+    if name == "train":  # the predictor, fine-tuned from the tiny parity checkpoints
+        return ["train", "--data", str(data), "--out", str(tmp_path / "model"), "--tokenizer",
+                str(PARITY / "tokenizer"), "--init", str(PARITY / "model"), *TRAIN[:TRAIN.index("--model-config")]]
     return ["train-tokenizer", "--data", str(data), "--out", str(tmp_path / "tok"), *TRAIN]
 
 
-COMMANDS = ["forecast", "evaluate", "train-tokenizer"]
+COMMANDS = ["forecast", "evaluate", "train-tokenizer", "train"]
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -446,11 +449,12 @@ class TestCommands:
         numbers = json.loads((tmp_path / "ev" / "metrics.json").read_text())
         assert numbers["series"] == ["FB", "CL"]
 
-    def test_long_table_in_train(self, tmp_path, capsys):
+    @pytest.mark.parametrize("name, out", [("train-tokenizer", "tok"), ("train", "model")])
+    def test_long_table_in_train(self, tmp_path, capsys, name, out):
         path = tmp_path / "panel.csv"
         long_frame("symbol", rows=150).to_csv(path, index=False)
-        assert main(command("train-tokenizer", path, tmp_path)) == 0, capsys.readouterr().err
-        splits = json.loads((tmp_path / "tok" / "splits.json").read_text())
+        assert main(command(name, path, tmp_path)) == 0, capsys.readouterr().err
+        splits = json.loads((tmp_path / out / "splits.json").read_text())
         assert set(splits["series"]) == {"FB", "CL"}
 
 

@@ -468,7 +468,12 @@ class KronosPredictor:
         except TableError as exc:  # name this method's argument, not the reader's
             options = [("timestamp_column" if n == "time_column" else n, v) for n, v in exc.options]
             raise TableError(exc.where, exc.problem, exc.fix, options) from None
-        futures = [future_timestamps(s.timestamps, pred_len, freq)[0] for s in series]
+        futures = []
+        for s in series:
+            try:
+                futures.append(future_timestamps(s.timestamps, pred_len, freq)[0])
+            except ValueError as exc:
+                raise ValueError(f"{s.source}: {exc}") from None
         forecasts = self.forecast_batch([s.frame() for s in series], [s.timestamps for s in series], futures,
                                         pred_len=pred_len, **forecast_kwargs)
         frames = [f.to_frame() for f in forecasts]

@@ -108,10 +108,6 @@ def option_style(render: Callable[[str, Any], str | None]) -> Iterator[None]:
         _STYLE.reset(token)
 
 
-def phrase_option(name: str, value: Any = None) -> str | None:
-    return _STYLE.get()(name, value)
-
-
 class TableError(ValueError):
     """Input that cannot be read as bars: one line naming where, what, and the option that fixes it.
 
@@ -123,10 +119,6 @@ class TableError(ValueError):
                  options: Sequence[tuple[str, Any]] = ()):
         self.where, self.problem, self.fix, self.options = where, problem, fix, tuple(options)
         super().__init__(problem)
-
-    @property
-    def option_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.options)
 
     def phrased(self, render: Callable[[str, Any], str | None] | None = None) -> str:
         render = render or _STYLE.get()
@@ -307,25 +299,25 @@ def _sniff_csv(text: str) -> dict[str, Any]:
 
 
 def _read_json(text: str, name: str, lines: bool | None) -> pd.DataFrame:
-    if lines is None:
-        stripped = text.lstrip()
-        lines = stripped.startswith("{") and "\n{" in stripped.rstrip() and not stripped.rstrip().endswith("}]")
-        if lines:
-            try:
-                json.loads(stripped)
-                lines = False
-            except ValueError:
-                pass
-    try:
-        if lines:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-            return pd.DataFrame.from_records(records)
-        value = json.loads(text)
-    except ValueError as exc:
-        raise TableError(name, f"could not read as JSON: {_first_line(exc)}") from None
-    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list) and all(
-            isinstance(v, dict) for v in next(iter(value.values()))):
-        value = next(iter(value.values()))  # {"bars": [{...}, ...]}
+    """Records (``[{column: value}, ...]``, also wrapped as ``{"bars": [...]}``), columns (``{column: [values]}``)
+    or, with ``lines`` (or when the whole text is not one JSON value), one record per line."""
+    value = None
+    if not lines:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            if lines is False:
+                raise TableError(name, f"could not read as JSON: {_first_line(exc)}") from None
+            lines = True
+    if lines:
+        try:
+            value = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise TableError(name, f"could not read as JSON or JSON lines: {_first_line(exc)}") from None
+    if isinstance(value, dict) and len(value) == 1:
+        inner = next(iter(value.values()))
+        if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
+            value = inner  # {"bars": [{...}, ...]}
     if isinstance(value, list):
         if not all(isinstance(v, dict) for v in value):
             raise TableError(name, "JSON must be a list of records ({column: value}) or a mapping of columns "
