@@ -169,6 +169,8 @@ class ReadOptions:
             raise TableError(None, f"time_unit must be one of {', '.join(TIME_UNITS)}, got {self.time_unit!r}")
         if self.sort is not None and not isinstance(self.sort, bool):
             raise TableError(None, f"sort must be True, False or None, got {self.sort!r}")
+        if not isinstance(self.adjusted, bool):
+            raise TableError(None, f"adjusted must be True or False, got {self.adjusted!r}")
         object.__setattr__(self, "rename", parse_rename(self.rename))
         for name in ("time_column", "id_column"):
             value = getattr(self, name)
@@ -351,9 +353,7 @@ def parse_table(data: bytes, name: str = "input", kind: str | None = None) -> pd
             return pd.read_parquet(io.BytesIO(data))
         except ImportError as exc:
             raise ImportError("reading Parquet needs pyarrow: pip install 'kronos-kline[parquet]'") from exc
-        except (ValueError, OSError, TypeError) as exc:
-            raise TableError(name, f"could not read as Parquet: {_first_line(exc)}") from None
-        except Exception as exc:  # pyarrow's own errors
+        except Exception as exc:  # pyarrow's own errors as well as ValueError, OSError
             raise TableError(name, f"could not read as Parquet: {_first_line(exc)}") from None
     text = _decode(data, name)
     if kind in ("json", "jsonl"):
@@ -379,8 +379,7 @@ def read_table(source: str | os.PathLike | bytes, name: str | None = None) -> pd
         raise FileNotFoundError(f"{label}: no such file")
     if path.is_dir():
         raise IsADirectoryError(f"{label}: is a directory, expected a CSV, Parquet or JSON file")
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    suffix = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) == 2 else path.suffix.lower()
+    suffix = _table_suffix(path)
     kind = ("parquet" if suffix in PARQUET_SUFFIXES else "json" if suffix in JSON_SUFFIXES
             else "jsonl" if suffix in JSON_LINES_SUFFIXES else None)
     try:
