@@ -9,10 +9,11 @@ import re
 import numpy as np
 import pytest
 
+from kronos.calendar import future_timestamps
 from kronos.charts import chart_bytes, matplotlib_figure, plotly_figure, plotly_json, save_chart
 from kronos.network import Kronos
 from kronos.predictor import KronosPredictor
-from kronos.service.bars import future_timestamps, prepare_bars, read_table
+from kronos.tables import read_series
 from kronos.tokenizer import KronosTokenizer
 
 from .conftest import DATA, PARITY
@@ -22,8 +23,8 @@ TINY = PARITY
 
 @pytest.fixture(scope="module")
 def history_and_forecast():
-    bars, index = prepare_bars(read_table(DATA / "bokeh_MSFT_1d.csv"))
-    bars = bars.iloc[-200:]
+    [series] = read_series(DATA / "bokeh_MSFT_1d.csv")
+    bars = series.slice(-200, None).frame()
     predictor = KronosPredictor(Kronos.from_pretrained(TINY / "model"),
                                 KronosTokenizer.from_pretrained(TINY / "tokenizer"), device="cpu", max_context=256)
     future, _ = future_timestamps(bars.index, 12)

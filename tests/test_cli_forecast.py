@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from kronos import default_model
+from kronos.calendar import future_timestamps
 from kronos.cli import main
-from kronos.service.bars import future_timestamps, prepare_bars, read_table
+from kronos.tables import read_series
 
 from .conftest import DATA, PARITY
 
@@ -76,7 +77,8 @@ def test_given_a_missing_file_when_running_the_script_then_one_line_and_exit_2(t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--time-column", "when", *TINY_ARGS], r"no column 'when' \(time column\); columns are timestamps, open"),
+    (["--time-column", "when", *TINY_ARGS],
+     r"no column 'when' \(given as the timestamp column\); columns are timestamps, open.*; check --time-column"),
     ([], r"bundled default model is missing"),
 ])
 def test_given_a_bad_column_or_no_model_when_forecasting_then_one_line_and_exit_2(capsys, monkeypatch, tmp_path,
@@ -147,7 +149,7 @@ def test_given_a_bad_option_value_when_forecasting_then_exit_2_naming_it(tmp_pat
 def test_given_a_non_numeric_close_when_forecasting_then_the_error_names_column_and_row(tmp_path, capsys):
     assert main(["forecast", str(write_bad_csv(tmp_path)), *TINY_ARGS]) == 2
     err = capsys.readouterr().err
-    assert "column 'close' must be numeric" in err and "'abc'" in err and "row(s) 7" in err
+    assert "bad.csv: column 'close' row 7: 'abc' is not a number" in err
 
 
 @pytest.mark.parametrize("args", [["--pred-len", "0"], ["--samples", "x"]])
@@ -212,21 +214,22 @@ def test_info_without_the_bundled_model_says_so_in_one_line(capsys, monkeypatch,
     ("backtesting_BTCUSD_1mo.csv", "2024-12-31", ["2025-01-31", "2025-02-28", "2025-03-31"]),
 ])
 def test_future_timestamps_follow_the_series_own_calendar(name, last, expected):
-    _, index = prepare_bars(read_table(DATA / name))
+    index = read_series(DATA / name)[0].timestamps
     assert index[-1] == pd.Timestamp(last)
     future, _ = future_timestamps(index, 3)
     assert list(future) == [pd.Timestamp(t) for t in expected]
 
 
 def test_future_timestamps_with_freq_are_last_plus_k_steps():
-    _, index = prepare_bars(read_table(FB))
+    index = read_series(FB)[0].timestamps
     future, rule = future_timestamps(index, 2, "W-FRI")
     assert list(future) == [pd.Timestamp("2013-03-08"), pd.Timestamp("2013-03-15")] and rule == "W-FRI"
 
 
-def test_prepare_bars_matches_column_names_case_insensitively_and_rejects_unsorted_stamps():
+def test_column_names_are_matched_case_insensitively_and_unsorted_stamps_refused():
     frame = pd.read_csv(FB).rename(columns={"timestamps": "Date", "close": "Close"})
-    bars, index = prepare_bars(frame)
-    assert list(bars.columns) == ["open", "high", "low", "close", "volume", "amount"] and len(index) == 196
-    with pytest.raises(ValueError, match=r"column 'date' must be strictly increasing: position 1"):
-        prepare_bars(frame.iloc[[1, 0, 2]])
+    [series] = read_series(frame)
+    assert list(series.frame().columns) == ["open", "high", "low", "close", "volume", "amount"]
+    assert len(series.timestamps) == 196
+    with pytest.raises(ValueError, match=r"column 'date' is not in time order: row 1 .* comes after row 0"):
+        read_series(frame.iloc[[1, 0, 2]])

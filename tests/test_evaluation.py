@@ -56,13 +56,12 @@ class TestWalkForward:
             assert last_origin + 8 <= len(frame)
 
     def test_no_scored_bar_is_in_the_training_split(self, evaluation):
-        from kronos.training import load_series as load_training_series
-        from kronos.training import split_by_time
+        from kronos.training import load_training_series, split_by_time
 
         splits = split_by_time(load_training_series(FILES, min_rows=2), val_fraction=0.0, test_fraction=0.2)
         records = evaluation.run.records
         for train in splits.train:
-            first_scored = records.loc[records["series"] == train.name.removesuffix(".csv"), "origin"].min()
+            first_scored = records.loc[records["series"] == train.name, "origin"].min()
             assert first_scored > pd.Timestamp(train.timestamps[-1])
 
     def test_model_numbers_are_in_range(self, evaluation):
@@ -186,7 +185,8 @@ class TestOrigins:
 
     def test_frames_need_timestamps(self):
         frame = pd.read_csv(FILES[0]).drop(columns="timestamps")
-        with pytest.raises(ValueError, match="series 'aapl' has no 'timestamps' column"):
+        with pytest.raises(ValueError, match=r"aapl: no timestamp column \(looked for timestamps, .*\); columns are "
+                                             r"open, .*; name it with time_column="):
             evaluate({"aapl": frame}, None)
 
 
@@ -318,7 +318,7 @@ class TestCommandLine:
         assert "kronos" not in numbers["pooled"] and (tmp_path / "ev" / "calibration.png").is_file()
 
     @pytest.mark.parametrize(("extra", "message"), [
-        (["missing.csv"], "no such file or folder: missing.csv"),
+        (["missing.csv"], "missing.csv: no such file or folder"),
         ([str(FILES[0]), "--tail-fraction", "0"], "tail_fraction must be in (0, 1), got 0.0"),
         ([str(FILES[0]), "--model", str(PARITY / "model")], "--model and --tokenizer go together"),
         ([str(FILES[0]), "--pred-len", "700", "--baselines-only"], "no forecast origins in any series"),
@@ -336,7 +336,12 @@ class TestCommandLine:
         pd.read_csv(FILES[0]).rename(columns={"timestamps": "when"}).to_csv(bad, index=False)
         rc = main(["evaluate", str(bad), "--baselines-only", "--out", str(tmp_path / "ev")])
         err = capsys.readouterr().err
-        assert rc == 2 and "has no 'timestamps' column; it has when, open" in err and err.count("\n") == 1
+        assert rc == 2 and err.count("\n") == 1
+        assert "bars.csv: no timestamp column (looked for timestamps" in err
+        assert "columns are when, open" in err and err.endswith("; name it with --time-column\n")
+        rc = main(["evaluate", str(bad), "--time-column", "when", "--baselines-only", "--lookback", "64",
+                   "--out", str(tmp_path / "ev")])
+        assert rc == 0, capsys.readouterr().err
 
     def test_out_is_a_file(self, tmp_path, capsys):
         (tmp_path / "taken").write_text("x")

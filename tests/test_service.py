@@ -122,6 +122,22 @@ def test_given_a_csv_upload_when_asking_for_a_chart_then_plotly_figure_is_return
     assert kinds[0] == "candlestick" and "bar" in kinds and len(body["chart"]["data"][0]["x"]) == 50
 
 
+def test_given_an_upload_with_its_own_time_column_name_then_the_form_field_names_it(client):
+    frame = pd.read_csv(FB).iloc[-60:].rename(columns={"timestamps": "Session", "close": " Close "})
+    data = frame.to_csv(index=False, sep=";").encode()
+    response = client.post("/v1/forecast", files={"file": ("fb.csv", data, "text/csv")},
+                           data={"pred_len": "2", "samples": "2", "time_column": "session"})
+    assert response.status_code == 200, response.text
+    assert response.json()["timestamps"][0] == "2013-03-04T00:00:00"
+    response = client.post("/v1/forecast", files={"file": ("fb.csv", data, "text/csv")},
+                           data={"pred_len": "2", "samples": "2", "time_column": "when"})
+    assert response.status_code == 422
+    assert response.json()["detail"].endswith("no column 'when' (given as the timestamp column); columns are "
+                                              "session, open, high, low, close, volume, amount; check the Time "
+                                              "column box (form field 'time_column')")
+    assert "--" not in response.json()["detail"]
+
+
 def test_bundled_examples_are_listed_and_downloadable(client):
     examples = client.get("/v1/examples").json()
     assert {e["name"] for e in examples} == {"AAPL_1d", "FB_1d", "MSFT_1d"}
@@ -157,10 +173,11 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
         ("top_p zero", {"json": {**good, "top_p": 0}}, 422, "top_p: Input should be greater than 0"),
         ("quantile 2", {"json": {**good, "quantiles": [0.5, 2]}}, 422, "quantiles.1: Input should be less"),
         ("bad freq", {"json": {**good, "freq": "fortnight"}}, 422, "freq 'fortnight' is not a pandas frequency"),
-        ("unsorted", {"json": {**good, "bars": unsorted}}, 422, "must be strictly increasing: position 5"),
+        ("unsorted", {"json": {**good, "bars": unsorted}}, 422,
+         r"bars: column 'timestamp' is not in time order: row 5 \(.*\) comes after row 4 \(.*\)$"),
         ("huge value", {"json": {**good, "bars": huge}}, 422, "bars.2.high: Input should be less than or equal"),
         ("some volume missing", {"json": {**good, "bars": mixed_volume}}, 422,
-         "column 'volume' has NaN or inf values .* at row\\(s\\) 7"),
+         r"bars: column 'volume' has missing values at row\(s\) 7$"),
         ("too many rows", {"json": {**good, "bars": real_bars(1001, DATA / "bokeh_AAPL_1d.csv")}}, 413,
          "1001 bars sent; this server accepts at most 1000"),
         ("oversize body", {"content": b"x" * (256 * 1024 + 1), "headers": {"content-type": "application/json"}},
@@ -175,12 +192,18 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
          "colour: Extra inputs are not permitted"),
         ("csv bad column", {"data": {"pred_len": "2"},
                             "files": {"file": ("fb.csv", FB.read_bytes().replace(b"close", b"shut"))}},
-         422, "missing required column\\(s\\) close"),
+         422, r"fb.csv: missing price column\(s\) close; columns are timestamps, open, high, low, shut, volume, "
+              r"amount$"),
         ("csv not csv", {"files": {"file": ("x.csv", b"\x00\xff\xfe garbage \x00")}}, 422, "x.csv"),
-        ("csv empty", {"files": {"file": ("e.csv", b"")}}, 422, "e.csv is empty"),
+        ("csv empty", {"files": {"file": ("e.csv", b"")}}, 422, "e.csv: is empty"),
         ("csv no time column", {"data": {"pred_len": "2"},
                                 "files": {"file": ("t.csv", b"open,high,low,close\n1,2,0.5,1\n1,2,0.5,1\n")}},
-         422, "no timestamp column"),
+         422, r"t.csv: no timestamp column \(looked for .*\); columns are open, high, low, close; name it with "
+              r"the Time column box \(form field 'time_column'\)$"),
+        ("csv two symbols", {"files": {"file": ("p.csv", b"ticker,date,open,high,low,close\nA,2024-01-02,1,2,0.5,1\n"
+                                                          b"A,2024-01-03,1,2,0.5,1\nB,2024-01-02,1,2,0.5,1\n"
+                                                          b"B,2024-01-03,1,2,0.5,1\n")}},
+         422, "p.csv holds 2 series \\(column 'ticker'\\); send one series at a time"),
     ]
 
 

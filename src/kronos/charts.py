@@ -181,6 +181,6 @@ def chart_bytes(history: pd.DataFrame, forecast: Forecast, fmt: str, history_bar
 def save_chart(history: pd.DataFrame, forecast: Forecast, path: str | Path, history_bars: int = 120,
                title: str = "", **_: Any) -> Path:
     """Write the chart to ``path`` (format from its extension: .png, .svg or .html) atomically."""
-    from .service.bars import write_output
+    from .tables import write_output
 
     return write_output(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
-from .commands.common import UsageError
+from .commands.common import StderrHandler, UsageError
 
 # (module, what it provides); imported lazily so `kronos --help` stays fast.
 COMMAND_MODULES = (
@@ -22,6 +23,14 @@ COMMAND_MODULES = (
     "kronos.commands.evaluate",  # kronos evaluate
     "kronos.commands.serve",  # kronos serve
 )
+
+
+def _report_reading(quiet: bool) -> None:
+    """Log lines about how data files were read (sorted, rows dropped, ...) go to stderr unless ``quiet``."""
+    logger = logging.getLogger("kronos.tables")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        logger.addHandler(StderrHandler())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,15 +58,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    try:
-        result = args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError,
-            ImportError) as exc:
-        print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"kronos {args.command}: interrupted", file=sys.stderr)
-        return 130
+    from .tables import command_line_option, option_style
+
+    _report_reading(getattr(args, "quiet", False))
+    with option_style(command_line_option):  # errors name --flags, not library keywords
+        try:
+            result = args.func(args)
+        except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError, TypeError,
+                ImportError) as exc:
+            print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"kronos {args.command}: interrupted", file=sys.stderr)
+            return 130
     return int(result or 0)
 
 

@@ -34,15 +34,31 @@ def _is_empty(series: pd.Series) -> bool:
     return bool(series.isna().all())
 
 
+def lower_columns(df: pd.DataFrame, name: str = "df") -> pd.DataFrame:
+    """``df`` with column names stripped and lower-cased (the same frame when they already are);
+    ``ValueError`` when two names become one."""
+    keys = [str(c).strip().lower() for c in df.columns]
+    if keys == list(df.columns):
+        return df
+    if len(set(keys)) < len(keys):
+        clash = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"{name} has column names that differ only in case or spaces: {', '.join(clash)}")
+    out = df.copy(deep=False)
+    out.columns = keys
+    return out
+
+
 def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
     """Validated (T, 6) float32 array of open, high, low, close, volume, amount.
 
-    open/high/low/close are required. Without volume (or an all-empty one), volume and amount are 0;
+    Column names are matched ignoring case and surrounding spaces. open/high/low/close are required.
+    Without volume (or an all-empty one), volume and amount are 0;
     with volume but no amount (or an all-empty one), amount = volume × mean(open, high, low, close).
     Raises ``ValueError`` naming the column and rows of any non-numeric, NaN or infinite value.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    df = lower_columns(df, name)
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{name} is missing required column(s) {', '.join(missing)}; "
@@ -72,19 +88,6 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
             raise ValueError(f"{name} column '{column}' has NaN or inf values (first: {kind}) at row(s) "
                              f"{_rows_text(bad)}; fill or drop them first")
     return array.astype(np.float32)
-
-
-def find_time_column(df: pd.DataFrame, time_column: str | None = None) -> str:
-    """The name of the timestamp column: ``time_column`` if given, else the first of TIME_COLUMN_NAMES."""
-    columns = ", ".join(map(str, df.columns))
-    if time_column is not None:
-        if time_column not in df.columns:
-            raise ValueError(f"no column '{time_column}' (time column); columns are {columns}")
-        return time_column
-    for column in TIME_COLUMN_NAMES:
-        if column in df.columns:
-            return column
-    raise ValueError(f"no timestamp column (looked for {', '.join(TIME_COLUMN_NAMES)}); columns are {columns}")
 
 
 def as_timestamps(values: Any, name: str, expected_len: int | None = None) -> pd.DatetimeIndex:

@@ -34,6 +34,7 @@ DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 NON_NEGATIVE = ("volume", "amount")
 PRICE_INDICES = [0, 1, 2, 3]
 CLOSE = 3
+_READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit")  # forecast_df: how df is read
 
 log = logging.getLogger("kronos.predictor")
 
@@ -439,6 +440,50 @@ class KronosPredictor:
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count=sample_count, T=T,
                                    top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                                    verbose=verbose, calibrate=calibrate, dequantise=dequantise)[0]
+
+    def forecast_df(self, df: pd.DataFrame, *, pred_len: int, id_column: str | None = None,
+                    timestamp_column: str | None = None, freq: str | None = None,
+                    **forecast_kwargs: Any) -> pd.DataFrame:
+        """Forecast every series of a DataFrame; one tidy frame back (the pandas verb).
+
+        ``df`` is wide (one series: a timestamp column or DatetimeIndex, and open, high, low, close,
+        optional volume and amount; names in any case) or long (many series told apart by
+        ``id_column``, found by itself when named symbol, ticker, item_id or id). ``timestamp_column``
+        names the timestamp column when it is not one of timestamps, timestamp, date, datetime, time,
+        ts. The ``pred_len`` future timestamps of each series follow its own trading calendar
+        (:func:`kronos.calendar.future_timestamps`), or ``last + k*freq`` with a pandas ``freq``.
+
+        Other keywords go to :meth:`forecast_batch` (``sample_count``, ``quantiles``, ``seed``, ...), except
+        the reading options of :class:`kronos.tables.ReadOptions` (``sort``, ``nan``, ``rename``, ``adjusted``,
+        ``time_unit``), which say how ``df`` is read.
+
+        Returns one row per (series, forecast timestamp, column): the id column (long input only),
+        ``timestamp``, ``column``, ``mean`` and one column per quantile level, as :meth:`Forecast.to_frame`.
+        """
+        from .calendar import future_timestamps
+        from .tables import TableError, column_key, frame_to_series
+
+        check_count("pred_len", pred_len)
+        reading = {k: forecast_kwargs.pop(k) for k in _READ_KEYWORDS if k in forecast_kwargs}
+        try:
+            series = frame_to_series(df, "df", id_column=id_column, time_column=timestamp_column, **reading)
+        except TableError as exc:  # name this method's argument, not the reader's
+            options = [("timestamp_column" if n == "time_column" else n, v) for n, v in exc.options]
+            raise TableError(exc.where, exc.problem, exc.fix, options) from None
+        futures = []
+        for s in series:
+            try:
+                futures.append(future_timestamps(s.timestamps, pred_len, freq)[0])
+            except ValueError as exc:
+                raise ValueError(f"{s.source}: {exc}") from None
+        forecasts = self.forecast_batch([s.frame() for s in series], [s.timestamps for s in series], futures,
+                                        pred_len=pred_len, **forecast_kwargs)
+        frames = [f.to_frame() for f in forecasts]
+        if series[0].id_column is None:
+            return frames[0]
+        label = next((c for c in df.columns if column_key(c) == series[0].id_column), series[0].id_column)
+        out = pd.concat([frame.assign(**{str(label): s.name}) for frame, s in zip(frames, series)], ignore_index=True)
+        return out[[str(label), *frames[0].columns]]
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, T: float = 1.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from collections.abc import Iterable
@@ -95,3 +96,65 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
 def progress(args: argparse.Namespace, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(f"kronos: {message}", file=sys.stderr, flush=True)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW, got {text!r}")
+    key, value = text.split("=", 1)
+    if not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW with both names, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_table_arguments(parser: argparse.ArgumentParser, nan_default: str | None = "error",
+                        defaults: bool = True) -> None:
+    """--time-column, --sort, --nan, --rename, --id-column, --adjusted, --time-unit: how data files are read,
+    the same in every command (kronos.tables.ReadOptions). Without ``defaults`` unset flags are left out."""
+    from ..tables import NAN_POLICIES, TIME_UNITS
+
+    def default(value: Any) -> dict[str, Any]:
+        return {"default": value} if defaults else {}
+
+    group = parser.add_argument_group("reading the data")
+    group.add_argument("--time-column", metavar="NAME", **default(None),
+                       help="the timestamp column (default: timestamps, timestamp, date, datetime, time or ts)")
+    group.add_argument("--sort", action=argparse.BooleanOptionalAction, **default(None),
+                       help="sort rows by time (default: newest-first files are reversed, other disorder is an "
+                            "error; --no-sort refuses both)")
+    shown = f" (default {nan_default})" if nan_default else ""
+    group.add_argument("--nan", choices=NAN_POLICIES, **default(nan_default),
+                       help=f"rows with missing values: drop, ffill (forward-fill) or error{shown}")
+    group.add_argument("--rename", action="append", type=key_value, metavar="OLD=NEW", **default(None),
+                       help="use file column OLD as NEW, e.g. Last=close (repeatable)")
+    group.add_argument("--id-column", metavar="NAME", **default(None),
+                       help="symbol column of a long table holding many series (default: symbol, ticker, item_id "
+                            "or id when present)")
+    group.add_argument("--adjusted", action="store_true", **default(False),
+                       help="use the adjusted close (Adj Close) and scale open, high, low by the same factor")
+    group.add_argument("--time-unit", choices=TIME_UNITS, **default(None),
+                       help="unit of epoch-number timestamps (default: from their size)")
+
+
+def read_options(args: argparse.Namespace):
+    """The ReadOptions of the --time-column ... --time-unit flags."""
+    from ..tables import ReadOptions
+
+    return ReadOptions(time_column=args.time_column, sort=args.sort, nan=args.nan, rename=args.rename,
+                       id_column=args.id_column, adjusted=args.adjusted, time_unit=args.time_unit)
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes ``kronos: message`` lines to whatever ``sys.stderr`` is at the time of the record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("kronos: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass

@@ -7,12 +7,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import UsageError, add_model_arguments, load_predictor, positive_int, progress
+from .common import (
+    UsageError,
+    add_model_arguments,
+    add_table_arguments,
+    load_predictor,
+    positive_int,
+    progress,
+    read_options,
+)
 
 if TYPE_CHECKING:
     from ..evaluation import Evaluation
-
-SERIES_SUFFIXES = (".csv", ".parquet", ".pq")
 
 EXAMPLES = """\
 examples:
@@ -20,9 +26,11 @@ examples:
   kronos evaluate AAPL.csv MSFT.csv --lookback 512 --pred-len 24 --samples 20 --origins 30 --out eval
   kronos evaluate data/ --model ./my-model --tokenizer ./my-tokenizer --max-context 256 --device cuda --out eval
   kronos evaluate data/ --baselines-only --out eval-baselines
+  kronos evaluate panel.csv --id-column ticker --nan drop --out eval-panel
 
-Each FILE (or every .csv/.parquet in a folder) needs a timestamps column and open, high, low, close
-(volume optional). Forecast horizons lie in the last --tail-fraction of each series; origins step by
+Each FILE (or every .csv/.parquet/.json in a folder) needs a timestamp column and open, high, low,
+close (volume optional; read as by kronos forecast); a long table with a symbol column gives one
+series per symbol. Forecast horizons lie in the last --tail-fraction of each series; origins step by
 --stride bars (default --pred-len), at most --origins per series. The folder --out receives summary.md,
 summary.csv, records.csv (one row per origin and method), metrics.json and PNG plots.
 """
@@ -35,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "persistence, random walk with drift, a Gaussian random walk, a historical-simulation "
                     "bootstrap, GARCH(1,1)-t (with the optional arch package) and seasonal-naive volume.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet bar files or folders of them")
+    parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet/JSON bar files or folders of them")
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
     walk.add_argument("--lookback", type=positive_int, default=512,
@@ -67,31 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=None,
                           help="add (or not) the tokenizer's reconstruction residuals to the sample paths")
     add_model_arguments(parser)
+    add_table_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
     parser.set_defaults(func=run)
 
 
-def expand_files(items: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their .csv/.parquet files (sorted)."""
-    files: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SERIES_SUFFIXES and p.is_file())
-            if not found:
-                raise UsageError(f"folder {path} has no .csv or .parquet files")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return files
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import EvaluationConfig, evaluate
+    from ..evaluation import EvaluationConfig, evaluate, load_series
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is an existing file; give a folder")
@@ -101,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
         T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
         dequantise=args.dequantise)
-    files = expand_files(args.files)
+    series = load_series(args.files, read_options(args))
     predictor, model_name = None, None
     if not args.baselines_only:
         predictor = load_predictor(args)
@@ -110,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     def report(done: int, total: int) -> None:
         progress(args, f"forecast {done}/{total} origins")
 
-    evaluation = evaluate(files, predictor, config, model_name=model_name, progress=report)
-    progress(args, f"evaluated {len(files)} series")
+    evaluation = evaluate(series, predictor, config, model_name=model_name, progress=report)
+    progress(args, f"evaluated {len(series)} series")
     for name, why in evaluation.run.skipped.items():
         progress(args, f"skipped {name}: {why}")
     written = evaluation.write(args.out, plots=not args.no_plots)

@@ -15,11 +15,13 @@ from typing import Any
 from .common import (
     UsageError,
     add_model_arguments,
+    add_table_arguments,
     check_model_arguments,
     load_predictor,
     model_summary,
     positive_int,
     progress,
+    read_options,
 )
 
 DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
@@ -34,9 +36,14 @@ examples:
   kronos forecast prices.csv --model NeoQuasar/Kronos-small --tokenizer NeoQuasar/Kronos-Tokenizer-base
   cat prices.csv | kronos forecast - --freq 5min --quantiles 0.05,0.5,0.95 --plot chart.html
 
-input: a CSV or Parquet table with a timestamp column (timestamps, timestamp, date, datetime, time;
-or --time-column) and open, high, low, close (volume and amount optional; names case-insensitive).
-output: one row per (timestamp, column) with the mean and one column per quantile level.
+  kronos forecast panel.csv --id-column symbol --pred-len 10 --out panel-forecast.csv
+
+input: a CSV (, ; or tab separated), Parquet or JSON table with a timestamp column (timestamps,
+timestamp, date, datetime, time, ts; or --time-column) and open, high, low, close (volume and amount
+optional; names case-insensitive). Yahoo and MetaTrader exports and epoch numbers are understood; a
+symbol column (symbol, ticker, item_id, id; or --id-column) holds many series.
+output: one row per (timestamp, column) with the mean and one column per quantile level (first the
+symbol column for a long table).
 """
 
 INFO_EXAMPLES = """\
@@ -63,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "forecast", help="forecast the next bars of a CSV/Parquet file", epilog=FORECAST_EXAMPLES,
         description="Forecast the next --pred-len bars after the last bar of FILE, with quantile bands.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", metavar="FILE", help="CSV or Parquet file of bars, or - for standard input")
+    parser.add_argument("file", metavar="FILE", help="CSV, Parquet or JSON file of bars, or - for standard input")
     parser.add_argument("--pred-len", type=positive_int, default=20, help="bars to forecast (default 20)")
     parser.add_argument("--lookback", type=positive_int, default=None,
                         help="history bars to use, the last ones (default: all; the network sees the model's "
@@ -71,7 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--freq", default=None,
                         help="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                              "default: inferred from the history's spacing and trading calendar")
-    parser.add_argument("--time-column", default=None, help="name of the timestamp column (default: found)")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--samples", type=positive_int, default=20,
                           help="sample paths, forecast()'s sample_count (default 20)")
@@ -89,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
                           help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
     add_model_arguments(parser)
+    add_table_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", "-o", default=None,
                         help="write the forecast to this .csv, .parquet or .json file (default: CSV on stdout)")
@@ -124,9 +131,45 @@ def _frame_bytes(frame: Any, fmt: str) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
+def _read(args: argparse.Namespace) -> tuple[list, str]:
+    from ..tables import read_series
+
+    name = "standard input" if args.file == "-" else args.file
+    series = read_series(args.file, name, read_options(args))
+    if series[0].id_column is None:
+        s = series[0]
+        progress(args, f"read {len(s)} bars from {name} ({s.timestamps[0]} to {s.timestamps[-1]})")
+    else:
+        progress(args, f"read {len(series)} series ({series[0].id_column} column), {sum(map(len, series))} bars "
+                       f"from {name}")
+    if args.plot is not None and len(series) > 1:
+        raise UsageError(f"--plot draws one series; {name} holds {len(series)} ({series[0].id_column} column)")
+    return series, name
+
+
+def _calibration_note(args: argparse.Namespace, forecasts: list) -> None:
+    calibrations = [f.calibration for f in forecasts if f.calibration is not None]
+    if not calibrations:
+        return
+    if len(forecasts) > 1:
+        applied = sum(c.applied for c in calibrations)
+        progress(args, f"calibrated {applied} of {len(forecasts)} series on past origins of their history")
+        return
+    calibration = calibrations[0]
+    if calibration.applied:
+        progress(args, f"calibrated on {calibration.origins} past origins: drift shrink "
+                       f"{calibration.shrink:.2f}, spread ×{calibration.scale.min():.2f}"
+                       f"–×{calibration.scale.max():.2f} over the horizon")
+    else:
+        progress(args, f"not calibrated: {calibration.note}")
+
+
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..calendar import future_timestamps, parse_freq
     from ..generation import SamplingConfig
-    from ..service.bars import future_timestamps, parse_freq, prepare_bars, read_table, write_output
+    from ..tables import write_output
 
     _check_outputs(args)
     check_model_arguments(args)
@@ -134,34 +177,40 @@ def run(args: argparse.Namespace) -> int:
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)  # raises naming the value
     if args.freq:
         parse_freq(args.freq)
-    name = "standard input" if args.file == "-" else args.file
-    bars, index = prepare_bars(read_table(args.file), args.time_column, name=name)
-    progress(args, f"read {len(bars)} bars from {name} ({index[0]} to {index[-1]})")
+    series, name = _read(args)
     started = time.perf_counter()
     predictor = load_predictor(args)
     progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
     if args.lookback:
-        bars, index = bars.iloc[-args.lookback:], index[-args.lookback:]
-    future, rule = future_timestamps(index, args.pred_len, args.freq)
-    seen = "" if len(bars) <= predictor.lookback else f" (the model sees the last {predictor.lookback})"
-    progress(args, f"forecasting {args.pred_len} bars ({rule}) from {len(bars)} history bars{seen}, "
-                   f"{args.samples} sample paths")
+        series = [s.slice(-args.lookback, None) for s in series]
+    futures = []
+    for s in series:
+        try:
+            futures.append(future_timestamps(s.timestamps, args.pred_len, args.freq))
+        except ValueError as exc:
+            raise UsageError(f"{s.name}: {exc}") from None
+    longest = max(len(s) for s in series)
+    seen = "" if longest <= predictor.lookback else f" (the model sees the last {predictor.lookback})"
+    if len(series) == 1:
+        what = f"{args.pred_len} bars ({futures[0][1]}) from {longest} history bars"
+    else:
+        what = f"{args.pred_len} bars of {len(series)} series from up to {longest} history bars"
+    progress(args, f"forecasting {what}{seen}, {args.samples} sample paths")
     started = time.perf_counter()
-    forecast = predictor.forecast(bars, index, future, args.pred_len, sample_count=args.samples, T=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p, quantiles=quantiles, seed=args.seed,
-                                  calibrate=args.calibrate, dequantise=args.dequantise,
-                                  verbose=not args.quiet and sys.stderr.isatty())
+    forecasts = predictor.forecast_batch([s.frame() for s in series], [s.timestamps for s in series],
+                                         [future for future, _ in futures], args.pred_len, sample_count=args.samples,
+                                         T=args.temperature, top_k=args.top_k, top_p=args.top_p, quantiles=quantiles,
+                                         seed=args.seed, calibrate=args.calibrate, dequantise=args.dequantise,
+                                         verbose=not args.quiet and sys.stderr.isatty())
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
-    calibration = forecast.calibration
-    if calibration is not None:
-        if calibration.applied:
-            progress(args, f"calibrated on {calibration.origins} past origins: drift shrink "
-                           f"{calibration.shrink:.2f}, spread ×{calibration.scale.min():.2f}"
-                           f"–×{calibration.scale.max():.2f} over the horizon")
-        else:
-            progress(args, f"not calibrated: {calibration.note}")
-    frame = forecast.to_frame()
-    numeric = frame.columns[2:]
+    _calibration_note(args, forecasts)
+    frames = [f.to_frame() for f in forecasts]
+    id_column = series[0].id_column
+    if id_column is not None:
+        frames = [frame.assign(**{id_column: s.name}) for frame, s in zip(frames, series)]
+        frames = [frame[[id_column, *frame.columns[:-1]]] for frame in frames]
+    frame = pd.concat(frames, ignore_index=True)
+    numeric = frame.columns[2 + (id_column is not None):]
     frame[numeric] = frame[numeric].astype("float32")  # one precision for mean and quantiles
     if args.out is None:
         sys.stdout.write(frame.to_csv(index=False))
@@ -171,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ..charts import save_chart
 
-        save_chart(bars, forecast, args.plot, history_bars=args.history_bars, title=Path(name).stem)
+        save_chart(series[0].frame(), forecasts[0], args.plot, history_bars=args.history_bars,
+                   title=Path(name).stem)
         progress(args, f"drew {args.plot}")
     return 0
 

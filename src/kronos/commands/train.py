@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from .common import UsageError, flag_names
+from .common import StderrHandler, UsageError, flag_names
 
 # (flag, type, help, applies to: "both" / "tokenizer" / "predictor"); defaults come from TrainOptions.
 OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
@@ -47,9 +46,6 @@ OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
     ("--seed", int, "seed of weights, windows and dropout", "both"),
     ("--device", str, "auto, cpu, cuda, or a torch device name", "both"),
     ("--precision", str, "auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16", "both"),
-    ("--timestamp-column", str, "name of the timestamp column (default: the first of timestamps, timestamp, "
-     "date, datetime, time)", "both"),
-    ("--nan", str, "rows with missing values: drop or ffill (forward-fill)", "both"),
     ("--size", str, "train from scratch with a published size: base or 2k (tokenizer), mini, small or base "
      "(predictor); default base / small", "both"),
     ("--init", str, "fine-tune from this checkpoint: a folder or a hub id such as NeoQuasar/Kronos-small", "both"),
@@ -79,6 +75,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _add_parser(subparsers, name: str, kind: str, help_text: str) -> None:
     from ..training.trainer import TrainOptions
+    from .common import add_table_arguments
 
     defaults = TrainOptions.__dataclass_fields__
     extra = "reconstruction MSE" if kind == "tokenizer" else "s1/s2 accuracy"
@@ -87,8 +84,8 @@ def _add_parser(subparsers, name: str, kind: str, help_text: str) -> None:
         epilog=EXAMPLES[kind], formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     parser.add_argument("--data", nargs="+", metavar="PATH",
-                        help="CSV/Parquet files or folders of them (columns timestamps, open, high, low, close, "
-                             "optional volume and amount)")
+                        help="CSV/Parquet/JSON files or folders of them (a timestamp column and open, high, low, "
+                             "close, optional volume and amount; a long table gives one series per symbol)")
     parser.add_argument("--out", metavar="DIR", help="output folder")
     if kind == "predictor":
         parser.add_argument("--tokenizer", metavar="SOURCE",
@@ -107,8 +104,7 @@ def _add_parser(subparsers, name: str, kind: str, help_text: str) -> None:
     parser.add_argument("--model-config", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="set a model config field, e.g. d_model=64 n_layers=2 (repeatable; with --init it "
                              "overrides the loaded config)")
-    parser.add_argument("--rename", action="append", type=_key_value, metavar="FILE_COLUMN=COLUMN",
-                        help="map a file's column name to ours, e.g. Close=close (repeatable)")
+    add_table_arguments(parser, nan_default="drop", defaults=False)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=run, train_kind=kind)
@@ -178,7 +174,7 @@ def build_options(args: argparse.Namespace):
     model_config = dict(values.pop("model_config", {}) or {})
     model_config.update({k: _parse_scalar(v) for k, v in given.pop("model_config", [])})
     rename = dict(values.pop("rename", {}) or {})
-    rename.update(dict(given.pop("rename", [])))
+    rename.update(dict(given.pop("rename", None) or []))
     _coerce_file_values(values)
     values.update(given)
     for required in ("data", "out"):
@@ -205,18 +201,6 @@ def _coerce_file_values(values: dict[str, Any]) -> None:
             raise UsageError(f"--config: {name} must be {type_.__name__}, got {value!r}") from None
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 class _FlagFormatter(logging.Formatter):
     """Log lines that name this command's flags where the library names its arguments."""
 
@@ -234,7 +218,7 @@ def _setup_logging() -> None:
     logger = logging.getLogger("kronos.training")
     if logger.handlers:
         return
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.setFormatter(_FlagFormatter("kronos: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     # Under torchrun only rank 0 reports; the others stay quiet unless something fails.

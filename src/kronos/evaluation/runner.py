@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..tables import ReadOptions, Series
 from .report import write_report
 from .results import EvaluationResults
 from .walkforward import EvaluationConfig, load_series, run_walkforward
@@ -24,16 +25,20 @@ class Evaluation(EvaluationResults):
         return write_report(self, out_dir, plots)
 
 
-def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame], predictor: Any | None = None,
-             config: EvaluationConfig | None = None, model_name: str | None = None,
-             progress: Callable[[int, int], None] | None = None, **settings: Any) -> Evaluation:
+def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] | Sequence[Series],
+             predictor: Any | None = None, config: EvaluationConfig | None = None, model_name: str | None = None,
+             progress: Callable[[int, int], None] | None = None, read_options: ReadOptions | None = None,
+             **settings: Any) -> Evaluation:
     """Walk-forward evaluation of ``predictor`` (a ``KronosPredictor``; None: baselines only) and the baselines.
 
     Args:
-        sources: bar files (CSV/Parquet with a ``timestamps`` column) or a mapping name -> DataFrame.
+        sources: bar files or folders (any table :mod:`kronos.tables` reads; a long file gives one series per
+            symbol), a mapping name -> DataFrame, or :class:`kronos.tables.Series`.
         config: an :class:`EvaluationConfig`; or give its fields as keywords (``lookback=128, pred_len=12``).
         model_name: shown in the report.
         progress: called as ``progress(origins_done, origins_total)`` after each model batch.
+        read_options: how files and frames are read (:class:`kronos.tables.ReadOptions`: time_column, sort,
+            nan, rename, id_column, adjusted, time_unit).
 
     Example:
         >>> ev = evaluate(["AAPL.csv", "MSFT.csv"], KronosPredictor.from_pretrained(), pred_len=12)
@@ -47,5 +52,6 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame], 
     if config is not None and settings:
         raise TypeError("give either config or keyword settings, not both")
     config = config or EvaluationConfig(**settings)
-    run = run_walkforward(load_series(sources), config, predictor, model_name=model_name, progress=progress)
+    series = load_series(sources, read_options)
+    run = run_walkforward(series, config, predictor, model_name=model_name, progress=progress)
     return Evaluation.from_run(run)

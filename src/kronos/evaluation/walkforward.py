@@ -21,13 +21,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..data import as_timestamps, bar_features, check_count
+from ..data import check_count
+from ..tables import ReadOptions, Series, frame_to_series
+from ..tables import load_series as read_tables
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
 from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
@@ -124,47 +125,35 @@ class FanChart:
     quantiles: dict[str, dict[str, list[float]]]  # method -> quantile level -> (P,) closes
 
 
-@dataclass
-class SeriesData:
-    name: str
-    timestamps: pd.DatetimeIndex
-    bars: np.ndarray  # (n, 6) float64
+def load_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] | Sequence[Series],
+                options: ReadOptions | None = None, **keywords: Any) -> list[Series]:
+    """Series to evaluate from files and folders (a file's series is named by its stem, a long file's by its
+    symbols), a mapping name -> DataFrame, or ready :class:`Series`; names must be unique.
 
-
-def read_series(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a bar file (CSV or Parquet) with a ``timestamps`` (or ``timestamp``/``date``) column."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"series file not found: {path}")
-    frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
-    for column in ("timestamps", "timestamp", "date"):
-        if column in frame.columns:
-            return frame.rename(columns={column: "timestamps"})
-    raise ValueError(f"{path} has no 'timestamps' column; it has {', '.join(map(str, frame.columns))}")
-
-
-def _as_series(name: str, frame: pd.DataFrame) -> SeriesData:
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"series {name!r} must be a pandas DataFrame, got {type(frame).__name__}")
-    if "timestamps" not in frame.columns:
-        raise ValueError(f"series {name!r} has no 'timestamps' column; it has {', '.join(map(str, frame.columns))}")
-    timestamps = as_timestamps(frame["timestamps"], f"series {name!r} timestamps")
-    return SeriesData(name, timestamps, bar_features(frame, f"series {name!r}").astype(np.float64))
-
-
-def load_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame]) -> list[SeriesData]:
-    """Files (names are the file stems) or a mapping name -> DataFrame, validated."""
+    Keywords are the reading options of :class:`kronos.tables.ReadOptions`.
+    """
+    opts = ReadOptions.of(options, **keywords)
     if isinstance(sources, Mapping):
-        items = list(sources.items())
+        series = [s for name, frame in sources.items() for s in frame_to_series(frame, str(name), opts)]
+    elif isinstance(sources, (str, os.PathLike)):
+        series = read_tables([sources], opts)
+    elif sources and all(isinstance(s, Series) for s in sources):
+        series = list(sources)
     else:
-        items = [(Path(p).stem, read_series(p)) for p in sources]
-    if not items:
+        series = read_tables(list(sources), opts) if sources else []
+    if not series:
         raise ValueError("no series to evaluate")
-    names = [name for name, _ in items]
+    names = [s.name for s in series]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"series names must be unique; repeated: {', '.join(duplicates)}")
-    return [_as_series(name, frame) for name, frame in items]
+    return series
+
+
+def _in_float64(series: Sequence[Series]) -> list[Series]:
+    """The series with float64 bars: the baselines and metrics compute in float64."""
+    return [Series(s.name, np.asarray(s.bars, dtype=np.float64), s.timestamps, s.stamps, s.id_column, s.source)
+            for s in series]
 
 
 def _valid_range(n: int, config: EvaluationConfig) -> range:
@@ -173,7 +162,7 @@ def _valid_range(n: int, config: EvaluationConfig) -> range:
     return range(first, n - config.pred_len + 1)
 
 
-def plan_origins(series: Sequence[SeriesData], config: EvaluationConfig) -> tuple[list[Origin], dict[str, str]]:
+def plan_origins(series: Sequence[Series], config: EvaluationConfig) -> tuple[list[Origin], dict[str, str]]:
     """Origins per series (see the module docstring) and the reason for each series left without any."""
     valid = {s.name: _valid_range(len(s.bars), config) for s in series}
     counts = Counter(ts for s in series for ts in s.timestamps[valid[s.name]].asi8.tolist())
@@ -206,7 +195,7 @@ class _ModelRunner:
         self.settings = config.sampling
         _check_accepts(predictor.forecast_batch, self.settings)
 
-    def run(self, by_name: dict[str, SeriesData], origins: list[Origin]) -> dict[Origin, np.ndarray]:
+    def run(self, by_name: dict[str, Series], origins: list[Origin]) -> dict[Origin, np.ndarray]:
         """(S, P, 6) sample paths per origin."""
         config = self.config
         ordered = sorted(origins, key=lambda o: (o.index - o.start, o.series, o.index))
@@ -265,7 +254,7 @@ class EvaluationRun:
         return asdict(self.config)
 
 
-def _fan(s: SeriesData, o: Origin, config: EvaluationConfig, methods: dict[str, MethodForecast]) -> FanChart:
+def _fan(s: Series, o: Origin, config: EvaluationConfig, methods: dict[str, MethodForecast]) -> FanChart:
     shown = max(o.start, o.index - 3 * config.pred_len)
     horizon = slice(o.index, o.index + config.pred_len)
     quantiles = {}
@@ -294,7 +283,7 @@ def _garch_notes() -> dict[str, str]:
     return {"garch_t": why}
 
 
-def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, predictor: Any | None = None,
+def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predictor: Any | None = None,
                     fan_count: int = 4, model_name: str | None = None,
                     progress: Callable[[int, int], None] | None = None) -> EvaluationRun:
     """Forecast every origin with the model (when ``predictor`` is given) and the baselines; score them.
@@ -306,6 +295,7 @@ def run_walkforward(series: Sequence[SeriesData], config: EvaluationConfig, pred
     seconds (total, model, each baseline with paths as ``seconds_<name>``) and ``garch_t_fallbacks``, the
     origins where GARCH could not be fitted and the Gaussian random walk stood in.
     """
+    series = _in_float64(series)
     origins, skipped = plan_origins(series, config)
     if not origins:
         reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())

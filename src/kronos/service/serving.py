@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..calendar import future_timestamps
 from ..predictor import Forecast, KronosPredictor
-from .bars import future_timestamps, parse_table, prepare_bars
+from ..tables import TableError, frame_to_series, parse_table
 from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
 
 log = logging.getLogger("kronos.service")
@@ -42,6 +43,12 @@ class ServiceLimits:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def form_option(name: str, value: Any = None) -> str | None:
+    """How the page and the upload API name a reading option: the page's box and its form field, when there is
+    one (other reading options are not offered by the service, so their fix is left out)."""
+    return "the Time column box (form field 'time_column')" if name == "time_column" else None
 
 
 class ServiceError(Exception):
@@ -123,9 +130,15 @@ class ForecastService:
 
     def _job(self, frame: pd.DataFrame, settings: ForecastSettings, name: str, time_column: str | None) -> Job:
         try:
-            bars, index = prepare_bars(frame, time_column, name=name)
+            series = frame_to_series(frame, name, time_column=time_column)
+        except TableError as exc:
+            raise ServiceError(422, exc.phrased(form_option)) from exc
         except (ValueError, TypeError) as exc:
             raise ServiceError(422, str(exc)) from exc
+        if len(series) > 1:
+            raise ServiceError(422, f"{name} holds {len(series)} series (column '{series[0].id_column}'); send one "
+                                    "series at a time")
+        bars = series[0].frame()
         values = bars.to_numpy(dtype=np.float64, na_value=np.nan)
         too_big = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
         if too_big.any():
@@ -158,8 +171,8 @@ class ForecastService:
         settings = self.effective(settings)
         try:
             frame = parse_table(data, filename)
-        except ValueError as exc:
-            raise ServiceError(422, str(exc)) from exc
+        except TableError as exc:
+            raise ServiceError(422, exc.phrased(form_option)) from exc
         except ImportError as exc:
             raise ServiceError(415, str(exc)) from exc
         self._check_limits(settings, len(frame))

@@ -35,10 +35,11 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoint import CONFIG_NAME, atomic_write_bytes, write_predictor_info
 from ..config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
 from ..network import Kronos
+from ..tables import ReadOptions
 from ..tokenizer import KronosTokenizer
 from . import distributed as dist_utils
 from .distributed import DistInfo
-from .files import describe_splits, load_series, split_by_time
+from .splits import describe_splits, load_training_series, split_by_time
 from .windows import Batch, WindowSampler
 
 log = logging.getLogger("kronos.training")
@@ -87,9 +88,14 @@ class TrainOptions:
     seed: int = 100
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16
-    timestamp_column: str | None = None
-    rename: dict[str, str] = field(default_factory=dict)
+    # How the files are read (kronos.tables.ReadOptions; training drops rows with missing values by default).
+    time_column: str | None = None
+    sort: bool | None = None
     nan: str = "drop"
+    rename: dict[str, str] = field(default_factory=dict)
+    id_column: str | None = None
+    adjusted: bool = False
+    time_unit: str | None = None
     resume: bool = False
     progress: bool = True
 
@@ -124,6 +130,13 @@ class TrainOptions:
             raise ValueError(f"size= must be one of {', '.join(sizes)}, got {self.size!r}")
         if self.kind == "predictor" and not self.tokenizer:
             raise ValueError("tokenizer= is required: the frozen tokenizer (folder or hub id) that makes the tokens")
+        _ = self.read_options  # raises naming a bad reading option
+
+    @property
+    def read_options(self) -> ReadOptions:
+        """How the ``data`` files are read (see :mod:`kronos.tables`)."""
+        return ReadOptions(time_column=self.time_column, sort=self.sort, nan=self.nan, rename=self.rename,
+                           id_column=self.id_column, adjusted=self.adjusted, time_unit=self.time_unit)
 
     @property
     def total_steps(self) -> int:
@@ -324,7 +337,7 @@ class Trainer:
     def _load_data(self) -> None:
         opts = self.opts
         window = opts.lookback + opts.horizon
-        series = load_series(opts.data, window, opts.timestamp_column, opts.rename, opts.nan)
+        series = load_training_series(opts.data, window, opts.read_options)
         splits = split_by_time(series, opts.val_fraction, opts.test_fraction)
         self.train_windows = WindowSampler(splits.train, opts.lookback, opts.horizon, opts.clip, opts.seed)
         self.val_windows = WindowSampler(splits.val, opts.lookback, opts.horizon, opts.clip, opts.seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import Normalizer
-from .files import Series
+from ..tables import Series
 
 # Stream tags keep the training, validation and test draws of one seed apart.
 TRAIN_STREAM, VAL_STREAM = 0, 1

@@ -76,6 +76,9 @@ async function run(event) {
     form.append("history_bars", $("history_bars").value);
     form.append("quantiles", "0.1,0.25,0.5,0.75,0.9");
     form.append("chart", "true");
+    if ($("time_column").value.trim()) {
+      form.append("time_column", $("time_column").value.trim());
+    }
     const response = await fetch("/v1/forecast", { method: "POST", body: form });
     const result = await response.json();
     if (!response.ok) {

@@ -1,110 +1,20 @@
-"""Bars from files and uploads, and the timestamps of the bars to forecast (pandas only).
+"""The timestamps of the bars to forecast, on the series' own trading calendar (pandas only).
 
-Shared by ``kronos forecast`` and the web service: read a CSV/Parquet table, find its timestamp
-column, validate the OHLCV columns, and infer the future timestamps from the series' own spacing
-and trading calendar (weekends, nights and lunch breaks seen in the history are skipped).
+With a pandas frequency the future bars are ``last + k*freq``. Otherwise the rule is inferred from the
+history: its regular frequency, its monthly or weekly offset, or its median step on the (weekday, time
+of day) slots where the history has bars, so weekends, nights and lunch breaks are skipped.
 """
 
 from __future__ import annotations
 
-import io
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from .. import data
-from ..checkpoint import atomic_write_bytes
-from ..data import FEATURE_COLUMNS, as_timestamps, bar_features
-
-PARQUET_MAGIC = b"PAR1"
-PARQUET_SUFFIXES = (".parquet", ".pq")
 FREQ_EXAMPLES = "e.g. 5min, 15min, h, D, B, W-FRI, MS, ME"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def parse_table(data: bytes, name: str, parquet: bool | None = None) -> pd.DataFrame:
-    """A DataFrame from the bytes of a CSV or Parquet file (Parquet when ``parquet`` or the magic says so)."""
-    if not data.strip():
-        raise ValueError(f"{name} is empty")
-    if parquet is None:
-        parquet = data[:4] == PARQUET_MAGIC
-    try:
-        if parquet:
-            return pd.read_parquet(io.BytesIO(data))
-        return pd.read_csv(io.BytesIO(data))
-    except ImportError as exc:
-        raise ImportError("reading Parquet needs pyarrow: pip install 'kronos-kline[parquet]'") from exc
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
-        kind = "Parquet" if parquet else "CSV"
-        raise ValueError(f"{name}: could not read as {kind}: {_first_line(exc)}") from exc
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by extension, else by content); ``-`` reads standard input."""
-    if str(path) == "-":
-        return parse_table(sys.stdin.buffer.read(), "standard input")
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"{file}: no such file")
-    if file.is_dir():
-        raise IsADirectoryError(f"{file}: is a directory, expected a CSV or Parquet file")
-    parquet = True if file.suffix.lower() in PARQUET_SUFFIXES else None
-    return parse_table(file.read_bytes(), str(file), parquet=parquet)
-
-
-def write_output(path: str | Path, data: bytes) -> Path:
-    """Write a user-facing output file atomically (no half-written file), with the usual umask permissions."""
-    path = Path(path)
-    atomic_write_bytes(path, data)
-    return path
-
-
-def find_time_column(df: pd.DataFrame, time_column: str | None = None) -> str:
-    """:func:`kronos.data.find_time_column`, with a hint at the command-line option."""
-    try:
-        return data.find_time_column(df, time_column)
-    except ValueError as exc:
-        raise ValueError(f"{exc}" + ("" if time_column else "; name it with --time-column")) from None
-
-def prepare_bars(df: pd.DataFrame, time_column: str | None = None,
-                 name: str = "input") -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-    """Validated bars and their timestamps.
-
-    Column names are matched case-insensitively. Returns a frame with the present columns of
-    open, high, low, close, volume, amount (T rows) and a strictly increasing DatetimeIndex
-    (time-zone-aware stamps keep their wall-clock time). Raises ``ValueError`` naming the column
-    and rows of any bad value.
-    """
-    df = df.rename(columns=lambda c: str(c).strip().lower())
-    if df.columns.duplicated().any():
-        duplicated = sorted(set(df.columns[df.columns.duplicated()]))
-        raise ValueError(f"{name} has duplicated column(s) {', '.join(duplicated)} (names are case-insensitive)")
-    column = find_time_column(df, time_column.strip().lower() if time_column else None)
-    raw = df[column]
-    parsed = pd.to_datetime(raw, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(
-        raw) else raw
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        raise ValueError(f"{name} column '{column}' has a missing or unreadable timestamp {raw.iloc[bad[0]]!r} at "
-                         f"row {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    index = as_timestamps(parsed, f"{name} column '{column}'")
-    bar_features(df, name)  # raises naming the column and rows
-    bars = df[[c for c in FEATURE_COLUMNS if c in df.columns]].reset_index(drop=True)
-    bars.index = index.rename("timestamp")
-    return bars, bars.index
-
-
-# -- future timestamps --------------------------------------------------------------------------------
 
 def _offset_range(last: pd.Timestamp, offset: pd.DateOffset, n: int) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([last + k * offset for k in range(1, n + 1)], name="timestamp")
