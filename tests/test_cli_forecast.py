@@ -220,6 +220,17 @@ def test_future_timestamps_follow_the_series_own_calendar(name, last, expected):
     assert list(future) == [pd.Timestamp(t) for t in expected]
 
 
+def test_a_history_with_days_missing_still_continues_on_its_own_slots():
+    """One afternoon of 5-minute bars, then the first bars of a session two weeks later (real stamps)."""
+    index = read_series(DATA / "kronos_XSHG-600977_5min.csv")[0].timestamps
+    days = index.normalize().unique()
+    first, later = index[index.normalize() == days[0]], index[index.normalize() == days[10]]
+    history = first[-30:].append(later[:3])
+    future, rule = future_timestamps(history, 4)
+    assert "trading calendar" in rule
+    assert future[0] > history[-1] and set(future.time) <= set(history.time)
+
+
 def test_future_timestamps_with_freq_are_last_plus_k_steps():
     index = read_series(FB)[0].timestamps
     future, rule = future_timestamps(index, 2, "W-FRI")

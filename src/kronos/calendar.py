@@ -50,12 +50,13 @@ def _allowed_slots(index: pd.DatetimeIndex) -> tuple[np.ndarray, bool]:
     """Codes of the slots where the history regularly has bars, and whether slots include the weekday.
 
     Weekdays count only over two weeks of history or more. A slot must hold bars in at least 30% of
-    the weeks (or days) the history spans, so sparse pre-market minutes or a one-off Saturday session
-    do not open it for the forecast.
+    the weeks (or days) that have bars, so sparse pre-market minutes or a one-off Saturday session
+    do not open it for the forecast; a gap of days without bars does not raise the bar.
     """
     span = index[-1] - index[0]
     by_weekday = span >= pd.Timedelta(weeks=2)
-    periods = span / pd.Timedelta(weeks=1) if by_weekday else span / pd.Timedelta(days=1)
+    days = index.normalize()
+    periods = len(np.unique(days.asi8 // (7 * DAY_NS))) if by_weekday else len(days.unique())
     codes, counts = np.unique(_slot_codes(index, by_weekday), return_counts=True)
     return codes[counts >= max(1.0, 0.3 * periods)], by_weekday
 
