@@ -76,7 +76,10 @@ async function run(event) {
     form.append("history_bars", $("history_bars").value);
     form.append("quantiles", "0.1,0.25,0.5,0.75,0.9");
     form.append("chart", "true");
-    const response = await fetch("/v1/forecast", { method: "POST", body: form });
+    // The X-Kronos-Client header marks the upload as this page's own: the server refuses multipart
+    // posts without it, which other sites' pages cannot add.
+    const response = await fetch("/v1/forecast", { method: "POST", body: form,
+      headers: { "X-Kronos-Client": "page" } });
     const result = await response.json();
     if (!response.ok) {
       setStatus(`error ${response.status}: ${result.detail}`, "error");
