@@ -66,5 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m kronos.cli: run the package's module, whose UsageError the commands raise
+    from kronos.cli import main as package_main
+
+    sys.exit(package_main())
