@@ -291,6 +291,20 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
         body = await in_worker(_finish, job, result, service.model_name, started)
         return Response(body, media_type="application/json")
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request models (the route reads its body itself, so FastAPI omits them)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            request = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(request.pop("$defs", {}))
+            schemas["ForecastRequest"] = request
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/plotly.min.js", include_in_schema=False)
