@@ -54,19 +54,28 @@ def check_ohlc(bars: pd.DataFrame, name: str, lenient: bool = False) -> tuple[pd
     return repaired, repairs
 
 
+def generation_work(history: int, pred_len: int, paths: int, max_context: int) -> int:
+    """Tokens the network processes to forecast ``pred_len`` steps of ``paths`` paths after ``history`` bars.
+
+    The history is encoded once. While history plus the generated tokens fit in ``max_context`` a step
+    costs one token per path (cached); after that the window slides and a step at ``s`` recomputes
+    the window: its history part once, its ``min(s, max_context)`` generated tokens for every path.
+    """
+    steps = np.arange(pred_len, dtype=np.int64)
+    generated = np.minimum(steps, max_context)
+    sliding = history + steps > max_context
+    per_step = np.where(sliding, (max_context - generated) + paths * generated, paths)
+    return int(history + per_step.sum())
+
+
 def forecast_work(rows: int, pred_len: int, samples: int, calibrate: bool, lookback: int, max_context: int) -> int:
     """Token work of one forecast: what the service's budget (``max_work``) is compared against.
 
-    Every sample path generates ``pred_len`` tokens; calibration adds ``PATHS_PER_ORIGIN`` paths at
-    each past origin. Each forecast (the new one and each past origin) encodes its history, and once
-    history plus forecast outgrows ``max_context`` each further step recomputes the whole window:
-
-        work = pred_len * (samples + origins * PATHS_PER_ORIGIN)
-               + (1 + origins) * (history + max(0, history + pred_len - max_context) * max_context)
-
-    with ``history = min(rows, lookback)``.
+    The forecast itself runs ``samples`` paths from the last ``min(rows, lookback)`` bars; calibration
+    adds a forecast of ``PATHS_PER_ORIGIN`` paths at each past origin inside the history (counted here
+    with the same history length, an upper bound). Each is priced by :func:`generation_work`.
     """
     origins = len(plan_origins(rows, pred_len, lookback)) if calibrate else 0
     history = min(rows, lookback)
-    slide_steps = max(0, history + pred_len - max_context)
-    return pred_len * (samples + origins * PATHS_PER_ORIGIN) + (1 + origins) * (history + slide_steps * max_context)
+    return (generation_work(history, pred_len, samples, max_context)
+            + origins * generation_work(history, pred_len, PATHS_PER_ORIGIN, max_context))

@@ -254,6 +254,8 @@ class ForecastService:
                     log.exception("model call failed")
                     results = [exc] * len(batch)
                 for job, result in zip(batch, results):
+                    if job.cancelled:  # nobody waits for it any more
+                        job.done.cancel()
                     if job.done.done():
                         continue
                     if isinstance(result, BaseException):
