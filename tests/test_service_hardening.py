@@ -416,3 +416,38 @@ def test_kronos_serve_takes_the_flags_and_stops_on_sigterm():
         started = time.monotonic()
         process.wait(timeout=30)
     assert time.monotonic() - started < 15
+
+
+def test_kronos_serve_stops_promptly_on_sigterm_with_a_long_forecast_running():
+    port = free_port()
+    command = [sys.executable, "-m", "kronos.cli", "serve", "--port", str(port), "--model", str(PARITY / "model"),
+               "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "256", "--max-work", "1000000000",
+               "--max-pred-len", "4096", "--max-samples", "512", "--timeout", "600"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "kronos serve did not come up"
+            time.sleep(0.3)
+        heavy = {"bars": real_bars(60), "pred_len": 3000, "samples": 256, "calibrate": False}
+        worker = threading.Thread(target=lambda: httpx.post(base + "/v1/forecast", json=heavy, timeout=120),
+                                  daemon=True)
+        worker.start()
+        while httpx.get(base + "/healthz", timeout=10).json()["model_calls"] == 0:  # the model call has begun
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        process.terminate()
+        started = time.monotonic()
+        try:
+            process.wait(timeout=60)
+        finally:
+            process.kill()
+    assert time.monotonic() - started < 20, f"{time.monotonic() - started:.1f}s to stop after SIGTERM"

@@ -105,6 +105,7 @@ class ForecastService:
         self._worker: asyncio.Task | None = None
         self.model_calls = 0
         self.cancelled_calls = 0
+        self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +113,8 @@ class ForecastService:
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
+        """Stop the worker; a model call in flight stops at its next generation step (so shutdown is prompt)."""
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -270,7 +273,7 @@ class ForecastService:
 
         def given_up() -> bool:  # asked between generation steps, in this thread
             now = time.monotonic()
-            return all(job.cancelled or now > job.deadline for job in batch)
+            return self._closing or all(job.cancelled or now > job.deadline for job in batch)
 
         try:
             return self.predictor.forecast_batch(
