@@ -32,6 +32,24 @@ from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
 from .upload import UploadRefused, check_table_bytes
 
 log = logging.getLogger("kronos.service")
+_libc: Any = None
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    glibc keeps what a large model call or parse freed in its arenas, so without this a long-running
+    server's resident size ratchets up to its worst moment and stays there.
+    """
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        _libc = False
 
 
 @dataclass
@@ -256,6 +274,8 @@ class ForecastService:
                 except Exception as exc:  # keep serving: each job gets its own error
                     log.exception("model call failed")
                     results = [exc] * len(batch)
+                if not self._pending:  # idle for now: give freed memory back
+                    await asyncio.to_thread(release_memory)
                 for job, result in zip(batch, results):
                     if job.cancelled:  # nobody waits for it any more
                         job.done.cancel()
