@@ -165,7 +165,7 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
         ("some volume missing", {"json": {**good, "bars": mixed_volume}}, 422,
          "column 'volume' has NaN or inf values .* at row\\(s\\) 7"),
         ("too many rows", {"json": {**good, "bars": real_bars(1001, DATA / "bokeh_AAPL_1d.csv")}}, 413,
-         "1001 bars sent; this server accepts at most 1000"),
+         "the body holds 1001 bar timestamps; this server accepts at most 1000 bars"),
         ("oversize body", {"content": b"x" * (256 * 1024 + 1), "headers": {"content-type": "application/json"}},
          413, "larger than this server's limit of 262144 bytes"),
         ("oversize chunked body", {"content": (b"x" * 65536 for _ in range(5)),

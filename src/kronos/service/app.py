@@ -143,6 +143,10 @@ async def _empty_receive() -> dict:
 
 def _job_from_json(body: bytes, service: ForecastService) -> Job:
     """Validate a JSON body and make its job (in a worker thread: both cost CPU)."""
+    stamps, most = body.count(b'"timestamp"'), service.limits.max_rows
+    if stamps > most:  # counted on the bytes: no bar objects are built for a body that is too long anyway
+        raise ServiceError(413, f"the body holds {stamps} bar timestamps; this server accepts at most {most} bars "
+                                "(max_rows)")
     try:
         payload = ForecastRequest.model_validate_json(body)
     except ValidationError as exc:
