@@ -27,7 +27,7 @@ from kronos.service.security import BrowserPolicy
 from kronos.service.serving import ServiceLimits
 from kronos.tokenizer import KronosTokenizer
 
-from .conftest import PARITY
+from .conftest import DATA, PARITY
 from .test_service import real_bars
 
 CLIENT = {"X-Kronos-Client": "tests"}
@@ -108,6 +108,35 @@ def test_a_header_wider_than_the_column_limit_is_refused_naming_it(client):
     response = client.post("/v1/forecast", files={"file": ("wide.csv", header + b"\n" + b"1," * 99 + b"1\n")})
     assert response.status_code == 422 and "100 columns" in response.json()["detail"]
     assert "max_columns" in response.json()["detail"]
+
+
+def test_a_json_body_with_too_many_bars_is_refused_from_its_bytes(client):
+    bar = {"timestamp": "2024-01-02T00:00:00", "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}
+    body = json.dumps({"bars": [bar] * 90_000}, separators=(",", ":")).encode()  # 7 MiB
+    started = time.perf_counter()
+    response = client.post("/v1/forecast", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "90000 bar timestamps" in response.json()["detail"]
+    assert time.perf_counter() - started < 2
+
+
+def test_a_parquet_that_unpacks_to_gigabytes_or_has_many_columns_is_refused_from_its_metadata(client, tmp_path):
+    import pandas as pd
+
+    pytest.importorskip("pyarrow")
+    bomb = tmp_path / "bomb.parquet"
+    pd.DataFrame({"timestamps": ["x" * 100_000] * 1000}).to_parquet(bomb)  # ~100 MB of text, a few KB on disk
+    assert bomb.stat().st_size < 200_000
+    response = client.post("/v1/forecast", files={"file": ("bomb.parquet", bomb.read_bytes())})
+    assert response.status_code == 413 and "unpacks to" in response.json()["detail"]
+    real = tmp_path / "real.parquet"
+    pd.read_csv(DATA / "bokeh_FB_1d.csv").to_parquet(real)
+    response = client.post("/v1/forecast", files={"file": ("fb.parquet", real.read_bytes())},
+                           data={"pred_len": "2", "samples": "2"})
+    assert response.status_code == 200, response.text  # a real table passes the same checks
+    wide = tmp_path / "wide.parquet"
+    pd.DataFrame({f"c{i}": [1.0] for i in range(100)}).to_parquet(wide)
+    response = client.post("/v1/forecast", files={"file": ("wide.parquet", wide.read_bytes())})
+    assert response.status_code == 422 and "100 columns" in response.json()["detail"]
 
 
 def test_a_header_only_csv_says_it_has_no_data_rows(client):

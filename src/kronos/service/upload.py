@@ -61,7 +61,11 @@ def check_table_bytes(data: bytes, name: str, *, max_bytes: int, max_columns: in
 
 
 def _check_parquet(data: bytes, name: str, max_columns: int, max_rows: int, max_unpacked_bytes: int) -> None:
+    """Schema and sizes from the footer; then the columns as Arrow data with text kept dictionary-encoded,
+    to bound what a dictionary of a few long strings repeated on every row would expand to in pandas."""
     try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
     except ImportError:
         return  # the reader reports that pyarrow is needed
@@ -75,9 +79,31 @@ def _check_parquet(data: bytes, name: str, max_columns: int, max_rows: int, max_
     if meta.num_rows > max_rows:
         raise UploadRefused(413, f"{name} has {meta.num_rows} rows; this server accepts at most {max_rows} bars "
                                  "(max_rows)")
-    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if unpacked > max_unpacked_bytes:
-        raise UploadRefused(413, f"{name} unpacks to {unpacked} bytes; this server accepts at most "
+    stored = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if stored > max_unpacked_bytes:
+        raise UploadRefused(413, f"{name} unpacks to {stored} bytes; this server accepts at most "
+                                 f"{max_unpacked_bytes}")
+    try:
+        schema = pq.read_schema(io.BytesIO(data))
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
+                or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
+        table = pq.read_table(io.BytesIO(data), read_dictionary=text)
+    except Exception as exc:
+        raise UploadRefused(422, f"{name}: could not read as Parquet: {str(exc).splitlines()[0][:200]}") from exc
+    expanded = 0
+    for field, column in zip(table.schema, table.columns):
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if pa.types.is_nested(kind):
+            raise UploadRefused(422, f"{name} column '{field.name}' has type {kind}; bars are numbers, text or "
+                                     "timestamps")
+        if pa.types.is_dictionary(field.type):
+            longest = max((pc.max(pc.binary_length(chunk.dictionary)).as_py() or 0 for chunk in column.chunks),
+                          default=0)
+            expanded += len(column) * (longest + 16)
+        else:
+            expanded += column.nbytes
+    if expanded > max_unpacked_bytes:
+        raise UploadRefused(413, f"{name} unpacks to about {expanded} bytes; this server accepts at most "
                                  f"{max_unpacked_bytes}")
 
 
