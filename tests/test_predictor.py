@@ -91,8 +91,9 @@ def test_y_timestamp_before_history_end(tiny_predictor, inputs):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(pred_len=0), r"pred_len must be an integer >= 1, got 0"),
     (dict(sample_count=0), r"sample_count must be an integer >= 1, got 0"),
-    (dict(T=0.0), r"T \(temperature\) must be > 0, got 0.0"),
-    (dict(T=-1), r"T \(temperature\) must be > 0, got -1"),
+    (dict(T=0.0), r"T \(temperature\) must be at least 0.001 .*got 0.0"),
+    (dict(T=-1), r"T \(temperature\) must be at least 0.001 .*got -1"),
+    (dict(T=1e-300), r"T \(temperature\) must be at least 0.001 .*got 1e-300"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\], got 0.0"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\], got 1.5"),
     (dict(top_k=-2), r"top_k must be None or an integer >= 0, got -2"),

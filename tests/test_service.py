@@ -25,6 +25,7 @@ from .conftest import DATA, PARITY
 
 TINY = PARITY
 FB = DATA / "bokeh_FB_1d.csv"
+CLIENT = {"X-Kronos-Client": "tests"}  # multipart uploads need it (browser safety)
 LIMITS = ServiceLimits(max_body_bytes=256 * 1024, max_rows=1000, max_pred_len=16, max_samples=8,
                        request_timeout_s=120, max_queue=64, max_batch_series=16, max_batch_paths=256)
 
@@ -43,7 +44,7 @@ def url(predictor):
 
 @pytest.fixture(scope="module")
 def client(url):
-    with httpx.Client(base_url=url, timeout=120) as http:
+    with httpx.Client(base_url=url, timeout=120, headers=CLIENT) as http:
         yield http
 
 
@@ -71,7 +72,9 @@ def test_health_model_docs_and_page_are_served(client):
     assert client.get("/healthz").json()["status"] == "ok"
     model = client.get("/v1/model").json()
     assert model["max_context"] == 256 and model["limits"]["max_pred_len"] == 16
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/docs.js" in docs.text and "cdn" not in docs.text.lower()
+    assert "openapi.json" in client.get("/static/docs.js").text
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]["/v1/forecast"]["post"]["requestBody"]["content"]) == {"application/json",
                                                                                    "multipart/form-data"}
@@ -179,7 +182,7 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
         ("some volume missing", {"json": {**good, "bars": mixed_volume}}, 422,
          r"bars: column 'volume' has missing values at row\(s\) 7$"),
         ("too many rows", {"json": {**good, "bars": real_bars(1001, DATA / "bokeh_AAPL_1d.csv")}}, 413,
-         "1001 bars sent; this server accepts at most 1000"),
+         "the body holds 1001 bar timestamps; this server accepts at most 1000 bars"),
         ("oversize body", {"content": b"x" * (256 * 1024 + 1), "headers": {"content-type": "application/json"}},
          413, "larger than this server's limit of 262144 bytes"),
         ("oversize chunked body", {"content": (b"x" * 65536 for _ in range(5)),

@@ -97,3 +97,15 @@ def test_pick_an_example_and_see_a_service_error_as_text(browser, url):
     # over the server's limit: the page shows the service's one-line message, not a broken chart
     assert forecast_on_page(browser, 33) == "error"
     assert "pred_len 33 is above this server's limit 32" in browser.find_element(By.ID, "status").text
+
+
+def test_the_api_docs_page_renders_offline_under_the_content_security_policy(browser, url):
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(url + "/docs")
+    WebDriverWait(browser, 30).until(lambda d: "POST /v1/forecast" in d.find_element(By.ID, "api").text)
+    text = browser.find_element(By.ID, "api").text
+    assert "ForecastRequest" in text and "pred_len" in text
+    scripts = browser.execute_script("return [...document.scripts].map(s => s.src)")
+    assert scripts == [url + "/static/docs.js"]
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors

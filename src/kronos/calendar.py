@@ -61,19 +61,27 @@ def _allowed_slots(index: pd.DatetimeIndex) -> tuple[np.ndarray, bool]:
     return codes[counts >= max(1.0, 0.3 * periods)], by_weekday
 
 
+CALENDAR_GRID_MIN = 2**20  # grid points searched for the future bars' calendar slots, at least
+CALENDAR_GRID_PER_BAR = 256  # and per bar to place
+
+
 def _calendar_range(index: pd.DatetimeIndex, step: pd.Timedelta, n: int) -> pd.DatetimeIndex:
     """The next ``n`` points of the grid ``last + k*step`` that fall on a (weekday, time) slot of the history."""
     slots, by_weekday = _allowed_slots(index)
     per_day = max(1, int(pd.Timedelta(days=1) / step))
     open_share = max(len(slots) / ((7 if by_weekday else 1) * per_day), 1e-3)
-    span = int(n / open_share) + 8 * per_day
+    most = max(CALENDAR_GRID_MIN, CALENDAR_GRID_PER_BAR * n)  # bounded by n, whatever the bars' spacing
+    span = min(int(n / open_share) + 8 * per_day, most)
     for _ in range(6):
         grid = pd.date_range(index[-1] + step, periods=span, freq=step, unit="ns")
         chosen = grid[np.isin(_slot_codes(grid, by_weekday), slots)]
         if len(chosen) >= n:
             return pd.DatetimeIndex(chosen[:n], name="timestamp")
-        span *= 4
-    raise ValueError("could not place the forecast bars on the history's trading calendar; pass freq explicitly")
+        if span >= most:
+            break
+        span = min(span * 4, most)
+    raise ValueError(f"could not place the {n} forecast bars on the history's trading calendar within {span} steps "
+                     f"of {_step_text(step)} after the last bar; pass freq explicitly")
 
 
 def future_timestamps(index: pd.DatetimeIndex, pred_len: int,

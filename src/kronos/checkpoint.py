@@ -43,6 +43,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+TEMP_SUFFIXES = (".tmp", ".old")  # atomic_write_bytes' files; a training run's half-written or replaced folders
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete what an interrupted atomic write left in ``folder`` and its sub-folders: hidden ``.*.tmp``
+    files of :func:`atomic_write_bytes`, and hidden ``.*.tmp``/``.*.old`` folders of a model-folder swap.
+
+    Run where no other process is writing (a training run's output folder, at start and on resume); a
+    SIGKILL during a write leaves such files behind, gigabytes each for a large model. Returns what
+    was removed.
+    """
+    import shutil
+
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.rglob(".*")):
+        if not path.name.endswith(TEMP_SUFFIXES) or path.is_symlink():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
                        local_files_only: bool = False, token: str | bool | None = None) -> tuple[Path, Path]:
     """Return local paths of ``config.json`` and ``model.safetensors`` for a folder or a hub id.

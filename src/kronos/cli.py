@@ -68,11 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ImportError) as exc:
             print(f"kronos {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # read-only folder, full disk, ... : one line naming the file
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            print(f"kronos {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print(f"kronos {args.command}: interrupted", file=sys.stderr)
             return 130
     return int(result or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m kronos.cli: run the package's module, whose UsageError the commands raise
+    from kronos.cli import main as package_main
+
+    sys.exit(package_main())

@@ -24,6 +24,8 @@ import torch
 from .kv_cache import KVCache, SharedPrefixCache, SplitKV
 from .network import Kronos, positions_and_mask
 
+MIN_TEMPERATURE = 1e-3
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -35,8 +37,9 @@ class SamplingConfig:
     top_p: float = 0.9
 
     def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ValueError(f"T (temperature) must be > 0, got {self.temperature!r}")
+        if not isinstance(self.temperature, (int, float)) or not self.temperature >= MIN_TEMPERATURE:
+            raise ValueError(f"T (temperature) must be at least {MIN_TEMPERATURE:g} (smaller values overflow the "
+                             f"scaled logits; top_k=1 is greedy), got {self.temperature!r}")
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
             raise ValueError(f"top_k must be None or an integer >= 0, got {self.top_k!r}")
         if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:

@@ -39,6 +39,37 @@ _READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit")  # forecast_
 log = logging.getLogger("kronos.predictor")
 
 
+class ForecastCancelled(RuntimeError):
+    """Raised between generation steps when the ``should_stop`` callback of a forecast says so."""
+
+
+def check_pairing(model: Kronos, tokenizer: KronosTokenizer) -> None:
+    """Raise ``ValueError`` naming both values when the tokenizer's codes or bars do not fit the model."""
+    model_cfg, tokenizer_cfg = model.config, tokenizer.config
+    for name in ("s1_bits", "s2_bits"):
+        ours, theirs = getattr(model_cfg, name), getattr(tokenizer_cfg, name)
+        if ours != theirs:
+            raise ValueError(f"the tokenizer does not fit the model: model {name}={ours}, tokenizer {name}={theirs}; "
+                             "load the tokenizer the model was trained with")
+    if tokenizer_cfg.d_in != len(FEATURE_COLUMNS):
+        raise ValueError(f"the tokenizer does not fit the model: tokenizer d_in={tokenizer_cfg.d_in}, the predictor "
+                         f"feeds {len(FEATURE_COLUMNS)} features ({', '.join(FEATURE_COLUMNS)})")
+
+
+def _stopping(progress: Any, should_stop: Any) -> Any:
+    """The per-step callback: ``progress`` (if any), after raising ForecastCancelled when ``should_stop()``."""
+    if should_stop is None:
+        return progress
+
+    def step(done: int, total: int) -> None:
+        if should_stop():
+            raise ForecastCancelled(f"forecast stopped after {done} of {total} steps")
+        if progress is not None:
+            progress(done, total)
+
+    return step
+
+
 def auto_device() -> torch.device:
     """cuda if available, else mps, else cpu."""
     if torch.cuda.is_available():
@@ -180,6 +211,7 @@ class KronosPredictor:
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
                  max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None,
                  lookback: int | None = None):
+        check_pairing(model, tokenizer)
         self.device = torch.device(device) if device is not None else auto_device()
         self.model = model.to(self.device).eval()
         if dtype is not None:
@@ -250,20 +282,21 @@ class KronosPredictor:
     @torch.no_grad()
     def _sample_paths(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
                       generator: torch.Generator | None, use_cache: bool, verbose: bool = False,
-                      dequantise: bool = False) -> list[np.ndarray]:
+                      dequantise: bool = False, should_stop: Any = None) -> list[np.ndarray]:
         """Per series, (sample_count, pred_len, 6) float32 paths in input units, always in eval mode."""
         modes = (self.model.training, self.tokenizer.training)
         self.model.eval()
         self.tokenizer.eval()
         try:
-            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache, verbose, dequantise)
+            return self._sample_paths_eval(series, sampling, sample_count, generator, use_cache, verbose, dequantise,
+                                           should_stop)
         finally:
             self.model.train(modes[0])
             self.tokenizer.train(modes[1])
 
     def _sample_paths_eval(self, series: list[_Series], sampling: SamplingConfig, sample_count: int,
                            generator: torch.Generator | None, use_cache: bool, verbose: bool,
-                           dequantise: bool) -> list[np.ndarray]:
+                           dequantise: bool, should_stop: Any = None) -> list[np.ndarray]:
         norms = [Normalizer.fit(s.bars, self.clip) for s in series]
         normalised = [n.transform(s.bars) for n, s in zip(norms, series)]
         s1_hist, s2_hist = self._encode(normalised)
@@ -271,7 +304,8 @@ class KronosPredictor:
         pred_lens = [s.pred_len for s in series]
         with _progress_bar(verbose, max(pred_lens)) as progress:
             gen_s1, gen_s2 = generate_tokens(self.model, s1_hist, s2_hist, stamps, pred_lens, self.max_context,
-                                             sampling, sample_count, generator, use_cache, progress)
+                                             sampling, sample_count, generator, use_cache,
+                                             _stopping(progress, should_stop))
         decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
         if dequantise:
             residuals = self._residuals(normalised, s1_hist, s2_hist)
@@ -344,13 +378,13 @@ class KronosPredictor:
         return [s.tail(self.lookback) if len(s.bars) > self.lookback else s for s in series]
 
     def _calibrations(self, series: list[_Series], sampling: SamplingConfig, generator: torch.Generator | None,
-                      use_cache: bool, dequantise: bool) -> list[Calibration]:
+                      use_cache: bool, dequantise: bool, should_stop: Any = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
         :mod:`kronos.calibration`); all past origins of all series go through the network in one batch."""
         plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
         past = [s.past_origin(end, self.lookback) for s, ends in zip(series, plans) for end in ends]
         paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache,
-                                   dequantise=dequantise) if past else []
+                                   dequantise=dequantise, should_stop=should_stop) if past else []
         out, used = [], 0
         for s, ends in zip(series, plans):
             if not ends:
@@ -372,7 +406,7 @@ class KronosPredictor:
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
-                  dequantise: bool) -> list[Forecast]:
+                  dequantise: bool, should_stop: Any = None) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -392,10 +426,11 @@ class KronosPredictor:
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
         generator = self._generator(seed)
         used = self._truncate(series) if truncate else series
-        paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise)
+        paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
+                                   should_stop)
         if not calibrate:
             return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
-        calibrations = self._calibrations(series, sampling, generator, use_cache, dequantise)
+        calibrations = self._calibrations(series, sampling, generator, use_cache, dequantise, should_stop)
         forecasts = []
         for p, s, c in zip(paths, series, calibrations):
             if not c.applied:
@@ -412,7 +447,7 @@ class KronosPredictor:
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                        use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
-                       dequantise: bool = True) -> list[Forecast]:
+                       dequantise: bool = True, should_stop: Any = None) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only.
 
@@ -424,11 +459,14 @@ class KronosPredictor:
         series' own history (the difference between each history bar and its decoding from its own tokens),
         so that paths drawing the same token differ by what the token cannot tell apart; without it the
         first forecast bar takes only as many values as distinct tokens were drawn.
-        ``verbose`` shows a progress bar over the generation steps on stderr.
+        ``verbose`` shows a progress bar over the generation steps on stderr. ``should_stop``, a callable
+        without arguments, is asked after every generation step; when it returns True the forecast stops
+        there with :class:`ForecastCancelled` (a server uses it to drop work nobody waits for).
         """
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
                               top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
-                              verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise)
+                              verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise,
+                              should_stop=should_stop)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,

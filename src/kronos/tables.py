@@ -798,7 +798,7 @@ def frame_to_series(frame: pd.DataFrame, name: str = "df", options: ReadOptions 
     logger = logger or log
     frame = normalise_columns(frame, name, opts.rename).reset_index(drop=True)
     if frame.empty:
-        raise TableError(name, "has no rows")
+        raise TableError(name, "has no data rows (a header only)")
     id_column = find_id_column(frame, name, opts.id_column)
     if id_column is None:
         return [_one_series(frame, series_name or name, name, opts, logger)]

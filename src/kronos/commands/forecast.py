@@ -6,8 +6,10 @@ import argparse
 import importlib.util
 import io
 import json
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from .common import (
 DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
 PLOT_FORMATS = (".png", ".svg", ".html")
+MAX_PRED_LEN = 4096  # ceiling of --pred-len (the service's own ceiling too); beyond it timestamps and memory grow
 
 FORECAST_EXAMPLES = """\
 examples:
@@ -53,6 +56,13 @@ examples:
 """
 
 
+def pred_len_int(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_PRED_LEN:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_PRED_LEN} bars, got {value}")
+    return value
+
+
 def parse_quantiles(text: str) -> tuple[float, ...]:
     try:
         levels = tuple(float(part) for part in text.split(",") if part.strip())
@@ -71,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Forecast the next --pred-len bars after the last bar of FILE, with quantile bands.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", metavar="FILE", help="CSV, Parquet or JSON file of bars, or - for standard input")
-    parser.add_argument("--pred-len", type=positive_int, default=20, help="bars to forecast (default 20)")
+    parser.add_argument("--pred-len", type=pred_len_int, default=20,
+                        help=f"bars to forecast, 1 to {MAX_PRED_LEN} (default 20)")
     parser.add_argument("--lookback", type=positive_int, default=None,
                         help="history bars to use, the last ones (default: all; the network sees the model's "
                              "lookback, earlier bars serve calibration)")
@@ -117,8 +128,41 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if importlib.util.find_spec(needed) is None:  # checked before the forecast, not after it
             raise UsageError(f"--plot {args.plot} needs {needed}: pip install 'kronos-kline[plot]'")
     for option, path in (("--out", args.out), ("--plot", args.plot)):
-        if path is not None and not Path(path).resolve().parent.is_dir():
-            raise UsageError(f"{option} {path}: folder {Path(path).resolve().parent} does not exist")
+        if path is not None:
+            _check_writable(option, Path(path))
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """Fail before the forecast, in one line naming the path, when ``path`` cannot be written."""
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder")
+    if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout) is written in place
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {path}: not writable")
+        return
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def _write(option: str, path: str, data: bytes) -> None:
+    """Write an output file (atomically when it is a regular file); an OSError becomes one line naming it."""
+    from ..tables import write_output
+
+    target = Path(path)
+    try:
+        if target.exists() and not target.is_file():
+            with open(target, "wb") as handle:
+                handle.write(data)
+        else:
+            write_output(target, data)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: could not write: {exc.strerror or exc}") from None
 
 
 def _frame_bytes(frame: Any, fmt: str) -> bytes:
@@ -169,7 +213,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..calendar import future_timestamps, parse_freq
     from ..generation import SamplingConfig
-    from ..tables import write_output
 
     _check_outputs(args)
     check_model_arguments(args)
@@ -215,13 +258,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:
-        write_output(args.out, _frame_bytes(frame, OUTPUT_FORMATS[Path(args.out).suffix.lower()]))
+        _write("--out", args.out, _frame_bytes(frame, OUTPUT_FORMATS[Path(args.out).suffix.lower()]))
         progress(args, f"wrote {args.out}")
     if args.plot is not None:
-        from ..charts import save_chart
+        from ..charts import chart_bytes
 
-        save_chart(series[0].frame(), forecasts[0], args.plot, history_bars=args.history_bars,
-                   title=Path(name).stem)
+        _write("--plot", args.plot, chart_bytes(series[0].frame(), forecasts[0], Path(args.plot).suffix,
+                                                args.history_bars, Path(name).stem))
         progress(args, f"drew {args.plot}")
     return 0
 

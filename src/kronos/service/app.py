@@ -2,7 +2,11 @@
 
 Routes are thin: they turn HTTP into ``ForecastService`` calls and ``ServiceError`` into JSON errors
 (``{"detail": ..., "errors": [...]}``). The service reads no path a client names: uploads are read
-from the request body, examples come from a fixed list of the package's own files.
+from the request body, examples come from a fixed list of the package's own files. Request work
+that costs CPU (JSON validation, table parsing, calendars, charts, the response's JSON) runs in
+worker threads, so the event loop keeps answering ``/healthz`` under load. Browser safety (Host
+allow-list, cross-origin refusal, security headers) is in :mod:`.security`, the bounds on slow
+connections in :mod:`.server`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -24,12 +29,15 @@ from starlette.datastructures import UploadFile
 from .. import __version__
 from ..predictor import KronosPredictor
 from .schemas import ErrorResponse, ForecastRequest, ForecastResponse, ForecastSettings
-from .serving import ForecastService, ServiceError, ServiceLimits, response_body
+from .security import BrowserGuard, BrowserPolicy
+from .serving import ForecastService, Job, ServiceError, ServiceLimits, json_bytes, response_body
+from .upload import in_worker
 
 log = logging.getLogger("kronos.service")
 STATIC = Path(__file__).parent / "static"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples_data"
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 429, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 408, 413, 415, 422, 429, 503)}
+MAX_ERRORS_LISTED = 20
 FORM_FILE_FIELD = "file"
 FORM_TIME_COLUMN = "time_column"
 
@@ -54,18 +62,20 @@ def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None
 
 def validation_detail(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
     """One line naming the first bad field, and the JSON-safe list of all errors (inputs left out)."""
-    errors = json.loads(exc.json(include_input=False, include_url=False))
+    count = exc.error_count()
+    errors = json.loads(exc.json(include_input=False, include_url=False))[:MAX_ERRORS_LISTED]
     first = errors[0]
     where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    more = f" (and {count - 1} more)" if count > 1 else ""
     return f"{where}: {first.get('msg', 'invalid')}{more}", errors
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length, or counted while streaming)."""
+    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length, or counted while streaming),
+    408 for a body that has not arrived ``timeout_s`` after the app first asked for it."""
 
-    def __init__(self, app: Any, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 30.0):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -78,14 +88,23 @@ class BodySizeLimit:
             return
         received = 0
         started = False
+        complete = False
+        deadline: float | None = None
 
         async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete, deadline
+            if complete:  # the body is in: what follows is the disconnect, waited for without a deadline
+                return await receive()
+            deadline = deadline or time.monotonic() + self.timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise _BodyTimeout from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _BodyTooLarge
+                complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: dict) -> None:
@@ -98,6 +117,11 @@ class BodySizeLimit:
         except _BodyTooLarge:
             if not started:
                 await self._reject(send, scope)
+        except _BodyTimeout:
+            if not started:
+                response = error_response(408, f"the request body did not arrive within {self.timeout_s:g}s "
+                                               "(body_timeout_s)", headers={"Connection": "close"})
+                await response(scope, _empty_receive, send)
 
     async def _reject(self, send: Any, scope: dict) -> None:
         response = error_response(413, f"request body is larger than this server's limit of {self.max_bytes} "
@@ -109,18 +133,30 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyTimeout(Exception):
+    pass
+
+
 async def _empty_receive() -> dict:
     return {"type": "http.disconnect"}
 
 
-async def _read_json(request: Request, service: ForecastService):
-    body = await request.body()
+def _job_from_json(body: bytes, service: ForecastService) -> Job:
+    """Validate a JSON body and make its job (in a worker thread: both cost CPU)."""
+    stamps, most = body.count(b'"timestamp"'), service.limits.max_rows
+    if stamps > most:  # counted on the bytes: no bar objects are built for a body that is too long anyway
+        raise ServiceError(413, f"the body holds {stamps} bar timestamps; this server accepts at most {most} bars "
+                                "(max_rows)")
     try:
         payload = ForecastRequest.model_validate_json(body)
     except ValidationError as exc:
         detail, errors = validation_detail(exc)
         raise ServiceError(422, detail, errors) from exc
-    return payload, service.job_from_json(payload)
+    return service.job_from_json(payload)
+
+
+async def _read_json(request: Request, service: ForecastService) -> Job:
+    return await in_worker(_job_from_json, await request.body(), service)
 
 
 async def _read_form(request: Request, service: ForecastService):
@@ -135,15 +171,35 @@ async def _read_form(request: Request, service: ForecastService):
     time_column = form.get(FORM_TIME_COLUMN)
     if time_column is not None and not isinstance(time_column, str):
         raise ServiceError(422, f"form field '{FORM_TIME_COLUMN}' must be text, got a file")
-    try:
-        settings = ForecastSettings.model_validate({k: v for k, v in fields.items() if v != ""})
+    try:  # form fields are text: converted, unlike JSON's strictly typed values
+        settings = ForecastSettings.model_validate({k: v for k, v in fields.items() if v != ""}, strict=False)
     except ValidationError as exc:
         detail, errors = validation_detail(exc)
         raise ServiceError(422, detail, errors) from exc
     data = await upload.read()
     name = Path(upload.filename or "upload.csv").name[:120] or "upload.csv"  # a label for messages only
-    job = await asyncio.to_thread(service.job_from_csv, data, name, settings, time_column or None)
-    return settings, job
+    return await in_worker(service.job_from_csv, data, name, settings, time_column or None)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Returns when the client has gone (the body has been read: only the disconnect can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _forecast_or_disconnect(request: Request, service: ForecastService, job: Job) -> Any:
+    """The job's forecast; if the client disconnects first, the job is given up (the model call stops)."""
+    answer = asyncio.ensure_future(service.submit(job))
+    gone = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not answer.done():
+        job.cancelled = True
+        answer.cancel()
+        raise ServiceError(503, "the client disconnected", headers={"Retry-After": "1"})
+    return answer.result()
 
 
 FORECAST_OPENAPI = {
@@ -167,9 +223,14 @@ FORECAST_OPENAPI = {
 
 
 def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, model_name: str = "default",
-               model_info: dict[str, Any] | None = None) -> FastAPI:
-    """The service around a loaded predictor (kept, with the queue, on ``app.state``)."""
+               model_info: dict[str, Any] | None = None, policy: BrowserPolicy | None = None) -> FastAPI:
+    """The service around a loaded predictor (kept, with the queue, on ``app.state``).
+
+    ``policy`` says which Host names and cross-origin callers are accepted (default: loopback names,
+    no cross-origin caller).
+    """
     limits = limits or ServiceLimits()
+    policy = policy or BrowserPolicy()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -178,12 +239,17 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
         await app.state.service.stop()
 
     app = FastAPI(title="Kronos forecasting service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # /docs is a local page below: no CDN
                   description="Probabilistic forecasts of OHLCV candlesticks with a Kronos model. "
                               "POST bars as JSON or upload a CSV; the page at / does it in a browser.")
     app.state.service = ForecastService(predictor, limits, model_name)
     app.state.model_info = model_info or {"model": model_name, "max_context": predictor.max_context,
                                           "device": str(predictor.device)}
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    if policy.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(policy.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["content-type", "x-kronos-client"])
+    app.add_middleware(BrowserGuard, policy=policy)  # outermost: refuses before a body is read
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -192,7 +258,8 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
     @app.get("/healthz", summary="Liveness: the model is loaded and the queue length")
     async def healthz(request: Request) -> dict[str, Any]:
         service: ForecastService = request.app.state.service
-        return {"status": "ok", "queued": service.queued, "model_calls": service.model_calls}
+        return {"status": "ok", "queued": service.queued, "model_calls": service.model_calls,
+                "cancelled_calls": service.cancelled_calls}
 
     @app.get("/v1/model", summary="The loaded model and this server's limits")
     async def model(request: Request) -> dict[str, Any]:
@@ -218,16 +285,30 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
         service: ForecastService = request.app.state.service
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
-            settings, job = await _read_json(request, service)
+            job = await _read_json(request, service)
         elif content_type == "multipart/form-data":
-            settings, job = await _read_form(request, service)
+            job = await _read_form(request, service)
         else:
-            raise ServiceError(415, f"content type {content_type or 'none'!r} is not accepted; send "
+            raise ServiceError(415, f"content type {content_type[:60] or 'none'!r} is not accepted; send "
                                     "application/json or multipart/form-data with a CSV file")
-        result = await service.submit(job)
-        body = await asyncio.to_thread(_finish, job, result, service.model_name, started)
-        return JSONResponse(body)
+        result = await _forecast_or_disconnect(request, service, job)
+        body = await in_worker(_finish, job, result, service.model_name, started)
+        return Response(body, media_type="application/json")
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request models (the route reads its body itself, so FastAPI omits them)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            request = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(request.pop("$defs", {}))
+            schemas["ForecastRequest"] = request
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/plotly.min.js", include_in_schema=False)
@@ -238,18 +319,23 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html", media_type="text/html")
+
     return app
 
 
-def _finish(job: Any, forecast: Any, model_name: str, started: float) -> dict[str, Any]:
+def _finish(job: Any, forecast: Any, model_name: str, started: float) -> bytes:
     body = response_body(job, forecast, model_name, started)
     body["chart"] = None
+    json_bytes(body)  # a non-finite forecast is a 422 before any chart is drawn
     if job.settings.chart:
         from ..charts import plotly_json
 
         body["chart"] = plotly_json(job.bars, forecast, job.settings.history_bars)
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    return body
+    return json_bytes(body)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -271,9 +357,11 @@ class ServerThread:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"):
         import uvicorn
 
+        from .server import uvicorn_config
+
         self.host, self.port = host, port or free_port(host)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level,
-                                                    timeout_keep_alive=5))
+        limits = app.state.service.limits if hasattr(app.state, "service") else ServiceLimits()
+        self.server = uvicorn.Server(uvicorn_config(app, self.host, self.port, limits, log_level))
         self.thread: Any = None
 
     @property

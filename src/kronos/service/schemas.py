@@ -1,5 +1,9 @@
 """Request and response bodies of the web service (pydantic, unknown fields rejected, NaN/inf rejected).
 
+JSON bodies are validated strictly: an integer field takes only a JSON integer (not ``"5"``, not
+``true``), a number field only a JSON number (not ``true``), a flag only ``true``/``false``.
+Multipart form fields are text by nature and are converted (``"5"`` -> 5) instead.
+
 The bounds here are hard ceilings that appear in the OpenAPI schema; the server's own, usually
 tighter, limits (``ServiceLimits``) are checked by the serving layer and reported by ``GET /v1/model``.
 """
@@ -11,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..generation import MIN_TEMPERATURE
+
 MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
 HARD_MAX_ROWS = 1_000_000
 DEFAULT_QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
@@ -20,13 +26,13 @@ NonNegative = Annotated[float, Field(ge=0, le=MAX_ABS_VALUE)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Bar(_Strict):
     """One candlestick. ``timestamp`` is ISO 8601 (a time-zone offset is dropped, keeping the wall-clock time)."""
 
-    timestamp: datetime
+    timestamp: Annotated[datetime, Field(strict=False)]  # "2024-01-02" (a date alone) is accepted
     open: Value
     high: Value
     low: Value
@@ -41,7 +47,9 @@ class ForecastSettings(_Strict):
     pred_len: int = Field(20, ge=1, le=4096, description="bars to forecast (server limit: GET /v1/model)")
     samples: int = Field(20, ge=1, le=4096,
                          description="sample paths (forecast()'s sample_count; server limit: GET /v1/model)")
-    temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature (forecast()'s T)")
+    temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=100,
+                               description=f"sampling temperature (forecast()'s T; at least {MIN_TEMPERATURE:g}; "
+                                           "top_k=1 is greedy)")
     top_k: int = Field(0, ge=0, le=1_000_000, description="keep the k likeliest tokens; 0 = off, 1 = greedy")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (1 = off)")
     calibrate: bool = Field(True, description="rescale the paths' spread from forecasts at past origins of the "
@@ -93,6 +101,8 @@ class ForecastResponse(BaseModel):
         None, description="what calibration did: past origins used, spread factor per forecast bar, or why it "
                           "did not run")
     chart: dict[str, Any] | None = None
+    repairs: list[str] = Field(default_factory=list, description="what a lenient server repaired in the bars "
+                                                                 "(empty when nothing was)")
 
 
 class ErrorResponse(BaseModel):

@@ -5,12 +5,17 @@ every other waiting request with the same sampling settings (and no seed), up to
 series and ``max_batch_paths`` sample paths, and runs them as one ``forecast_batch`` call in a
 thread. So at most one model call runs at a time and its memory is bounded, whatever the number
 of concurrent clients; a full queue answers 429 and a request that waits past the timeout 503.
+
+Every request's cost is estimated before it is queued (:func:`~kronos.service.checks.forecast_work`)
+and refused over ``max_work``. A model call stops between generation steps once every request in
+it has been given up (timed out, or its client disconnected), and the worker moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -21,11 +26,31 @@ import numpy as np
 import pandas as pd
 
 from ..calendar import future_timestamps
-from ..predictor import Forecast, KronosPredictor
+from ..predictor import Forecast, ForecastCancelled, KronosPredictor
 from ..tables import TableError, frame_to_series, parse_table
+from .checks import check_ohlc, forecast_work
 from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
+from .upload import UploadRefused, check_table_bytes
 
 log = logging.getLogger("kronos.service")
+_libc: Any = None
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    glibc keeps what a large model call or parse freed in its arenas, so without this a long-running
+    server's resident size ratchets up to its worst moment and stays there.
+    """
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        _libc = False
 
 
 @dataclass
@@ -40,6 +65,15 @@ class ServiceLimits:
     max_queue: int = 512
     max_batch_series: int = 16
     max_batch_paths: int = 1024
+    max_work: int = 400_000  # token work per request (see checks.forecast_work)
+    max_columns: int = 64  # columns in an uploaded table
+    max_line_bytes: int = 8192  # longest line of an uploaded CSV
+    max_unpacked_bytes: int = 64 * 2**20  # a Parquet upload's uncompressed size
+    header_timeout_s: float = 10.0  # a connection's request head must arrive within this
+    body_timeout_s: float = 30.0  # and its body within this
+    keep_alive_s: float = 5.0  # idle keep-alive connections are closed after this
+    max_connections: int = 640  # open connections; beyond it idle or half-open ones are closed, oldest first
+    lenient: bool = False  # repair inconsistent bars (high/low widened, rows with prices <= 0 dropped)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,8 +103,11 @@ class Job:
     rule: str
     settings: ForecastSettings
     key: tuple
+    work: int = 0
+    repairs: list[str] = field(default_factory=list)
     done: asyncio.Future | None = field(default=None, repr=False)  # set by submit(), on the event loop
-    cancelled: bool = False
+    cancelled: bool = False  # given up (timed out, or the client went away): the worker may drop it
+    deadline: float = float("inf")  # time.monotonic() after which nobody waits for the answer
 
 
 _solo = itertools.count()
@@ -92,6 +129,8 @@ class ForecastService:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self.model_calls = 0
+        self.cancelled_calls = 0
+        self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +138,8 @@ class ForecastService:
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
+        """Stop the worker; a model call in flight stops at its next generation step (so shutdown is prompt)."""
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -138,22 +179,38 @@ class ForecastService:
         if len(series) > 1:
             raise ServiceError(422, f"{name} holds {len(series)} series (column '{series[0].id_column}'); send one "
                                     "series at a time")
-        bars = series[0].frame()
-        values = bars.to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            bars, repairs = check_ohlc(series[0].frame(), name, lenient=self.limits.lenient)
+        except ValueError as exc:
+            raise ServiceError(422, str(exc)) from exc
+        given = {str(c).strip().lower() for c in frame.columns if frame[c].notna().any()}  # not derived amount
+        checked = bars[[c for c in bars.columns if c in given or c in ("open", "high", "low", "close")]]
+        values = checked.to_numpy(dtype=np.float64, na_value=np.nan)
         too_big = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
         if too_big.any():
             row, col = np.argwhere(too_big)[0]
-            raise ServiceError(422, f"{name} column '{bars.columns[col]}' has value {values[row, col]:g} at row "
+            raise ServiceError(422, f"{name} column '{checked.columns[col]}' has value {values[row, col]:g} at row "
                                     f"{row}; values must be within ±{MAX_ABS_VALUE:g}")
         if settings.lookback:
             bars = bars.iloc[-settings.lookback:]
         if len(bars) < 2:
             raise ServiceError(422, f"{name} has {len(bars)} bar(s) after lookback; at least 2 are needed")
+        work = self.work(len(bars), settings)
+        if work > self.limits.max_work:
+            raise ServiceError(422, f"this request costs {work} units of work (pred_len {settings.pred_len} x "
+                                    f"{settings.samples} samples{', calibrated' if settings.calibrate else ''}, "
+                                    f"{len(bars)} bars); this server's limit is {self.limits.max_work} (max_work): "
+                                    "ask for fewer bars, samples or history, or calibrate=false")
         try:
             future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
             raise ServiceError(422, f"could not make the future timestamps: {exc}") from exc
-        return Job(bars, future, rule, settings, _batch_key(settings))
+        return Job(bars, future, rule, settings, _batch_key(settings), work=work, repairs=repairs)
+
+    def work(self, rows: int, settings: ForecastSettings) -> int:
+        """The request's token work (compared with ``max_work``)."""
+        return forecast_work(rows, settings.pred_len, settings.samples, settings.calibrate, self.predictor.lookback,
+                             self.predictor.max_context)
 
     def job_from_json(self, request: ForecastRequest) -> Job:
         request = self.effective(request)
@@ -169,12 +226,21 @@ class ForecastService:
     def job_from_csv(self, data: bytes, filename: str, settings: ForecastSettings,
                      time_column: str | None = None) -> Job:
         settings = self.effective(settings)
+        lim = self.limits
+        try:
+            check_table_bytes(data, filename, max_bytes=lim.max_body_bytes, max_columns=lim.max_columns,
+                              max_line_bytes=lim.max_line_bytes, max_rows=lim.max_rows,
+                              max_unpacked_bytes=lim.max_unpacked_bytes)
+        except UploadRefused as exc:
+            raise ServiceError(exc.status, str(exc)) from exc
         try:
             frame = parse_table(data, filename)
         except TableError as exc:
             raise ServiceError(422, exc.phrased(form_option)) from exc
         except ImportError as exc:
             raise ServiceError(415, str(exc)) from exc
+        if len(frame) == 0:
+            raise ServiceError(422, f"{filename} has no data rows (a header only)")
         self._check_limits(settings, len(frame))
         return self._job(frame, settings, filename, time_column)
 
@@ -185,6 +251,7 @@ class ForecastService:
             raise ServiceError(429, f"server busy: {len(self._pending)} requests queued (max_queue); retry later",
                                headers={"Retry-After": "1"})
         job.done = asyncio.get_running_loop().create_future()
+        job.deadline = time.monotonic() + self.limits.request_timeout_s
         self._pending.append(job)
         assert self._wakeup is not None, "ForecastService.start() was not called"
         self._wakeup.set()
@@ -224,7 +291,11 @@ class ForecastService:
                 except Exception as exc:  # keep serving: each job gets its own error
                     log.exception("model call failed")
                     results = [exc] * len(batch)
+                if not self._pending:  # idle for now: give freed memory back
+                    await asyncio.to_thread(release_memory)
                 for job, result in zip(batch, results):
+                    if job.cancelled:  # nobody waits for it any more
+                        job.done.cancel()
                     if job.done.done():
                         continue
                     if isinstance(result, BaseException):
@@ -236,12 +307,21 @@ class ForecastService:
         """One model call for the batch (in a worker thread); on a ValueError, retry one by one to blame one."""
         self.model_calls += 1
         s = batch[0].settings
+
+        def given_up() -> bool:  # asked between generation steps, in this thread
+            now = time.monotonic()
+            return self._closing or all(job.cancelled or now > job.deadline for job in batch)
+
         try:
             return self.predictor.forecast_batch(
                 [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
                 [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
                 top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed, calibrate=s.calibrate,
-                dequantise=s.dequantise)
+                dequantise=s.dequantise, should_stop=given_up)
+        except ForecastCancelled as exc:
+            self.cancelled_calls += 1
+            log.info("model call dropped: %s; nobody waits for it", exc)
+            return [ServiceError(503, f"stopped: {exc}", headers={"Retry-After": "5"})] * len(batch)
         except ValueError as exc:
             if len(batch) == 1:
                 return [ServiceError(422, str(exc))]
@@ -267,7 +347,35 @@ def response_body(job: Job, forecast: Forecast, model_name: str, started: float)
         "model": model_name,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
         "calibration": calibration_dict(forecast),
+        "repairs": job.repairs,
     }
+
+
+def json_bytes(body: dict[str, Any]) -> bytes:
+    """The response as JSON; a non-finite number becomes a 422 naming where it is, never a 500."""
+    try:
+        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:
+        where = _non_finite_path(body) or "the response"
+        raise ServiceError(422, f"the forecast has a non-finite value at {where}: the model's output overflowed "
+                                "(values too large or too far apart for this model); scale the input or lower "
+                                "pred_len") from None
+
+
+def _non_finite_path(value: Any, path: str = "") -> str | None:
+    if isinstance(value, float):
+        return None if np.isfinite(value) else path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite_path(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
 
 
 def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:

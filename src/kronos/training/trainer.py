@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import CONFIG_NAME, atomic_write_bytes, write_predictor_info
+from ..checkpoint import CONFIG_NAME, atomic_write_bytes, remove_stale_temp_files, write_predictor_info
 from ..config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
 from ..network import Kronos
 from ..tables import ReadOptions
@@ -515,6 +515,8 @@ class Trainer:
         self._load_data()
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for path in remove_stale_temp_files(self.out):  # left by a run killed while writing
+                log.warning("removed %s, left by an interrupted write", path)
         dist_utils.barrier(info)
         if opts.resume:
             self.load_checkpoint()

@@ -79,7 +79,10 @@ async function run(event) {
     if ($("time_column").value.trim()) {
       form.append("time_column", $("time_column").value.trim());
     }
-    const response = await fetch("/v1/forecast", { method: "POST", body: form });
+    // The X-Kronos-Client header marks the upload as this page's own: the server refuses multipart
+    // posts without it, which other sites' pages cannot add.
+    const response = await fetch("/v1/forecast", { method: "POST", body: form,
+      headers: { "X-Kronos-Client": "page" } });
     const result = await response.json();
     if (!response.ok) {
       setStatus(`error ${response.status}: ${result.detail}`, "error");
