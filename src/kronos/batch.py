@@ -216,6 +216,8 @@ class _Dataset:
     def written(self) -> set[str]:
         if not self.base.is_dir():
             return set()
+        for stale in self.base.glob("**/.part-*.tmp"):  # left by a job killed while writing
+            stale.unlink(missing_ok=True)
         if self.partition == "series":
             return {urllib.parse.unquote(p.parent.name[3:]) for p in self.base.glob(f"id=*/part-0{self.suffix}")}
         ids: set[str] = set()
@@ -377,6 +379,11 @@ def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, b
              gpus_per_worker: float) -> Iterator[list[Any]]:
     import ray
 
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the progress bar over series is ours
+    if hasattr(context, "enable_operator_progress_bars"):
+        context.enable_operator_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ref = [ray.put(predictor)] if loader is None else None  # in a list: Ray passes it to actors unresolved
     items = [{"payload": pickle.dumps(batch)} for batch in batches]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
