@@ -42,7 +42,7 @@ def universe(tmp_path: Path) -> Path:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # the tiny model runs fastest on one thread
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                          env.get("PYTHONPATH", "")])
     return env
