@@ -2,8 +2,8 @@
 against the batch size, with the peak memory of each worker.
 
 The universe is real data: the repository's real series (``tests/data``, or the full collection at
-``KRONOS_FULL_DATA`` with ``--full-data``) repeated at shifted origins (series k is file ``k mod n`` cut
-``k div n * --shift`` bars before its end) until there are ``--series`` of them, each ``--history`` bars,
+``KRONOS_FULL_DATA`` with ``--full-data``) repeated at shifted origins (round r takes every series long
+enough, cut ``r * --shift`` bars before its end) until there are ``--series`` of them, each ``--history`` bars,
 in one long Parquet table with a symbol column. In one run it measures
 
 1. ``engine="local"`` in this process (the torch threads of one process) against ``engine="ray"`` with
@@ -42,15 +42,18 @@ def build_universe(folder: Path, count: int, history: int, shift: int, full_data
 
     data = Path(os.environ.get("KRONOS_FULL_DATA", ROOT.parent / "shared" / "data" / "ohlcv")) if full_data \
         else ROOT / "tests" / "data"
-    series = [s for s in load_series(data, skip_bad=True, nan="drop") if len(s) >= history + 2 * shift]
-    frames = []
-    for k in range(count):
-        s = series[k % len(series)]
-        end = len(s) - (k // len(series)) * shift
-        if end - history < 0:
-            raise SystemExit(f"{s.name} is too short for {k // len(series)} shifts of {shift} bars")
-        part = s.slice(end - history, end).frame().reset_index()
-        frames.append(part.assign(symbol=f"{s.name}@{k // len(series)}"))
+    series = load_series(data, skip_bad=True, nan="drop")
+    frames: list = []
+    round_ = 0
+    while len(frames) < count:  # round r cuts r * shift bars off the end of every series long enough
+        usable = [s for s in series if len(s) >= history + round_ * shift]
+        if not usable:
+            raise SystemExit(f"the series allow only {len(frames)} windows of {history} bars {shift} apart")
+        for s in usable[:count - len(frames)]:
+            end = len(s) - round_ * shift
+            part = s.slice(end - history, end).frame().reset_index()
+            frames.append(part.assign(symbol=f"{s.name}@{round_}"))
+        round_ += 1
     path = folder / "universe.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(path)
     return path
