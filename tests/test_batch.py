@@ -264,3 +264,14 @@ def test_ray_job_killed_halfway_resumes_to_the_local_output(ray_cluster, tiny_pr
     assert f"{there} already there" in resumed.stderr.decode()
     pd.testing.assert_frame_equal(read_universe(tmp_path / "local"), read_universe(tmp_path / "ray"))
     shutil.rmtree(tmp_path / "ray")
+
+
+def test_ids_with_slashes_spaces_and_accents_round_trip(tiny_predictor, one_thread, tmp_path):
+    bars = pd.read_csv(DATA / "bokeh_IBM_1d.csv").tail(280)
+    long = pd.concat([bars.assign(symbol=name) for name in ("BRK/B", "a b%c", "ünï")])
+    result = forecast_universe(long, tmp_path / "out", predictor=tiny_predictor, **SETTINGS)
+    assert sorted(result.written) == ["BRK/B", "a b%c", "ünï"]
+    assert (tmp_path / "out" / "id=BRK%2FB" / "part-0.parquet").is_file()
+    assert sorted(pd.read_parquet(tmp_path / "out")["id"].unique()) == ["BRK/B", "a b%c", "ünï"]
+    again = forecast_universe(long, tmp_path / "out", predictor=tiny_predictor, **SETTINGS)
+    assert sorted(again.skipped) == ["BRK/B", "a b%c", "ünï"] and again.written == []

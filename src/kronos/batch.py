@@ -319,7 +319,7 @@ def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
 
     try:
         return [(t.id, _frame(f, settings), None) for t, f in zip(tasks, run(tasks))]
-    except (ValueError, RuntimeError, FloatingPointError) as exc:
+    except Exception as exc:  # any failure belongs to this batch: find its series, report it per series
         if len(tasks) == 1:
             return [(tasks[0].id, None, _one_line(exc))]
     out = []
