@@ -10,7 +10,8 @@ in one long Parquet table with a symbol column. In one run it measures
    ``--workers`` actors of one CPU each on a local Ray instance: series/s and the ratio;
 2. the local cost per series at each ``--batch-sizes`` on the first ``--sweep-series`` series, and the
    ratio to batch size 1;
-3. peak memory (VmHWM) of this process after the local run and of each Ray actor (polled from /proc).
+3. peak memory (VmHWM) of this process after the local run and of each Ray actor (polled from /proc);
+4. what the driver spends writing the forecasts, per series, for both partition layouts.
 
 Both engines must write identical datasets (checked). Prints one table; figures in BENCHMARKS.md.
 
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--full-data", action="store_true", help="use the full collection (KRONOS_FULL_DATA)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of this process (default: torch's own; each Ray actor uses 1)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -123,6 +126,8 @@ def main() -> None:
     from kronos import KronosPredictor
     from kronos.batch import forecast_universe, read_universe
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-universe-"))
     try:
         source = build_universe(work, args.series, args.history, args.shift, args.full_data)
@@ -177,11 +182,26 @@ def main() -> None:
             cost = (time.perf_counter() - started) / len(keep)
             assert result.ok, result.failed
             base = base or cost
+            print(f"  batch {size}: {cost:.3f} s/series", flush=True)
             rows.append((f"local, {len(keep)} series", f"batch {size}", f"{1 / cost:.2f} series/s",
                          f"{cost:.3f} s/series", "", f"{base / cost:.2f}x vs batch {args.batch_sizes.split(',')[0]}"))
-        width = [max(len(r[i]) for r in rows) for i in range(6)]
+        # 4. what the driver spends writing: one partition per series, or one file per batch
+        from kronos.batch import _Dataset
+
+        frame = read_universe(work / "local")
+        frames = {i: f.drop(columns="id").reset_index(drop=True) for i, f in frame.groupby("id")}
+        ids = sorted(frames)
+        for partition in ("series", "run"):
+            dataset = _Dataset(work / f"write-{partition}", "parquet", partition, "bench")
+            started = time.perf_counter()
+            for k in range(0, len(ids), args.batch_size):
+                dataset.write({i: frames[i] for i in ids[k:k + args.batch_size]})
+            cost = (time.perf_counter() - started) / len(ids)
+            rows.append((f"driver writes, partition={partition}", f"batch {args.batch_size}",
+                         f"{1 / cost:.0f} series/s", f"{cost * 1000:.1f} ms/series", "", ""))
+        print("| run | batch | series/s | s/series | peak memory | ratio |\n|---|---|---|---|---|---|")
         for r in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, width)))
+            print("| " + " | ".join(r) + " |")
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

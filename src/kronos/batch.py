@@ -29,6 +29,7 @@ import pickle
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,9 +234,9 @@ class _Dataset:
     def write(self, frames: dict[str, pd.DataFrame]) -> None:
         if not frames:
             return
-        if self.partition == "series":
-            for series_id, frame in frames.items():
-                self._write_file(self.series_path(series_id), frame)
+        if self.partition == "series":  # threads: encoding and fsync release the GIL
+            with ThreadPoolExecutor(max_workers=min(8, len(frames))) as pool:
+                list(pool.map(lambda item: self._write_file(self.series_path(item[0]), item[1]), frames.items()))
             return
         ids = sorted(frames)
         table = pd.concat([frames[i].assign(id=i)[["id", *frames[i].columns]] for i in ids], ignore_index=True)
