@@ -68,8 +68,25 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float) -> torc
     return logits
 
 
+class SeriesGenerators:
+    """One generator per series for rows that are ``series × rows_per_series`` (series-major): each series'
+    rows draw their uniforms from its own generator, so its tokens do not depend on the other series in
+    the batch. Every series must be active at every step (equal ``pred_len``)."""
+
+    def __init__(self, generators: list[torch.Generator], rows_per_series: int):
+        self.generators = list(generators)
+        self.rows_per_series = rows_per_series
+
+    def rand(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(n, 1) uniforms, the rows of series i from ``generators[i]``."""
+        if n != len(self.generators) * self.rows_per_series:
+            raise RuntimeError(f"{n} rows for {len(self.generators)} series generators of {self.rows_per_series} rows")
+        return torch.cat([torch.rand(self.rows_per_series, 1, generator=g, device=device, dtype=dtype)
+                          for g in self.generators])
+
+
 def sample_next_token(logits: torch.Tensor, sampling: SamplingConfig,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | SeriesGenerators | None = None) -> torch.Tensor:
     """Logits (N, V) -> token ids (N,). A pure function of its inputs and the generator's state."""
     logits = logits.float()
     if sampling.greedy:
@@ -78,7 +95,10 @@ def sample_next_token(logits: torch.Tensor, sampling: SamplingConfig,
     # Inverse-CDF draw: one uniform per row against the cumulative probabilities. Same distribution as
     # torch.multinomial, several times faster on the CPU for vocabularies of a thousand tokens.
     cdf = logits.softmax(-1).cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    if isinstance(generator, SeriesGenerators):
+        u = generator.rand(cdf.shape[0], cdf.device, cdf.dtype) * cdf[:, -1:]
+    else:
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
@@ -322,8 +342,9 @@ class _GraphedStep:
 
     def __init__(self, step: Callable[[], None], generator: torch.Generator | None):
         self.graph = torch.cuda.CUDAGraph()
-        if generator is not None:
-            self.graph.register_generator_state(generator)
+        for g in getattr(generator, "generators", [generator]):
+            if g is not None:
+                self.graph.register_generator_state(g)
         with torch.cuda.graph(self.graph):
             step()  # recorded, not run
 

@@ -26,7 +26,7 @@ from .calibration import (
 )
 from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
-from .generation import SamplingConfig, generate_tokens
+from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -177,6 +177,15 @@ def _dequantise(z: np.ndarray, residual: np.ndarray, norm: Normalizer) -> np.nda
     return out
 
 
+def _own_generator(generator: torch.Generator | SeriesGenerators | None, series: int) -> torch.Generator | None:
+    """The generator series number ``series`` draws from."""
+    return generator.generators[series] if isinstance(generator, SeriesGenerators) else generator
+
+
+def _is_seed_list(seed: Any) -> bool:
+    return isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, (str, bytes))
+
+
 def _draws(n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
     """Uniform row indices in [0, n) of the given shape, from ``generator`` (reproducible with the seed)."""
     device = generator.device if generator is not None else "cpu"
@@ -309,8 +318,8 @@ class KronosPredictor:
         decoded = self._decode(s1_hist, s2_hist, gen_s1, gen_s2, pred_lens, sample_count)
         if dequantise:
             residuals = self._residuals(normalised, s1_hist, s2_hist)
-            decoded = [_dequantise(z, r[_draws(len(r), z.shape[:2], generator)], norm)
-                       for z, r, norm in zip(decoded, residuals, norms)]
+            decoded = [_dequantise(z, r[_draws(len(r), z.shape[:2], _own_generator(generator, k))], norm)
+                       for k, (z, r, norm) in enumerate(zip(decoded, residuals, norms))]
         paths = []
         for norm, z in zip(norms, decoded):
             values = norm.inverse(z)
@@ -383,6 +392,9 @@ class KronosPredictor:
         :mod:`kronos.calibration`); all past origins of all series go through the network in one batch."""
         plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
         past = [s.past_origin(end, self.lookback) for s, ends in zip(series, plans) for end in ends]
+        if isinstance(generator, SeriesGenerators):  # each past origin draws from its own series' generator
+            generator = SeriesGenerators([g for g, ends in zip(generator.generators, plans) for _ in ends],
+                                         PATHS_PER_ORIGIN)
         paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache,
                                    dequantise=dequantise, should_stop=should_stop) if past else []
         out, used = [], 0
@@ -424,7 +436,28 @@ class KronosPredictor:
         sampling = self._sampling(T, top_k, top_p, sample_count)
         series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
-        generator = self._generator(seed)
+        run = dict(levels=levels, sampling=sampling, sample_count=sample_count, use_cache=use_cache, verbose=verbose,
+                   truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop)
+        if not _is_seed_list(seed):
+            return self._forecast_series(series, self._generator(seed), **run)
+        seeds = list(seed)
+        if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+            raise TypeError(f"seed as a list takes one int >= 0 per series, got {seeds[:5]!r}")
+        if len(seeds) != n:
+            raise ValueError(f"seed has {len(seeds)} entries for {n} series")
+        out: list[Forecast | None] = [None] * n
+        for length in sorted(set(pred_lens)):  # series of one pred_len share every generation step
+            idx = [i for i in range(n) if pred_lens[i] == length]
+            generators = [torch.Generator(device=self.device).manual_seed(seeds[i]) for i in idx]
+            part = self._forecast_series([series[i] for i in idx], SeriesGenerators(generators, sample_count), **run)
+            for i, forecast in zip(idx, part):
+                out[i] = forecast
+        return out  # type: ignore[return-value]
+
+    def _forecast_series(self, series: list[_Series], generator: torch.Generator | SeriesGenerators | None, *,
+                         levels: tuple[float, ...], sampling: SamplingConfig, sample_count: int, use_cache: bool,
+                         verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
+                         should_stop: Any = None) -> list[Forecast]:
         used = self._truncate(series) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
                                    should_stop)
@@ -445,9 +478,10 @@ class KronosPredictor:
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                        y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int = 20,
                        T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
-                       quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
-                       use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
-                       dequantise: bool = True, should_stop: Any = None) -> list[Forecast]:
+                       quantiles: Sequence[float] = DEFAULT_QUANTILES,
+                       seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
+                       verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
+                       should_stop: Any = None) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only.
 
@@ -459,6 +493,9 @@ class KronosPredictor:
         series' own history (the difference between each history bar and its decoding from its own tokens),
         so that paths drawing the same token differ by what the token cannot tell apart; without it the
         first forecast bar takes only as many values as distinct tokens were drawn.
+        ``seed``: an int (or a ``torch.Generator``) gives the whole batch one random stream; a list of ints,
+        one per series, gives each series its own stream, so that a series' paths do not depend on which
+        other series share its batch (:mod:`kronos.batch` derives them from a run seed and the series' id).
         ``verbose`` shows a progress bar over the generation steps on stderr. ``should_stop``, a callable
         without arguments, is asked after every generation step; when it returns True the forecast stops
         there with :class:`ForecastCancelled` (a server uses it to drop work nobody waits for).

@@ -30,6 +30,7 @@ DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
 PLOT_FORMATS = (".png", ".svg", ".html")
 MAX_PRED_LEN = 4096  # ceiling of --pred-len (the service's own ceiling too); beyond it timestamps and memory grow
+UNIVERSE_FAILED = 3  # exit status when some series of a universe failed (the others were written)
 
 FORECAST_EXAMPLES = """\
 examples:
@@ -41,12 +42,20 @@ examples:
 
   kronos forecast panel.csv --id-column symbol --pred-len 10 --out panel-forecast.csv
 
+  kronos forecast data/ --pred-len 10 --out forecasts/                  # a universe: one dataset folder
+  kronos forecast 'data/*.parquet' --out forecasts/ --engine ray --workers 4
+  kronos forecast universe.parquet --out forecasts/ --engine ray --address auto --gpus-per-worker 1
+
 input: a CSV (, ; or tab separated), Parquet or JSON table with a timestamp column (timestamps,
 timestamp, date, datetime, time, ts; or --time-column) and open, high, low, close (volume and amount
 optional; names case-insensitive). Yahoo and MetaTrader exports and epoch numbers are understood; a
 symbol column (symbol, ticker, item_id, id; or --id-column) holds many series.
 output: one row per (timestamp, column) with the mean and one column per quantile level (first the
 symbol column for a long table).
+universe: with several inputs, a folder, a glob, --engine, or an --out folder (no file extension),
+every series is forecast into one dataset folder, one partition per series (id=<series>/part-0.parquet),
+in batches; series already there are skipped (rerun a killed job to resume); failures go to
+_errors.csv there and the exit status is 3 (0 when every series was forecast).
 """
 
 INFO_EXAMPLES = """\
@@ -80,7 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "forecast", help="forecast the next bars of a CSV/Parquet file", epilog=FORECAST_EXAMPLES,
         description="Forecast the next --pred-len bars after the last bar of FILE, with quantile bands.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", metavar="FILE", help="CSV, Parquet or JSON file of bars, or - for standard input")
+    parser.add_argument("file", metavar="FILE", nargs="+",
+                        help="CSV, Parquet or JSON file of bars, or - for standard input; several files, folders or "
+                             "globs forecast a universe into an --out folder")
     parser.add_argument("--pred-len", type=pred_len_int, default=20,
                         help=f"bars to forecast, 1 to {MAX_PRED_LEN} (default 20)")
     parser.add_argument("--lookback", type=positive_int, default=None,
@@ -102,7 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=True,
                           help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
                                "paths (default: on)")
-    sampling.add_argument("--seed", type=int, default=None, help="random seed for reproducible paths")
+    sampling.add_argument("--seed", type=int, default=None,
+                          help="random seed for reproducible paths (default: none; 0 for a universe, where each "
+                               "series draws from a seed derived from this one and its id)")
     sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
                           help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
     add_model_arguments(parser)
@@ -114,6 +127,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--history-bars", type=positive_int, default=120,
                         help="history bars shown in the chart (default 120)")
     output.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    universe = parser.add_argument_group("universe (many series into one dataset folder)")
+    universe.add_argument("--engine", choices=("local", "ray"), default=None,
+                          help="local: this process (default); ray: Ray Data actors (pip install 'kronos-kline[ray]')")
+    universe.add_argument("--batch-size", type=positive_int, default=32,
+                          help="series per forecast batch, of similar length (default 32)")
+    universe.add_argument("--format", choices=("parquet", "csv"), default="parquet",
+                          help="files of the dataset (default parquet)")
+    universe.add_argument("--partition", choices=("series", "run"), default="series",
+                          help="series: one file per series (default); run: one file per batch under run=--run")
+    universe.add_argument("--run", default=None, help="run label: partitions go under run=LABEL/ (e.g. the date)")
+    universe.add_argument("--paths", action="store_true", help="also write the sample paths (path_0, path_1 ...)")
+    universe.add_argument("--overwrite", action="store_true",
+                          help="forecast every series again (default: skip the series already in --out)")
+    universe.add_argument("--address", default=None,
+                          help="Ray cluster to join (auto, ray://head:10001); default: start Ray on this machine")
+    universe.add_argument("--workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
+    universe.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per Ray actor (default 1)")
+    universe.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0)")
     parser.set_defaults(func=run)
     register_info(subparsers)
 
@@ -178,8 +209,8 @@ def _frame_bytes(frame: Any, fmt: str) -> bytes:
 def _read(args: argparse.Namespace) -> tuple[list, str]:
     from ..tables import read_series
 
-    name = "standard input" if args.file == "-" else args.file
-    series = read_series(args.file, name, read_options(args))
+    name = "standard input" if args.file[0] == "-" else args.file[0]
+    series = read_series(args.file[0], name, read_options(args))
     if series[0].id_column is None:
         s = series[0]
         progress(args, f"read {len(s)} bars from {name} ({s.timestamps[0]} to {s.timestamps[-1]})")
@@ -208,8 +239,60 @@ def _calibration_note(args: argparse.Namespace, forecasts: list) -> None:
         progress(args, f"not calibrated: {calibration.note}")
 
 
+def _universe_mode(args: argparse.Namespace) -> bool:
+    files = args.file
+    if len(files) > 1 or args.engine is not None:
+        return True
+    if files[0] != "-" and (Path(files[0]).is_dir() or any(c in files[0] for c in "*?[")):
+        return True
+    return args.out is not None and Path(args.out).suffix == "" and files[0] != "-"
+
+
+def run_universe(args: argparse.Namespace) -> int:
+    from ..batch import forecast_universe
+
+    if args.out is None:
+        raise UsageError("a universe (several files, a folder or a glob) needs --out FOLDER for its dataset")
+    if Path(args.out).suffix.lower() in OUTPUT_FORMATS:
+        raise UsageError(f"--out {args.out}: a universe is written to a folder; give a path without extension")
+    if "-" in args.file:
+        raise UsageError("standard input (-) holds one table; give files, folders or globs for a universe")
+    if args.plot is not None:
+        raise UsageError("--plot draws one series; leave it out when forecasting a universe")
+    check_model_arguments(args)
+    if args.partition == "run" and args.run is None:
+        raise UsageError("--partition run needs --run LABEL (e.g. the date of the run)")
+    engine = args.engine or "local"
+    seed = 0 if args.seed is None else args.seed
+    progress(args, f"forecasting {args.pred_len} bars of every series in {' '.join(args.file)} into {args.out} "
+                   f"({engine} engine, seed {seed})")
+    predictor = None
+    if engine == "local":
+        started = time.perf_counter()
+        predictor = load_predictor(args)
+        progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
+    result = forecast_universe(
+        args.file, args.out, predictor=predictor, model=args.model,
+        tokenizer=None if args.tokenizer == "default" else args.tokenizer, device=args.device,
+        max_context=args.max_context, engine=engine, pred_len=args.pred_len, sample_count=args.samples,
+        quantiles=parse_quantiles(args.quantiles), seed=seed, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        calibrate=args.calibrate, dequantise=args.dequantise, freq=args.freq, lookback=args.lookback,
+        batch_size=args.batch_size, format=args.format, partition=args.partition, run=args.run, paths=args.paths,
+        overwrite=args.overwrite, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, options=read_options(args))
+    skipped = f", {len(result.skipped)} already there" if result.skipped else ""
+    progress(args, f"wrote {len(result.written)} series to {args.out}{skipped} in {result.seconds:.1f}s")
+    if result.failed:
+        progress(args, f"{len(result.failed)} series failed; reasons in {result.errors_path}")
+        return UNIVERSE_FAILED
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
+
+    if _universe_mode(args):
+        return run_universe(args)
 
     from ..calendar import future_timestamps, parse_freq
     from ..generation import SamplingConfig

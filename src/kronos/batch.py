@@ -1,0 +1,537 @@
+"""Forecast a whole universe of series in one job, in this process or on a Ray cluster.
+
+:func:`forecast_universe` reads many series (files, a folder, a glob, a long table with a symbol
+column, a DataFrame), forecasts them in batches of similar length with
+:meth:`~kronos.predictor.KronosPredictor.forecast_batch`, and writes one dataset: a folder with one
+partition per series (``id=<series>/part-0.parquet``), optionally under a run partition
+(``run=<label>/``), in Parquet or CSV.
+
+- **Per-series seeds.** Each series draws from its own random stream, seeded from the run's ``seed``
+  and the series' id (:func:`series_seed`), so its forecast does not depend on which series share its
+  batch, how the job is split, or which worker runs it.
+- **Resumable.** Every partition is written atomically (temporary file, then rename); a rerun of the
+  same job skips the series already written, so a killed job picks up where it stopped.
+- **Failures per series.** A series that cannot be read or forecast is skipped and its reason written
+  to ``_errors.csv`` in the dataset folder; the rest goes on.
+- **Engines.** ``engine="local"`` runs every batch in this process; ``engine="ray"`` runs them with Ray
+  Data's ``map_batches`` over a pool of actors, each loading the model once (``pip install
+  'kronos-kline[ray]'``), on a cluster (``address=``) or a Ray instance started on this machine. The
+  batches and seeds are the same for both engines, so both write the same numbers.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import pickle
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .predictor import DEFAULT_QUANTILES, KronosPredictor
+from .tables import ReadOptions, Series, TableError, read_series, table_stem
+
+log = logging.getLogger("kronos.batch")
+
+ENGINES = ("local", "ray")
+FORMATS = ("parquet", "csv")
+PARTITIONS = ("series", "run")
+ERRORS_FILE = "_errors.csv"
+GLOB_CHARS = "*?["
+
+
+def series_seed(seed: int, series_id: str) -> int:
+    """The seed of one series: a 63-bit hash of the run ``seed`` and the series' id (stable across
+    processes, machines and Python versions)."""
+    digest = hashlib.sha256(f"{int(seed)}\x00{series_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class UniverseResult:
+    """What one :func:`forecast_universe` call did.
+
+    ``written``: ids forecast and written by this call; ``skipped``: ids already in the dataset (resume);
+    ``failed``: id (or file) -> reason, also in ``errors_path``; ``seconds``: wall time.
+    """
+
+    out: Path
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    errors_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class _Task:
+    """One series to forecast: what a worker needs (picklable, no file access)."""
+
+    id: str
+    bars: np.ndarray
+    timestamps: pd.DatetimeIndex
+    future: pd.DatetimeIndex
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Settings:
+    pred_len: int
+    sample_count: int
+    quantiles: tuple[float, ...]
+    T: float
+    top_k: int | None
+    top_p: float
+    calibrate: bool
+    dequantise: bool
+    paths: bool
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+def _expand(source: Any) -> list[Any]:
+    """Files of ``source`` (a path, folder, glob, or a list of them); DataFrames and Series pass through."""
+    if isinstance(source, (pd.DataFrame, Series)):
+        return [source]
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    items: list[Any] = []
+    for entry in source:
+        if isinstance(entry, (pd.DataFrame, Series)):
+            items.append(entry)
+            continue
+        text = os.path.expanduser(str(entry))
+        path = Path(text)
+        if path.is_dir():
+            from .tables import FOLDER_SUFFIXES, _table_suffix
+
+            found = sorted(p for p in path.iterdir() if p.is_file() and _table_suffix(p) in FOLDER_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"folder {path} has no {'/'.join(FOLDER_SUFFIXES)} files")
+            items += found
+        elif path.is_file():
+            items.append(path)
+        elif any(c in text for c in GLOB_CHARS):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                raise FileNotFoundError(f"no file matches {text}")
+            items += found
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    if not items:
+        raise ValueError("source holds no file, folder or table")
+    return list(dict.fromkeys(items))
+
+
+def _read(source: Any, options: ReadOptions, failed: dict[str, str]) -> list[Series]:
+    """Every readable series of ``source``; unreadable files and duplicate ids go to ``failed``."""
+    out: list[Series] = []
+    seen: set[str] = set()
+    for k, item in enumerate(_expand(source)):
+        if isinstance(item, Series):
+            found = [item]
+        else:
+            label = f"source[{k}]" if isinstance(item, pd.DataFrame) else str(item)
+            try:
+                found = read_series(item, label, options)
+            except (TableError, ValueError, OSError) as exc:
+                key = label if isinstance(item, pd.DataFrame) else table_stem(item)
+                failed[key] = _one_line(exc)
+                continue
+        for s in found:
+            if s.name in seen:
+                failed[f"{s.name} ({s.source or 'input'})"] = f"series id {s.name!r} appears twice; ids must be unique"
+                continue
+            seen.add(s.name)
+            out.append(s)
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
+           failed: dict[str, str]) -> list[_Task]:
+    from .calendar import future_timestamps
+
+    tasks = []
+    for s in series:
+        if lookback is not None:
+            s = s.slice(-lookback, None)
+        if len(s) < 2:
+            failed[s.name] = f"{len(s)} history bar(s); at least 2 are needed"
+            continue
+        if not np.isfinite(s.bars).all():
+            failed[s.name] = "bars hold values that are not finite"
+            continue
+        try:
+            future = future_timestamps(s.timestamps, pred_len, freq)[0]
+        except ValueError as exc:
+            failed[s.name] = _one_line(exc)
+            continue
+        tasks.append(_Task(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
+    return tasks
+
+
+def plan_batches(lengths: dict[str, int], batch_size: int) -> list[list[str]]:
+    """Ids in batches of at most ``batch_size`` series of similar history length (sorted by length, then id):
+    the same universe always gives the same batches."""
+    order = sorted(lengths, key=lambda i: (lengths[i], i))
+    return [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+# -- the dataset -----------------------------------------------------------------------------------------
+
+class _Dataset:
+    """The output folder: one file per series (``partition="series"``) or per batch (``"run"``)."""
+
+    def __init__(self, out: Path, fmt: str, partition: str, run: str | None):
+        self.root = Path(out)
+        self.fmt = fmt
+        self.partition = partition
+        self.base = self.root / f"run={_segment(run)}" if run is not None else self.root
+        self.suffix = ".parquet" if fmt == "parquet" else ".csv"
+
+    def series_path(self, series_id: str) -> Path:
+        return self.base / f"id={_segment(series_id)}" / f"part-0{self.suffix}"
+
+    def batch_path(self, ids: Sequence[str]) -> Path:
+        digest = hashlib.sha1("\x00".join(ids).encode()).hexdigest()[:16]
+        return self.base / f"part-{digest}{self.suffix}"
+
+    def written(self) -> set[str]:
+        if not self.base.is_dir():
+            return set()
+        for stale in self.base.glob("**/.part-*.tmp"):  # left by a job killed while writing
+            stale.unlink(missing_ok=True)
+        if self.partition == "series":
+            return {urllib.parse.unquote(p.parent.name[3:]) for p in self.base.glob(f"id=*/part-0{self.suffix}")}
+        ids: set[str] = set()
+        for path in self.base.glob(f"part-*{self.suffix}"):
+            ids.update(map(str, self._read(path, ["id"])["id"].unique()))
+        return ids
+
+    def _read(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+        if self.fmt == "parquet":
+            return pd.read_parquet(path, columns=columns)
+        return pd.read_csv(path, usecols=columns, dtype={"id": str} if columns else None)
+
+    def write(self, frames: dict[str, pd.DataFrame]) -> None:
+        if not frames:
+            return
+        if self.partition == "series":  # threads: encoding and fsync release the GIL
+            with ThreadPoolExecutor(max_workers=min(8, len(frames))) as pool:
+                list(pool.map(lambda item: self._write_file(self.series_path(item[0]), item[1]), frames.items()))
+            return
+        ids = sorted(frames)
+        table = pd.concat([frames[i].assign(id=i)[["id", *frames[i].columns]] for i in ids], ignore_index=True)
+        self._write_file(self.batch_path(ids), table)
+
+    def _write_file(self, path: Path, frame: pd.DataFrame) -> None:
+        from .checkpoint import atomic_write_bytes
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "parquet":
+            import io
+
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            data = buffer.getvalue()
+        else:
+            data = frame.to_csv(index=False).encode()
+        atomic_write_bytes(path, data)
+
+    def write_errors(self, failed: dict[str, str]) -> Path | None:
+        from .checkpoint import atomic_write_bytes
+
+        path = self.base / ERRORS_FILE
+        if not failed:
+            path.unlink(missing_ok=True)
+            return None
+        self.base.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame({"id": list(failed), "error": list(failed.values())})
+        atomic_write_bytes(path, frame.to_csv(index=False).encode())
+        return path
+
+
+def _segment(value: str) -> str:
+    """A partition folder name: the value URI-escaped (what pyarrow's hive partitioning reads back)."""
+    return urllib.parse.quote(str(value), safe="")
+
+
+def read_universe(out: str | os.PathLike, run: str | None = None) -> pd.DataFrame:
+    """A dataset written by :func:`forecast_universe` as one frame (``id`` first, sorted by id and timestamp)."""
+    root = Path(out)
+    base = root / f"run={_segment(run)}" if run is not None else root
+    frames = []
+    for path in sorted(base.glob("id=*/part-0.*")):
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, parse_dates=["timestamp"])
+        frames.append(frame.assign(id=urllib.parse.unquote(path.parent.name[3:])))
+    for path in sorted(base.glob("part-*.*")):
+        frames.append(pd.read_parquet(path) if path.suffix == ".parquet"
+                      else pd.read_csv(path, parse_dates=["timestamp"], dtype={"id": str}))
+    if not frames:
+        raise FileNotFoundError(f"{base} holds no forecast")
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[["id", *[c for c in frame.columns if c != "id"]]]
+    return frame.sort_values(["id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+# -- the work of one batch (the same in every engine) --------------------------------------------------------
+
+def _frame(forecast: Any, settings: _Settings) -> pd.DataFrame:
+    frame = forecast.to_frame()
+    numeric = frame.columns[2:]
+    frame[numeric] = frame[numeric].astype("float32")
+    if settings.paths:
+        samples = forecast.samples  # (S, P, 6) -> one column per path, rows (timestamp, column)
+        values = samples.transpose(1, 2, 0).reshape(-1, samples.shape[0]).astype("float32")
+        paths = pd.DataFrame(values, columns=[f"path_{k}" for k in range(samples.shape[0])])
+        frame = pd.concat([frame, paths], axis=1)
+    return frame
+
+
+def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
+                   settings: _Settings) -> list[tuple[str, pd.DataFrame | None, str | None]]:
+    """(id, frame, None) or (id, None, reason) per task; a batch that fails is retried series by series so
+    that only the bad series fails (with per-series seeds the good ones come out the same)."""
+    def run(part: list[_Task]) -> list[Any]:
+        return predictor.forecast_batch(
+            [pd.DataFrame(t.bars, columns=["open", "high", "low", "close", "volume", "amount"]) for t in part],
+            [t.timestamps for t in part], [t.future for t in part], settings.pred_len,
+            sample_count=settings.sample_count, T=settings.T, top_k=settings.top_k, top_p=settings.top_p,
+            quantiles=settings.quantiles, seed=[t.seed for t in part], calibrate=settings.calibrate,
+            dequantise=settings.dequantise)
+
+    try:
+        return [(t.id, _frame(f, settings), None) for t, f in zip(tasks, run(tasks))]
+    except Exception as exc:  # any failure belongs to this batch: find its series, report it per series
+        if len(tasks) == 1:
+            return [(tasks[0].id, None, _one_line(exc))]
+    out = []
+    for t in tasks:
+        out += forecast_tasks(predictor, [t], settings)
+    return out
+
+
+# -- engines ---------------------------------------------------------------------------------------------
+
+def _run_local(predictor: KronosPredictor, batches: list[list[_Task]], settings: _Settings) -> Iterator[list[Any]]:
+    for batch in batches:
+        yield forecast_tasks(predictor, batch, settings)
+
+
+class _RayWorker:
+    """A Ray Data actor: loads the model once, then forecasts one planned batch per call."""
+
+    def __init__(self, predictor_ref: Any, loader: dict[str, Any] | None, threads: int, settings: _Settings):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        if loader is not None:
+            self.predictor = KronosPredictor.from_pretrained(**loader)
+        else:
+            import ray
+
+            self.predictor = ray.get(predictor_ref[0])
+        self.settings = settings
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for payload in batch["payload"]:
+            tasks = pickle.loads(payload)
+            out.append(pickle.dumps(forecast_tasks(self.predictor, tasks, self.settings)))
+        return {"payload": np.array(out, dtype=object)}
+
+
+def _ray_init(address: str | None, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> bool:
+    """Connect to ``address`` or start a local instance; True when this call started Ray."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("engine='ray' needs Ray Data: pip install 'kronos-kline[ray]'") from exc
+    if ray.is_initialized():
+        return False
+    if address is not None:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        cpus = max(int(np.ceil(workers * cpus_per_worker)) + 1, 2)
+        ray.init(num_cpus=cpus, num_gpus=None if gpus_per_worker else 0, log_to_driver=False)
+    return True
+
+
+def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[_Task]],
+             settings: _Settings, *, workers: int, cpus_per_worker: float,
+             gpus_per_worker: float) -> Iterator[list[Any]]:
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the progress bar over series is ours
+    if hasattr(context, "enable_operator_progress_bars"):
+        context.enable_operator_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ref = [ray.put(predictor)] if loader is None else None  # in a list: Ray passes it to actors unresolved
+    items = [{"payload": pickle.dumps(batch)} for batch in batches]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    resources: dict[str, Any] = {"num_cpus": cpus_per_worker}
+    if gpus_per_worker:
+        resources["num_gpus"] = gpus_per_worker
+    threads = max(1, int(cpus_per_worker))
+    forecasts = dataset.map_batches(_RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                                    fn_constructor_args=(ref, loader, threads, settings), **resources)
+    for row in forecasts.iter_rows():
+        yield pickle.loads(row["payload"])
+
+
+# -- the entry point -------------------------------------------------------------------------------------
+
+def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], out: str | os.PathLike, *,
+                      predictor: KronosPredictor | None = None, model: str | os.PathLike = "default",
+                      tokenizer: str | os.PathLike | None = None, device: str | None = None,
+                      max_context: int | None = None, engine: str = "local", pred_len: int = 20,
+                      sample_count: int = 20, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
+                      T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0, calibrate: bool = True,
+                      dequantise: bool = True, freq: str | None = None, lookback: int | None = None,
+                      batch_size: int = 32, format: str = "parquet", partition: str = "series",
+                      run: str | None = None, paths: bool = False, overwrite: bool = False,
+                      address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
+                      gpus_per_worker: float = 0, progress: bool | Callable[[int, int], None] = True,
+                      options: ReadOptions | None = None, **read_keywords: Any) -> UniverseResult:
+    """Forecast every series of ``source`` and write them to the dataset folder ``out``.
+
+    ``source``: a file (a long table with a symbol column holds many series), a folder (its table files),
+    a glob pattern (``"data/*.parquet"``), a DataFrame, or a list of these. Reading follows
+    :mod:`kronos.tables` (``options`` or its keywords: ``time_column``, ``id_column``, ``nan``, ...). A
+    series is named by its symbol, or by its file's stem.
+
+    The model: ``predictor``, or ``model``/``tokenizer``/``device``/``max_context`` as in
+    :meth:`KronosPredictor.from_pretrained` (the bundled model by default). The forecast:
+    ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``,
+    ``dequantise`` as in :meth:`~KronosPredictor.forecast_batch`; ``freq`` for the future timestamps
+    (default: each series' own calendar); ``lookback`` keeps only each history's last bars. ``seed``:
+    the run seed; series ``i`` is drawn with ``series_seed(seed, i)``.
+
+    The dataset: ``format`` ``"parquet"`` or ``"csv"``; ``partition="series"`` writes
+    ``[run=<run>/]id=<id>/part-0.<format>`` per series, ``partition="run"`` one
+    ``run=<run>/part-<hash>.<format>`` per batch with an ``id`` column (``run`` is then required). Rows:
+    ``timestamp``, ``column`` (open ... amount), ``mean``, one column per quantile level, and with
+    ``paths`` the sample paths ``path_0`` ... Series already in the dataset are skipped unless
+    ``overwrite``. Failures go to ``_errors.csv`` beside the partitions. Read it back with
+    ``pandas.read_parquet(out)`` or :func:`read_universe`.
+
+    Series are forecast in batches of ``batch_size`` of similar history length. ``engine="ray"`` runs
+    the batches on ``workers`` Ray actors of ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs each,
+    on the cluster at ``address`` (``"auto"``, ``"ray://head:10001"``) or on a Ray instance started here.
+    ``progress``: a progress bar on stderr (True), none (False), or a callback ``(done, total)``.
+    """
+    started = time.perf_counter()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if partition not in PARTITIONS:
+        raise ValueError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
+    if partition == "run" and run is None:
+        raise ValueError("partition='run' needs run= (a label for this run, e.g. the date)")
+    for name, value in (("batch_size", batch_size), ("workers", workers), ("pred_len", pred_len),
+                        ("sample_count", sample_count)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not cpus_per_worker > 0 or gpus_per_worker < 0:
+        raise ValueError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker!r} "
+                         f"and {gpus_per_worker!r}")
+    if format == "parquet":
+        from importlib.util import find_spec
+
+        if find_spec("pyarrow") is None:
+            raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
+    settings = _Settings(pred_len, sample_count, tuple(float(q) for q in quantiles), T, top_k, top_p, calibrate,
+                         dequantise, paths)
+    from .generation import SamplingConfig
+
+    SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)  # bad settings fail here, not in every series
+    if any(not 0 <= q <= 1 for q in settings.quantiles):
+        raise ValueError(f"quantiles must be in [0, 1], got {list(settings.quantiles)}")
+
+    result = UniverseResult(Path(out))
+    dataset = _Dataset(Path(out), format, partition, run)
+    opts = ReadOptions.of(options, **read_keywords)
+    series = _read(source, opts, result.failed)
+    tasks = {t.id: t for t in _tasks(series, pred_len, freq, lookback, int(seed), result.failed)}
+    done = set() if overwrite else dataset.written() & set(tasks)
+    result.skipped = sorted(done)
+    plan = plan_batches({i: len(t.bars) for i, t in tasks.items()}, batch_size)
+    # A batch runs when any of its series is missing; it keeps its planned members, so every series is always
+    # forecast in the same company (bit-identical results on any device), and only missing ones are written.
+    todo = [[tasks[i] for i in ids] for ids in plan if not set(ids) <= done]
+    total = sum(len(set(t.id for t in b) - done) for b in todo)
+
+    bar, report = _progress(progress, total, engine)
+    started_ray = False
+    if todo:
+        if engine == "local":
+            predictor = predictor or KronosPredictor.from_pretrained(model, tokenizer, device=device,
+                                                                     max_context=max_context)
+            results = _run_local(predictor, todo, settings)
+        else:
+            started_ray = _ray_init(address, workers, cpus_per_worker, gpus_per_worker)
+            loader = None if predictor is not None else {"model": model, "tokenizer": tokenizer,
+                                                         "device": device, "max_context": max_context}
+            results = _run_ray(predictor, loader, todo, settings, workers=workers, cpus_per_worker=cpus_per_worker,
+                               gpus_per_worker=gpus_per_worker)
+        try:
+            written = 0
+            for batch in results:
+                frames = {i: f for i, f, _ in batch if f is not None and i not in done}
+                dataset.write(frames)
+                for i, f, reason in batch:
+                    if f is None:
+                        result.failed[i] = reason or "failed"
+                result.written += sorted(frames)
+                written += len([i for i, _, _ in batch if i not in done])
+                report(written)
+        finally:
+            if bar is not None:
+                bar.close()
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+    elif bar is not None:
+        bar.close()
+    result.errors_path = dataset.write_errors(result.failed)
+    result.seconds = time.perf_counter() - started
+    if result.failed:
+        log.warning("%d series failed, reasons in %s", len(result.failed), result.errors_path)
+    return result
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int,
+              engine: str) -> tuple[Any, Callable[[int], None]]:
+    if callable(progress):
+        return None, lambda done: progress(done, total)
+    if not progress or total == 0:
+        return None, lambda done: None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"forecast ({engine})", unit="series", file=sys.stderr)
+    return bar, lambda done: bar.update(done - bar.n)
