@@ -101,7 +101,8 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
     model_params, tokenizer_params = count(predictor.model), count(predictor.tokenizer)
     sources = getattr(predictor, "sources", None) or {}
     return {
-        "model": sources.get("model", source), "tokenizer": sources.get("tokenizer", tokenizer_source), "device": str(predictor.device),
+        "model": sources.get("model", source), "tokenizer": sources.get("tokenizer", tokenizer_source),
+        "device": str(predictor.device),
         "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
         "tokenizer_parameters": tokenizer_params,
         "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),

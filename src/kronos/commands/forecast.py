@@ -252,9 +252,8 @@ def _versions() -> dict[str, str]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..predictor import auto_device
-
     from ..default_model import bundled_folder
+    from ..predictor import auto_device
 
     info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device()),
                             "bundled": {part: str(bundled_folder(part)) for part in ("model", "tokenizer")}}
