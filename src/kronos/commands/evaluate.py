@@ -93,12 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is an existing file; give a folder")
-    config = EvaluationConfig(
-        lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
-        max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
-        min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
-        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
-        dequantise=args.dequantise, start=args.start)
+    try:
+        config = _config(args, EvaluationConfig)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("start must", "--from must")) from exc
+
     series = load_series(args.files, read_options(args))
     predictor, model_name = None, None
     if not args.baselines_only:
@@ -119,6 +118,15 @@ def run(args: argparse.Namespace) -> int:
                    f"wrote {', '.join(p.name for p in written)} to {args.out}")
     sys.stdout.write(console_report(evaluation))
     return 0
+
+
+def _config(args: argparse.Namespace, config_class):
+    return config_class(
+        lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
+        max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
+        min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
+        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
+        dequantise=args.dequantise, start=args.start)
 
 
 def console_report(evaluation: Evaluation) -> str:
