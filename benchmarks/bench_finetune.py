@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 
-def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, seed: int,
-                    tokenizer=None) -> dict:
+def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, seed: int, device: str) -> dict:
     from kronos.predictor import KronosPredictor
     from kronos.training.quality import ValidationForecasts
 
-    predictor = KronosPredictor.from_pretrained(model_dir, tokenizer, device="cpu")
+    predictor = KronosPredictor.from_pretrained(model_dir, device=device)
     plan = ValidationForecasts.plan([series], {series.name: n_test}, predictor.lookback,
                                     predictor.max_context - predictor.lookback, samples, origins, seed)
     raw = plan.score(predictor, calibrate=False)
@@ -60,6 +59,7 @@ def main() -> None:
     parser.add_argument("--tokenizer-too", nargs="*", default=[], metavar="FILE",
                         help="also fine-tune the tokenizer first for these files")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     import torch
@@ -69,18 +69,19 @@ def main() -> None:
     from kronos.training.trainer import TrainOptions, train
 
     logging.basicConfig(level=logging.WARNING)
-    print(f"torch threads {torch.get_num_threads()}; {args.max_steps} steps of batch {args.batch_size}, lr {args.lr}")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"{args.device} ({where}); {args.max_steps} steps of batch {args.batch_size}, lr {args.lr}")
     out = Path(args.out)
     rows = []
     common = dict(batch_size=args.batch_size, max_steps=args.max_steps, val_fraction=args.val_fraction,
                   test_fraction=args.test_fraction, eval_every=max(1, args.max_steps // 3), val_windows=64,
                   val_forecast_origins=16, val_forecast_samples=10, val_forecast_calibrated=False,
-                  device="cpu", progress=False, seed=args.seed, lr=args.lr)
+                  device=args.device, progress=False, seed=args.seed, lr=args.lr)
     for file in args.files:
         series = load_series([file])[0]
         n_test = split_by_time([series], args.val_fraction, args.test_fraction).bounds[series.name][2]
         ways = [("predictor", None)] + ([("tokenizer+predictor", "tok")] if file in args.tokenizer_too else [])
-        before = held_out_scores("default", series, n_test, args.origins, args.samples, args.seed)
+        before = held_out_scores("default", series, n_test, args.origins, args.samples, args.seed, args.device)
         for way, tok in ways:
             run = out / f"{series.name}-{way}"
             tokenizer = "default"
@@ -94,9 +95,9 @@ def main() -> None:
                                         tokenizer=tokenizer, **common))
             seconds = time.perf_counter() - started
             best_step = result.report["best"]["step"] if result.report else -1
-            final = held_out_scores(run / "final", series, n_test, args.origins, args.samples, args.seed)
+            final = held_out_scores(run / "final", series, n_test, args.origins, args.samples, args.seed, args.device)
             best = before if best_step == 0 else held_out_scores(run, series, n_test, args.origins, args.samples,
-                                                                 args.seed)
+                                                                 args.seed, args.device)
             bars_s = speed(run)
             rows.append((series.name, way, before, final, best, best_step, result.report, bars_s, seconds))
             b = before
