@@ -64,7 +64,20 @@ class _FlagFormatter(logging.Formatter):
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
-    """Nothing to check before loading: a model folder may record its tokenizer (see load_predictor)."""
+    """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with."""
+    from ..checkpoint import read_predictor_info
+    from ..default_model import resolve_source
+
+    if args.tokenizer is not None or args.model == "default":
+        return
+    try:
+        recorded = read_predictor_info(resolve_source(args.model, "model")).get("tokenizer")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if recorded is None:
+        raise UsageError(f"--tokenizer is required: {args.model} records no tokenizer (no predictor.json written by "
+                         "kronos train); give a folder, a hub id such as NeoQuasar/Kronos-Tokenizer-base, or "
+                         "'default'")
 
 
 def load_predictor(args: argparse.Namespace):
@@ -72,12 +85,12 @@ def load_predictor(args: argparse.Namespace):
     trained model's folder supplies the tokenizer and context it records). Mismatches are reported on stderr."""
     from ..predictor import KronosPredictor
 
+    check_model_arguments(args)
     logger = logging.getLogger("kronos.predictor")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
         handler = StderrHandler()
         handler.setFormatter(_FlagFormatter())
         logger.addHandler(handler)
-        logger.propagate = False
     try:
         return KronosPredictor.from_pretrained(args.model, args.tokenizer, device=args.device,
                                                max_context=args.max_context)

@@ -11,6 +11,7 @@ from .common import (
     UsageError,
     add_model_arguments,
     add_table_arguments,
+    check_model_arguments,
     load_predictor,
     positive_int,
     progress,
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc).replace("start must", "--from must")) from exc
 
+    if not args.baselines_only:
+        check_model_arguments(args)  # before reading the data
     series = load_series(args.files, read_options(args))
     predictor, model_name = None, None
     if not args.baselines_only:
