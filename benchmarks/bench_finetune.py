@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 
-def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, seed: int, device: str) -> dict:
+def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, seed: int, device: str,
+                    calibrated: bool = True) -> dict:
     from kronos.predictor import KronosPredictor
     from kronos.training.quality import ValidationForecasts
 
@@ -33,7 +34,7 @@ def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, 
     plan = ValidationForecasts.plan([series], {series.name: n_test}, predictor.lookback,
                                     predictor.max_context - predictor.lookback, samples, origins, seed)
     raw = plan.score(predictor, calibrate=False)
-    calibrated = plan.score(predictor, calibrate=True)
+    calibrated = plan.score(predictor, calibrate=True) if calibrated else {"crps_rel": np.nan, "coverage_80": np.nan}
     return {"crps": raw["crps_rel"], "cov80": raw["coverage_80"], "crps_cal": calibrated["crps_rel"],
             "cov80_cal": calibrated["coverage_80"], "origins": int(raw["origins"])}
 
@@ -60,6 +61,9 @@ def main() -> None:
                         help="also fine-tune the tokenizer first for these files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--calibrated", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score calibrated forecasts (slower: calibration forecasts past origins too)")
+    parser.add_argument("--val-origins", type=int, default=16, help="validation forecast origins during training")
     args = parser.parse_args()
 
     import torch
@@ -75,13 +79,14 @@ def main() -> None:
     rows = []
     common = dict(batch_size=args.batch_size, max_steps=args.max_steps, val_fraction=args.val_fraction,
                   test_fraction=args.test_fraction, eval_every=max(1, args.max_steps // 3), val_windows=64,
-                  val_forecast_origins=16, val_forecast_samples=10, val_forecast_calibrated=False,
+                  val_forecast_origins=args.val_origins, val_forecast_samples=10, val_forecast_calibrated=False,
                   device=args.device, progress=False, seed=args.seed, lr=args.lr)
     for file in args.files:
         series = load_series([file])[0]
         n_test = split_by_time([series], args.val_fraction, args.test_fraction).bounds[series.name][2]
         ways = [("predictor", None)] + ([("tokenizer+predictor", "tok")] if file in args.tokenizer_too else [])
-        before = held_out_scores("default", series, n_test, args.origins, args.samples, args.seed, args.device)
+        before = held_out_scores("default", series, n_test, args.origins, args.samples, args.seed, args.device,
+                                 args.calibrated)
         for way, tok in ways:
             run = out / f"{series.name}-{way}"
             tokenizer = "default"
@@ -95,9 +100,10 @@ def main() -> None:
                                         tokenizer=tokenizer, **common))
             seconds = time.perf_counter() - started
             best_step = result.report["best"]["step"] if result.report else -1
-            final = held_out_scores(run / "final", series, n_test, args.origins, args.samples, args.seed, args.device)
+            final = held_out_scores(run / "final", series, n_test, args.origins, args.samples, args.seed, args.device,
+                                 args.calibrated)
             best = before if best_step == 0 else held_out_scores(run, series, n_test, args.origins, args.samples,
-                                                                 args.seed, args.device)
+                                                                 args.seed, args.device, args.calibrated)
             bars_s = speed(run)
             rows.append((series.name, way, before, final, best, best_step, result.report, bars_s, seconds))
             b = before
