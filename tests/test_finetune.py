@@ -5,6 +5,7 @@ validation of the starting weights, a report that says whether training helped, 
 from __future__ import annotations
 
 import json
+import re
 import logging
 import shutil
 
@@ -152,6 +153,9 @@ def test_select_by_picks_the_best_validated_checkpoint(tmp_path, select_by):
     trained = min((s for s in values if s > 0), key=lambda step: (values[step], step))
     assert report["best_trained"]["step"] == trained
     assert report["improved"] == (values[trained] < values[0])
+    if select_by == "crps":  # the change comes with its standard error over the paired origins
+        assert report["change_se"] > 0 and re.search(r"standard error over \d+ origins", report["verdict"])
+        assert isinstance(report["within_noise"], bool)
 
 
 def test_max_minutes_fits_the_schedule_to_the_steps_that_run(tmp_path):

@@ -62,7 +62,8 @@ class ValidationForecasts:
         return cls(kept, config, origins[:max_origins] if len(origins) > max_origins else origins)
 
     def score(self, predictor, calibrate: bool) -> dict[str, float]:
-        """Pooled scores of ``predictor`` on these origins (``seconds``: time spent)."""
+        """Pooled scores of ``predictor`` on these origins (``seconds``: time spent; ``per_origin``: the CRPS of
+        each origin)."""
         started = time.perf_counter()
         config = EvaluationConfig(**{**self.config.__dict__, "calibrate": calibrate})
         runner = _ModelRunner(predictor, config)
@@ -75,6 +76,18 @@ class ValidationForecasts:
             p = paths[o]
             rows.append(score_origin(p[..., CLOSE], p[..., VOLUME], float(history[-1, CLOSE]), future[:, CLOSE],
                                      future[:, VOLUME], float(history[:, VOLUME].mean()), p))
-        out = {name: float(np.nanmean([row[name] for row in rows])) for name in SCORES}
-        out.update(origins=float(len(self.origins)), seconds=time.perf_counter() - started)
+        out: dict = {name: float(np.nanmean([row[name] for row in rows])) for name in SCORES}
+        out.update(origins=float(len(self.origins)), seconds=time.perf_counter() - started,
+                   per_origin=[float(row["crps_rel"]) for row in rows])
         return out
+
+
+def paired_change(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
+    """Relative change of the mean CRPS from ``before`` to ``after`` (per-origin scores of the same origins) and
+    its standard error, from the spread of the per-origin differences."""
+    a, b = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    scale = a.mean()
+    if len(a) < 2 or not scale:
+        return float("nan"), float("nan")
+    diff = b - a
+    return float(diff.mean() / scale), float(diff.std(ddof=1) / np.sqrt(len(diff)) / scale)

@@ -50,7 +50,7 @@ from ..tables import ReadOptions
 from ..tokenizer import KronosTokenizer
 from . import distributed as dist_utils
 from .distributed import DistInfo
-from .quality import ValidationForecasts
+from .quality import ValidationForecasts, paired_change
 from .splits import describe_splits, load_training_series, split_by_time
 from .windows import Batch, WindowSampler
 
@@ -469,6 +469,7 @@ class Trainer:
             return
         state = {"format": 1, "step": self.step, "best_value": self.best_value, "world_size": self.info.world_size,
                  "best_step": self.best_step, "history": self.history, "start_calibrated": self.start_calibrated,
+                 "start_per_origin": getattr(self, "start_per_origin", None),
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "rng": rng, "options": self.opts.to_dict()}
         buffer = io.BytesIO()
@@ -498,6 +499,7 @@ class Trainer:
         self.best_step = state.get("best_step")
         self.history = list(state.get("history") or [])
         self.start_calibrated = state.get("start_calibrated")
+        self.start_per_origin = state.get("start_per_origin")
         rng = state["rng"][self.info.rank]
         torch.set_rng_state(rng["torch"].cpu())
         if "cuda" in rng and self.device.type == "cuda":
@@ -545,14 +547,15 @@ class Trainer:
         if self.forecasts is None:
             return None
         keys = ("crps_rel", "coverage_80", "coverage_50", "origins", "seconds")
-        scores = dict.fromkeys(keys, 0.0)
+        n = len(self.forecasts.origins)
+        scores: dict[str, Any] = {**dict.fromkeys(keys, 0.0), "per_origin": [0.0] * n}
         if self.info.is_main:
             try:
                 scores = self.forecasts.score(self._predictor(self.model), calibrate)
             finally:
                 self.model.train()
-        totals = dist_utils.all_reduce_sum([scores[k] for k in keys], self.info)
-        return dict(zip(keys, totals))
+        totals = dist_utils.all_reduce_sum([scores[k] for k in keys] + list(scores["per_origin"]), self.info)
+        return {**dict(zip(keys, totals[:len(keys)])), "per_origin": totals[len(keys):]}
 
     def validate(self) -> dict[str, float] | None:
         """Validation loss and (predictor runs) forecast scores; records them, keeps ``best/`` up to date."""
@@ -565,9 +568,14 @@ class Trainer:
         if val is None:
             return
         scores = {k: forecast[k] for k in ("crps_rel", "coverage_80", "coverage_50")} if forecast else {}
+        if forecast and self.step == 0 and not self.history:
+            self.start_per_origin = list(forecast["per_origin"])
+        elif forecast and getattr(self, "start_per_origin", None):
+            change, error = paired_change(self.start_per_origin, forecast["per_origin"])
+            scores.update(crps_change=change, crps_change_se=error)
         self.metrics.write({"split": "val", "step": self.step, "epoch": self.step / self.opts.steps_per_epoch,
                             **{k: round(v, 6) for k, v in val.items()},
-                            **{f"forecast_{k}": round(v, 6) for k, v in scores.items()}})
+                            **{f"forecast_{k}": round(v, 6) for k, v in scores.items() if not k.startswith("crps_ch")}})
         self.history.append({"step": self.step, "loss": val["loss"], self.task.best_metric: val[self.task.best_metric],
                              **scores})
         value = scores["crps_rel"] if self.select_by == "crps" and forecast else val[self.task.best_metric]
@@ -618,13 +626,26 @@ class Trainer:
         change = (after - before) / abs(before) if before else float("nan")
         report["improved"] = bool(after < before)
         report["change"] = change
-        if after < before:
+        error = best_trained.get("crps_change_se") if metric == "crps_rel" else None
+        noise = ""
+        if error is not None and math.isfinite(error):
+            report["change_se"] = error
+            noise = f" ± {error:.1%} (standard error over {report['forecast_origins']} origins)"
+        report["within_noise"] = bool(error is not None and math.isfinite(error) and abs(after - before) < 2 * error
+                                      * abs(before))
+        if after < before and report["within_noise"]:
+            report["verdict"] = (f"training did not clearly beat the starting weights: {name} {before:.5g} -> "
+                                 f"{after:.5g} ({change:+.1%}{noise}) at step {best_trained['step']} is within "
+                                 f"twice its standard error; check more origins (val_forecast_origins=) or held-out "
+                                 f"data before trusting it; best/ holds step {best['step']}")
+        elif after < before:
             report["verdict"] = (f"training beat the starting weights: {name} {before:.5g} -> {after:.5g} "
-                                 f"({change:+.1%}) at step {best_trained['step']}; best/ holds step {best['step']}")
+                                 f"({change:+.1%}{noise}) at step {best_trained['step']}; best/ holds step "
+                                 f"{best['step']}")
         else:
             report["verdict"] = (f"training did not beat the starting weights: the best trained checkpoint (step "
                                  f"{best_trained['step']}) has {name} {after:.5g} against {before:.5g} "
-                                 f"({change:+.1%}); best/ holds the starting weights")
+                                 f"({change:+.1%}{noise}); best/ holds the starting weights")
         return report
 
     def _save(self, directory: Path) -> None:
