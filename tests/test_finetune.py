@@ -5,8 +5,8 @@ validation of the starting weights, a report that says whether training helped, 
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import shutil
 
 import pandas as pd
