@@ -130,7 +130,7 @@ def write_bad_csv(tmp_path: Path) -> Path:
     (["--quantiles", "0.5,1.5"], r"--quantiles must be comma-separated numbers in \[0, 1\], got '0\.5,1\.5'"),
     (["--freq", "fortnightly"], r"freq 'fortnightly' is not a pandas frequency"),
     (["--top-p", "2"], r"top_p must be in \(0, 1\], got 2\.0"),
-    (["--model", str(TINY / "model")], r"--model and --tokenizer go together"),
+    (["--model", str(TINY / "model")], r"--tokenizer is required"),
     (["--out", "no/such/folder/f.csv"], r"folder .*no/such/folder does not exist"),
 ])
 def test_given_a_bad_option_value_when_forecasting_then_exit_2_naming_it(tmp_path, capsys, monkeypatch, extra,

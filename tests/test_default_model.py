@@ -21,8 +21,9 @@ def test_bundled_weights_are_small_float16_files_that_load_as_float32():
     model_dir, tokenizer_dir, max_context = default_paths()
     info = json.loads((WEIGHTS_DIR / "default.json").read_text())
     assert info["max_context"] == max_context > 0
-    assert json.loads((model_dir / "predictor.json").read_text()) == {"lookback": info["lookback"],
-                                                                      "max_context": max_context}
+    recorded = json.loads((model_dir / "predictor.json").read_text())
+    assert recorded["lookback"] == info["lookback"] and recorded["max_context"] == max_context
+    assert recorded["tokenizer"] == "default" and recorded["horizon"] == max_context - info["lookback"]
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*.safetensors"))
     assert total < 25 * 2**20
     stored = load_file(model_dir / "model.safetensors")

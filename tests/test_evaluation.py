@@ -170,7 +170,7 @@ class TestOrigins:
             evaluate([DATA / "backtesting_BTCUSD_1mo.csv"], None, pred_len=100)
 
     @pytest.mark.parametrize(("settings", "message"), [
-        ({"tail_fraction": 1.0}, r"tail_fraction must be in \(0, 1\), got 1.0"),
+        ({"tail_fraction": 1.5}, r"tail_fraction must be in \(0, 1\], got 1.5"),
         ({"pred_len": 0}, "pred_len must be an integer >= 1, got 0"),
         ({"vol_window": 1}, "vol_window must be >= 2"),
         ({"calibrate": "yes"}, "calibrate must be True, False or None"),
@@ -319,8 +319,8 @@ class TestCommandLine:
 
     @pytest.mark.parametrize(("extra", "message"), [
         (["missing.csv"], "missing.csv: no such file or folder"),
-        ([str(FILES[0]), "--tail-fraction", "0"], "tail_fraction must be in (0, 1), got 0.0"),
-        ([str(FILES[0]), "--model", str(PARITY / "model")], "--model and --tokenizer go together"),
+        ([str(FILES[0]), "--tail-fraction", "0"], "tail_fraction must be in (0, 1], got 0.0"),
+        ([str(FILES[0]), "--model", str(PARITY / "model")], "--tokenizer is required"),
         ([str(FILES[0]), "--pred-len", "700", "--baselines-only"], "no forecast origins in any series"),
     ])
     def test_bad_input_exits_2_with_one_line(self, extra, message, tmp_path, capsys):

@@ -173,7 +173,7 @@ def test_tokenizer_trainer_writes_loadable_models_checkpoint_and_metrics(tmp_pat
     rows = read_metrics(out)
     train_rows = [r for r in rows if r["split"] == "train"]
     val_rows = [r for r in rows if r["split"] == "val"]
-    assert [r["step"] for r in train_rows] == [2, 4, 6] and [r["step"] for r in val_rows] == [4, 6]
+    assert [r["step"] for r in train_rows] == [2, 4, 6] and [r["step"] for r in val_rows] == [0, 4, 6]
     assert {"loss", "recon_mse", "lr", "bars_per_s"} <= set(train_rows[0])
     assert {"loss", "recon_mse", "recon_mse_coarse", "bsq_loss"} <= set(val_rows[0])
     splits = json.loads((out / "splits.json").read_text())

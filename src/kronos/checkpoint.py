@@ -106,30 +106,59 @@ def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None, c
     return Path(config), Path(weights)
 
 
-def write_predictor_info(directory: str | os.PathLike, lookback: int, max_context: int) -> None:
-    """Record in a predictor folder the history length it was trained on (``lookback`` bars, which also fix
-    the normalisation statistics) and the longest window it saw (``max_context`` tokens)."""
-    info = {"lookback": int(lookback), "max_context": int(max_context)}
+def write_predictor_info(directory: str | os.PathLike, lookback: int, max_context: int, *,
+                         horizon: int | None = None, tokenizer: str | None = None, clip: float | None = None) -> None:
+    """Record in a predictor folder how it was trained to be used: the history length (``lookback`` bars,
+    which also fix the normalisation statistics), the longest window it saw (``max_context`` tokens), the
+    training ``horizon``, the ``tokenizer`` it was trained with (a folder, a hub id or ``"default"``) and the
+    normalisation rules (z-scores from the lookback bars, clipped at ±``clip``)."""
+    from .data import NORM_EPS
+
+    info: dict[str, Any] = {"lookback": int(lookback), "max_context": int(max_context)}
+    if horizon is not None:
+        info["horizon"] = int(horizon)
+    if tokenizer is not None:
+        info["tokenizer"] = str(tokenizer)
+    if clip is not None:
+        info["normalisation"] = {"method": "zscore", "statistics": "lookback bars, per column",
+                                 "clip": float(clip), "eps": NORM_EPS}
     atomic_write_bytes(Path(directory) / PREDICTOR_INFO_NAME, (json.dumps(info, indent=2) + "\n").encode())
 
 
-def read_predictor_info(source: str | os.PathLike) -> dict[str, int]:
-    """``lookback`` and ``max_context`` from a local predictor folder's ``predictor.json``; {} when absent
-    (hub ids and folders written by other tools)."""
-    path = Path(source) / PREDICTOR_INFO_NAME
+def read_predictor_info(source: str | os.PathLike) -> dict[str, Any]:
+    """What a local predictor folder's ``predictor.json`` records: ``lookback``, ``max_context`` and, when
+    written by ``kronos train``, ``horizon``, ``tokenizer`` and ``clip``; {} when absent (hub ids and
+    folders written by other tools). A relative tokenizer path is taken relative to the folder."""
+    folder = Path(source).expanduser()
+    path = folder / PREDICTOR_INFO_NAME
     if not path.is_file():
         return {}
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
-    out = {}
-    for key in ("lookback", "max_context"):
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    out: dict[str, Any] = {}
+    for key in ("lookback", "max_context", "horizon"):
         value = info.get(key)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CheckpointError(f"{path}: {key} must be a positive integer, got {value!r}")
             out[key] = value
+    tokenizer = info.get("tokenizer")
+    if tokenizer is not None:
+        if not isinstance(tokenizer, str) or not tokenizer:
+            raise CheckpointError(f"{path}: tokenizer must be a folder, a hub id or 'default', got {tokenizer!r}")
+        relative = folder / tokenizer
+        if tokenizer != "default" and not Path(tokenizer).is_absolute() and relative.is_dir():
+            tokenizer = str(relative)
+        out["tokenizer"] = tokenizer
+    clip = (info.get("normalisation") or {}).get("clip") if isinstance(info.get("normalisation"), dict) else None
+    if clip is not None:
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+            raise CheckpointError(f"{path}: normalisation.clip must be a positive number, got {clip!r}")
+        out["clip"] = float(clip)
     return out
 
 
@@ -178,6 +207,7 @@ class PretrainedMixin:
 
     config_class: type
     config: Any
+    bundled_part: str | None = None  # "model" or "tokenizer": what from_pretrained("default") loads
 
     def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
@@ -205,7 +235,11 @@ class PretrainedMixin:
                         cache_dir: str | None = None, local_files_only: bool = False,
                         token: str | bool | None = None, device: str | torch.device | None = None,
                         **config_overrides: Any) -> M:
-        """Load a local folder or a hub id (``NeoQuasar/Kronos-small``) and return the model in eval mode."""
+        """Load a local folder, a training run's folder (its ``best/``), a hub id (``NeoQuasar/Kronos-small``)
+        or ``"default"`` (the bundled weights) and return the model in eval mode."""
+        from .default_model import resolve_source
+
+        source = resolve_source(source, cls.bundled_part)
         config_path, weights_path = resolve_checkpoint(source, revision, cache_dir, local_files_only, token)
         values = read_config(config_path)
         values.update(config_overrides)

@@ -10,9 +10,59 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
+
+
+BUNDLED_PARTS = ("model", "tokenizer")
+
+
+def bundled_folder(part: str) -> Path:
+    """The bundled ``model`` or ``tokenizer`` folder."""
+    if part not in BUNDLED_PARTS:
+        raise ValueError(f"part must be 'model' or 'tokenizer', got {part!r}")
+    return WEIGHTS_DIR / part
+
+
+def resolve_source(source: str | os.PathLike, part: str | None = None) -> str | Path:
+    """Where a ``from_pretrained`` source really is.
+
+    ``"default"`` is the bundled ``part`` folder (``"model"`` or ``"tokenizer"``); a training run's folder
+    (``kronos train --out``: no ``config.json`` but ``best/config.json``) stands for its ``best/``; other
+    sources (checkpoint folders, hub ids) pass through unchanged.
+    """
+    from .checkpoint import CONFIG_NAME
+
+    if str(source) == "default" and part is not None:
+        folder = bundled_folder(part)
+        if not (folder / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"the bundled default {part} is missing from {folder}; reinstall kronos-kline "
+                                    "or pass a folder or hub id")
+        return folder
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "best" / CONFIG_NAME).is_file():
+        return path / "best"
+    return source
+
+
+def describe_source(source: str | os.PathLike, part: str) -> str:
+    """How a source is recorded in a trained model's folder: ``"default"`` for the bundled ``part``, an
+    absolute path for a local folder (a run folder as its ``best/``), a hub id as given."""
+    resolved = resolve_source(source, part)
+    path = Path(resolved).expanduser()
+    if not path.is_dir():
+        return str(source)
+    path = path.resolve()
+    if path == bundled_folder(part).resolve():
+        return "default"
+    return str(path)
+
+
+def same_source(a: str | os.PathLike, b: str | os.PathLike, part: str) -> bool:
+    """Whether two sources name the same checkpoint (after :func:`describe_source`)."""
+    return describe_source(a, part) == describe_source(b, part)
 
 
 def default_paths() -> tuple[Path, Path, int]:
@@ -38,7 +88,8 @@ def package_default(model_dir: str | Path, tokenizer_dir: str | Path, max_contex
     out = Path(out)
     Kronos.from_pretrained(model_dir).save_pretrained(out / "model", dtype=torch.float16)
     KronosTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out / "tokenizer", dtype=torch.float16)
-    write_predictor_info(out / "model", lookback, max_context)
+    write_predictor_info(out / "model", lookback, max_context, horizon=max_context - lookback,
+                         tokenizer="default")
     info = {"lookback": int(lookback), "max_context": int(max_context), "model_source": str(model_dir),
             "tokenizer_source": str(tokenizer_dir),
             "storage_dtype": "float16", "notes": notes}

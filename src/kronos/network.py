@@ -158,6 +158,7 @@ class Kronos(PretrainedMixin, nn.Module):
     arguments, or load one with :meth:`from_pretrained`."""
 
     config_class = KronosConfig
+    bundled_part = "model"  # from_pretrained("default"): the bundled model
 
     def __init__(self, config: KronosConfig | dict | None = None, **kwargs: Any):
         super().__init__()

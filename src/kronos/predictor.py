@@ -232,33 +232,54 @@ class KronosPredictor:
         self.clip = clip
         self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
         self._said_lookback = False
+        self.sources: dict[str, str] = {}  # from_pretrained: the model and tokenizer it loaded
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
-                        device: str | torch.device | None = None, max_context: int | None = None, clip: float = 5,
-                        lookback: int | None = None, **hub_kwargs: Any) -> KronosPredictor:
+                        device: str | torch.device | None = None, max_context: int | None = None,
+                        clip: float | None = None, lookback: int | None = None,
+                        **hub_kwargs: Any) -> KronosPredictor:
         """Load a predictor from folders or hub ids (``"NeoQuasar/Kronos-small"``,
-        ``"NeoQuasar/Kronos-Tokenizer-base"``), or the bundled default model with ``"default"``.
+        ``"NeoQuasar/Kronos-Tokenizer-base"``), the bundled default model with ``"default"``, or a
+        ``kronos train`` run's folder (its ``best/``).
 
-        ``max_context`` and ``lookback`` default to what the model folder's ``predictor.json`` (written by
-        ``kronos train``) says, else 512 and ``max_context``.
+        A model folder written by ``kronos train`` (or the bundled one) records in ``predictor.json`` the
+        tokenizer it was trained with, its ``max_context``, ``lookback`` and the normalisation ``clip``; those
+        are used unless given here. A given value that differs from the recorded one wins, with a warning
+        on the ``kronos.predictor`` logger. Without a record, ``tokenizer`` is required and ``max_context``
+        defaults to 512, ``lookback`` to ``max_context``, ``clip`` to 5.
         """
-        if str(model) == "default":
-            from .default_model import default_paths
+        from .default_model import describe_source, resolve_source
 
-            model, default_tokenizer, default_context = default_paths()
-            tokenizer = tokenizer or default_tokenizer
-            max_context = max_context or default_context
+        source = resolve_source(model, "model")
+        info = read_predictor_info(source)
+        if str(model) == "default" and "tokenizer" not in info:
+            info["tokenizer"] = "default"
+        recorded = info.get("tokenizer")
         if tokenizer is None:
-            raise ValueError("tokenizer is required unless model is 'default' (e.g. NeoQuasar/Kronos-Tokenizer-base)")
-        info = read_predictor_info(model)
-        network = Kronos.from_pretrained(model, **hub_kwargs)
+            if recorded is None:
+                raise ValueError(f"tokenizer= is required: {model} records no tokenizer (no predictor.json written by "
+                                 "kronos train); give a folder, a hub id such as NeoQuasar/Kronos-Tokenizer-base, "
+                                 "or 'default'")
+            tokenizer = recorded
+        elif recorded is not None and describe_source(tokenizer, "tokenizer") != describe_source(recorded, "tokenizer"):
+            log.warning("tokenizer=%s differs from the one %s was trained with (%s); using %s", tokenizer, model,
+                        recorded, tokenizer)
+        for name, given in (("max_context", max_context), ("lookback", lookback), ("clip", clip)):
+            if given is not None and name in info and given != info[name]:
+                log.warning("%s=%s differs from the %s %s was trained with; using %s", name, given, info[name],
+                            model, given)
+        network = Kronos.from_pretrained(source, **hub_kwargs)
         codec = KronosTokenizer.from_pretrained(tokenizer, **hub_kwargs)
         max_context = max_context or info.get("max_context") or 512
         lookback = lookback or info.get("lookback")
         if lookback is not None:
             lookback = min(int(lookback), max_context)
-        return cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback)
+        clip = clip if clip is not None else info.get("clip", 5)
+        predictor = cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback)
+        predictor.sources = {"model": describe_source(model, "model"),
+                             "tokenizer": describe_source(tokenizer, "tokenizer")}
+        return predictor
 
     # -- validation -----------------------------------------------------------------------------
     def _series(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,

@@ -34,6 +34,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
     """
 
     config_class = TokenizerConfig
+    bundled_part = "tokenizer"  # from_pretrained("default"): the bundled tokenizer
 
     def __init__(self, config: TokenizerConfig | dict | None = None, **kwargs: Any):
         super().__init__()

@@ -45,29 +45,57 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --tokenizer, --max-context, --device: the options every command that loads a model shares."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="default",
-                       help="model folder or hub id (default: the bundled model, 'default')")
-    group.add_argument("--tokenizer", default="default",
-                       help="tokenizer folder or hub id (default: the bundled tokenizer, 'default')")
+                       help="model folder, kronos train --out folder (its best/), hub id, or 'default' (the "
+                            "bundled model; the default)")
+    group.add_argument("--tokenizer", default=None,
+                       help="tokenizer folder, hub id or 'default' (default: the one the model was trained with, "
+                            "recorded in its folder by kronos train; needed for hub ids)")
     group.add_argument("--max-context", type=positive_int, default=None,
-                       help="most tokens the model sees (default: the bundled model's own; 512 for others)")
+                       help="most tokens the model sees (default: what the model folder records; 512 for others)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, mps or cpu)")
 
 
+MODEL_ARGUMENTS = ("model", "tokenizer", "max_context", "lookback", "clip", "device")
+
+
+class _FlagFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return "kronos: " + flag_names(record.getMessage(), MODEL_ARGUMENTS)
+
+
 def check_model_arguments(args: argparse.Namespace) -> None:
-    if (args.model == "default") != (args.tokenizer == "default"):
-        raise UsageError("--model and --tokenizer go together: give both folders/hub ids, or neither for the "
-                         "bundled default model")
+    """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with."""
+    from ..checkpoint import read_predictor_info
+    from ..default_model import resolve_source
+
+    if args.tokenizer is not None or args.model == "default":
+        return
+    try:
+        recorded = read_predictor_info(resolve_source(args.model, "model")).get("tokenizer")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if recorded is None:
+        raise UsageError(f"--tokenizer is required: {args.model} records no tokenizer (no predictor.json written by "
+                         "kronos train); give a folder, a hub id such as NeoQuasar/Kronos-Tokenizer-base, or "
+                         "'default'")
 
 
 def load_predictor(args: argparse.Namespace):
-    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights)."""
+    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights; a
+    trained model's folder supplies the tokenizer and context it records). Mismatches are reported on stderr."""
     from ..predictor import KronosPredictor
 
     check_model_arguments(args)
-    model, tokenizer = args.model, args.tokenizer
+    logger = logging.getLogger("kronos.predictor")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(_FlagFormatter())
+        logger.addHandler(handler)
     try:
-        return KronosPredictor.from_pretrained(model, None if tokenizer == "default" else tokenizer,
-                                               device=args.device, max_context=args.max_context)
+        return KronosPredictor.from_pretrained(args.model, args.tokenizer, device=args.device,
+                                               max_context=args.max_context)
+    except ValueError as exc:
+        raise UsageError(flag_names(str(exc), MODEL_ARGUMENTS)) from exc
     except RuntimeError as exc:  # e.g. an unavailable device
         raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
 
@@ -84,8 +112,10 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
         return {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
 
     model_params, tokenizer_params = count(predictor.model), count(predictor.tokenizer)
+    sources = getattr(predictor, "sources", None) or {}
     return {
-        "model": source, "tokenizer": tokenizer_source, "device": str(predictor.device),
+        "model": sources.get("model", source), "tokenizer": sources.get("tokenizer", tokenizer_source),
+        "device": str(predictor.device),
         "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
         "tokenizer_parameters": tokenizer_params,
         "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),

@@ -11,6 +11,7 @@ from .common import (
     UsageError,
     add_model_arguments,
     add_table_arguments,
+    check_model_arguments,
     load_predictor,
     positive_int,
     progress,
@@ -26,6 +27,8 @@ examples:
   kronos evaluate AAPL.csv MSFT.csv --lookback 512 --pred-len 24 --samples 20 --origins 30 --out eval
   kronos evaluate data/ --model ./my-model --tokenizer ./my-tokenizer --max-context 256 --device cuda --out eval
   kronos evaluate data/ --baselines-only --out eval-baselines
+  kronos evaluate test-part.csv --model runs/ft --tail-fraction 1.0 --out eval-test
+  kronos evaluate AAPL.csv --model runs/ft --from 2023-01-01 --out eval-2023
   kronos evaluate panel.csv --id-column ticker --nan drop --out eval-panel
 
 Each FILE (or every .csv/.parquet/.json in a folder) needs a timestamp column and open, high, low,
@@ -57,7 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     walk.add_argument("--all-origins", action="store_true", help="every origin on the stride grid (no cap)")
     walk.add_argument("--stride", type=positive_int, default=None, help="bars between origins (default --pred-len)")
     walk.add_argument("--tail-fraction", type=float, default=0.2,
-                      help="held-out share at the end of each series (default 0.2)")
+                      help="held-out share at the end of each series (default 0.2; 1.0: the whole file, from its "
+                           "first origin with --min-history bars of history taken from the file)")
+    walk.add_argument("--from", dest="start", metavar="DATE", default=None,
+                      help="score horizons starting at or after DATE (instead of --tail-fraction); history comes "
+                           "from the same file")
     walk.add_argument("--min-history", type=positive_int, default=None,
                       help="fewest history bars an origin may have (default min(64, lookback))")
     walk.add_argument("--vol-window", type=positive_int, default=None,
@@ -87,17 +94,18 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is an existing file; give a folder")
-    config = EvaluationConfig(
-        lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
-        max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
-        min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
-        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
-        dequantise=args.dequantise)
+    try:
+        config = _config(args, EvaluationConfig)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("start must", "--from must")) from exc
+
+    if not args.baselines_only:
+        check_model_arguments(args)  # before reading the data
     series = load_series(args.files, read_options(args))
     predictor, model_name = None, None
     if not args.baselines_only:
         predictor = load_predictor(args)
-        model_name = args.model if args.model != "default" else "default (bundled)"
+        model_name = predictor.sources.get("model", args.model) if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
     def report(done: int, total: int) -> None:
         progress(args, f"forecast {done}/{total} origins")
@@ -113,6 +121,15 @@ def run(args: argparse.Namespace) -> int:
                    f"wrote {', '.join(p.name for p in written)} to {args.out}")
     sys.stdout.write(console_report(evaluation))
     return 0
+
+
+def _config(args: argparse.Namespace, config_class):
+    return config_class(
+        lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
+        max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
+        min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
+        T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
+        dequantise=args.dequantise, start=args.start)
 
 
 def console_report(evaluation: Evaluation) -> str:

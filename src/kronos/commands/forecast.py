@@ -36,6 +36,7 @@ FORECAST_EXAMPLES = """\
 examples:
   kronos forecast prices.csv --pred-len 20
   kronos forecast prices.csv --pred-len 48 --samples 50 --seed 0 --out forecast.parquet --plot chart.png
+  kronos forecast prices.parquet --model runs/my-finetune
   kronos forecast prices.parquet --model ./my-model --tokenizer ./my-tokenizer --max-context 256
   kronos forecast prices.csv --model NeoQuasar/Kronos-small --tokenizer NeoQuasar/Kronos-Tokenizer-base
   cat prices.csv | kronos forecast - --freq 5min --quantiles 0.05,0.5,0.95 --plot chart.html
@@ -377,13 +378,17 @@ def _versions() -> dict[str, str]:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from ..default_model import bundled_folder
     from ..predictor import auto_device
 
-    info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device())}
+    info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device()),
+                            "bundled": {part: str(bundled_folder(part)) for part in ("model", "tokenizer")}}
     if not args.json:
         for key, value in info["versions"].items():
             print(f"{key:<24}{value}")
         print(f"{'device':<24}{info['device']}")
+        for part, folder in info["bundled"].items():
+            print(f"{'bundled ' + part:<24}{folder}")
         sys.stdout.flush()
     info["model"] = model_summary(load_predictor(args), args.model, args.tokenizer)
     if args.json:

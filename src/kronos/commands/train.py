@@ -17,12 +17,13 @@ from .common import StderrHandler, UsageError, flag_names
 
 # (flag, type, help, applies to: "both" / "tokenizer" / "predictor"); defaults come from TrainOptions.
 OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
-    ("--lookback", int, "history bars per window; normalisation statistics come from these bars only", "both"),
-    ("--horizon", int, "bars after the history in each window", "both"),
+    ("--lookback", int, "history bars per window; normalisation statistics come from these bars only (default: "
+     "the --init model's, else 90)", "both"),
+    ("--horizon", int, "bars after the history in each window (default: the --init model's, else 10)", "both"),
     ("--clip", float, "clip normalised values to ±CLIP", "both"),
     ("--batch-size", int, "windows per micro-batch and process", "both"),
     ("--accumulation-steps", int, "micro-batches per optimizer step (gradient accumulation)", "both"),
-    ("--lr", float, "peak learning rate of the one-cycle schedule", "both"),
+    ("--lr", float, "peak learning rate of the one-cycle schedule (0: only validate the starting weights)", "both"),
     ("--adam-beta1", float, "AdamW beta1", "both"),
     ("--adam-beta2", float, "AdamW beta2", "both"),
     ("--weight-decay", float, "AdamW weight decay", "both"),
@@ -33,13 +34,20 @@ OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
     ("--steps-per-epoch", int, "optimizer steps per epoch (windows are redrawn every epoch)", "both"),
     ("--max-steps", int, "total optimizer steps; overrides epochs × steps-per-epoch (sets the schedule length)",
      "both"),
-    ("--max-minutes", float, "wall-clock budget: stop, evaluate and save after this many minutes (the schedule "
-     "still spans all steps; --resume continues)", "both"),
+    ("--max-minutes", float, "wall-clock budget: the speed of the first steps sizes the schedule (warm-up and "
+     "decay) to the steps that fit; stops, validates and saves when the time is up (--resume continues)", "both"),
     ("--stop-after", int, "stop this invocation after N steps, saving a checkpoint (the schedule still spans all "
      "steps; --resume continues)", "both"),
     ("--val-fraction", float, "last fraction of every series (before the test part) held out for validation", "both"),
     ("--test-fraction", float, "last fraction of every series held out entirely (never read in training)", "both"),
     ("--val-windows", int, "size of the fixed validation set of windows", "both"),
+    ("--select-by", str, "which validated checkpoint becomes best/: crps (forecast CRPS on the validation tails; "
+     "the predictor's default) or loss (validation loss)", "predictor"),
+    ("--val-forecast-origins", int, "forecast origins scored on the validation tails at every validation "
+     "(0: none, select by loss)", "predictor"),
+    ("--val-forecast-samples", int, "sample paths per scored forecast origin", "predictor"),
+    ("--val-forecast-calibrated", bool, "also score calibrated forecasts of the starting and the best trained "
+     "weights for the report (slower: calibration forecasts past origins too)", "predictor"),
     ("--eval-every", int, "validate every N steps (default: once per epoch) and at the end", "both"),
     ("--save-every", int, "write checkpoint.pt every N steps (and at the end)", "both"),
     ("--log-every", int, "append a train row to metrics.jsonl every N steps", "both"),
@@ -48,7 +56,8 @@ OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
     ("--precision", str, "auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16", "both"),
     ("--size", str, "train from scratch with a published size: base or 2k (tokenizer), mini, small or base "
      "(predictor); default base / small", "both"),
-    ("--init", str, "fine-tune from this checkpoint: a folder or a hub id such as NeoQuasar/Kronos-small", "both"),
+    ("--init", str, "fine-tune from this checkpoint: a folder, a train --out folder (its best/), a hub id such as "
+     "NeoQuasar/Kronos-small, or default (the bundled model)", "both"),
 )
 EXAMPLES = {
     "tokenizer": """examples:
@@ -58,12 +67,14 @@ EXAMPLES = {
   torchrun --nproc_per_node=2 -m kronos.cli train-tokenizer --data DIR --out runs/tok""",
     "predictor": """examples:
   kronos train --data ../shared/data/ohlcv --tokenizer runs/tok --out runs/model --size mini --max-minutes 60
+  kronos train --data prices.csv --init default --tokenizer default --out runs/ft --max-minutes 10
   kronos train --data prices.csv --tokenizer NeoQuasar/Kronos-Tokenizer-base --init NeoQuasar/Kronos-small \\
       --out runs/small-ft
   kronos train --config examples/train-predictor-tiny.yaml --out runs/model --resume""",
 }
-OUTPUTS = """outputs in --out: best/ and final/ (from_pretrained folders), metrics.jsonl (train and validation
-loss, {extra}, learning rate, bars/s), checkpoint.pt (for --resume), options.json, splits.json."""
+OUTPUTS = """outputs in --out: best/ and final/ (from_pretrained folders{records}), metrics.jsonl (train and
+validation loss, {extra}, learning rate, bars/s), report.json (the starting weights, validated before the
+first step, against best/), checkpoint.pt (for --resume), options.json, splits.json."""
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -78,9 +89,11 @@ def _add_parser(subparsers, name: str, kind: str, help_text: str) -> None:
     from .common import add_table_arguments
 
     defaults = TrainOptions.__dataclass_fields__
-    extra = "reconstruction MSE" if kind == "tokenizer" else "s1/s2 accuracy"
+    extra = "reconstruction MSE" if kind == "tokenizer" else "s1/s2 accuracy, forecast CRPS and coverage"
+    records = "" if kind == "tokenizer" else "; predictor.json records the tokenizer, window and normalisation, " \
+        "so kronos forecast --model RUN needs nothing else"
     parser = subparsers.add_parser(
-        name, help=help_text, description=f"{help_text}.\n\n{OUTPUTS.format(extra=extra)}",
+        name, help=help_text, description=f"{help_text}.\n\n{OUTPUTS.format(extra=extra, records=records)}",
         epilog=EXAMPLES[kind], formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     parser.add_argument("--data", nargs="+", metavar="PATH",
@@ -89,18 +102,23 @@ def _add_parser(subparsers, name: str, kind: str, help_text: str) -> None:
     parser.add_argument("--out", metavar="DIR", help="output folder")
     if kind == "predictor":
         parser.add_argument("--tokenizer", metavar="SOURCE",
-                            help="frozen tokenizer: a checkpoint folder, a train-tokenizer --out folder (its best/) "
-                                 "or a hub id")
+                            help="frozen tokenizer: a checkpoint folder, a train-tokenizer --out folder (its best/), "
+                                 "a hub id, or default (the bundled tokenizer)")
     parser.add_argument("--config", metavar="FILE", help="YAML or TOML file of options; flags override it")
-    for flag, type_, text, _ in OPTIONS:
+    for flag, type_, text, applies in OPTIONS:
+        if applies not in ("both", kind):
+            continue
         dest = flag[2:].replace("-", "_")
         default = defaults[dest].default
         if dest == "lr":
             default = 2e-4 if kind == "tokenizer" else 4e-5
         elif dest == "grad_clip":
             default = 2.0 if kind == "tokenizer" else 3.0
-        shown = "" if default is None else f" (default: {default})"
-        parser.add_argument(flag, type=type_, metavar=dest.upper(), help=text + shown)
+        shown = "" if default is None or "(default" in text else f" (default: {default})"
+        if type_ is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text + shown)
+        else:
+            parser.add_argument(flag, type=type_, metavar=dest.upper(), help=text + shown)
     parser.add_argument("--model-config", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="set a model config field, e.g. d_model=64 n_layers=2 (repeatable; with --init it "
                              "overrides the loaded config)")
@@ -188,6 +206,10 @@ def _coerce_file_values(values: dict[str, Any]) -> None:
     types = {flag[2:].replace("-", "_"): type_ for flag, type_, _, _ in OPTIONS}
     for name, value in values.items():
         type_ = types.get(name)
+        if type_ is bool:
+            if not isinstance(value, bool):
+                raise UsageError(f"--config: {name} must be true or false, got {value!r}")
+            continue
         if type_ is None or value is None or isinstance(value, type_) and not isinstance(value, bool):
             continue
         if type_ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -237,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     except (ValueError, FileNotFoundError) as exc:  # the library names its arguments; say the flags
         raise UsageError(flag_names(str(exc), _option_names())) from exc
-    if os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0":  # the report itself was logged by the trainer
         best = "" if result.best_value == float("inf") else f"; best validation value {result.best_value:.6g}"
         state = "stopped early" if result.stopped_early else "done"
         print(f"{state} at step {result.step}{best}; models in {result.out / 'best'} and {result.out / 'final'}")

@@ -99,6 +99,14 @@ def paired_series_frame(evaluation: EvaluationResults) -> pd.DataFrame:
     return pd.concat([ratio, diff], axis=1).reindex(index=order, columns=columns)
 
 
+
+def _where(config) -> str:
+    if getattr(config, "start", None) is not None:
+        return f"from {config.start} on"
+    if config.tail_fraction >= 1:
+        return "anywhere in each series (from the first origin with enough history)"
+    return f"inside the last {config.tail_fraction:.0%} of each series"
+
 def render_markdown(evaluation: EvaluationResults) -> str:
     """The Markdown report: settings, pooled table (methods side by side), rank IC, calibration, per series."""
     run, config = evaluation.run, evaluation.run.config
@@ -109,7 +117,7 @@ def render_markdown(evaluation: EvaluationResults) -> str:
         f"Series: {len(run.series) - len(run.skipped)} of {len(run.series)}; origins: {int(run.timing['origins'])}; "
         f"history {config.lookback} bars, horizon {config.pred_len} bars, {config.sample_count} sample paths, "
         f"stride {config.step} bars, at most {config.max_origins or 'all'} origins per series, "
-        f"horizons inside the last {config.tail_fraction:.0%} of each series, seed {config.seed}.", ""]
+        f"horizons {_where(config)}, seed {config.seed}.", ""]
     if "origins_per_second" in run.timing:
         lines += [f"Model time {run.timing['seconds_model']:.1f} s ({run.timing['origins_per_second']:.2f} origins/s)."
                   f" Total {run.timing['seconds_total']:.1f} s.", ""]

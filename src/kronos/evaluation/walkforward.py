@@ -9,6 +9,8 @@ that fraction never saw a scored bar.
 Origins step by ``stride`` bars on a grid anchored near the end of each series; the anchor is the latest
 origin timestamp shared by the most series, so series on one calendar share origin timestamps (needed for
 the cross-sectional rank IC). ``max_origins`` thins the grid evenly.
+``tail_fraction=1.0`` scores a whole file from its first origin with ``min_history`` bars of history (all
+taken from that file); ``start`` (a date) puts the first horizon at or after that date instead.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ class EvaluationConfig:
     lookback: history bars per origin. pred_len: horizon bars. sample_count: paths per origin (model and
     each baseline with paths). stride: bars between origins (default ``pred_len``: horizons do not overlap).
     max_origins: most origins per series (None: all on the grid). tail_fraction: share of each series
-    held out. min_history: fewest history bars an origin may have (default min(64, lookback)).
+    held out (1.0: the whole series, from its first origin with ``min_history`` bars of history).
+    start: a date or timestamp; when given, horizons start at or after it instead of in the tail.
+    min_history: fewest history bars an origin may have (default min(64, lookback)).
     vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines (None:
     the whole history).
     batch_size: origins per model call. seed: seeds the model (per batch) and the baselines (per origin).
@@ -76,6 +80,7 @@ class EvaluationConfig:
     top_p: float | None = None
     calibrate: bool | None = None
     dequantise: bool | None = None
+    start: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("lookback", "pred_len", "sample_count", "batch_size"):
@@ -83,8 +88,16 @@ class EvaluationConfig:
         for name in ("stride", "max_origins", "min_history", "vol_window"):
             _positive_int(name, getattr(self, name), allow_none=True)
         if isinstance(self.tail_fraction, bool) or not isinstance(self.tail_fraction, (int, float)) \
-                or not 0 < self.tail_fraction < 1:
-            raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction!r}")
+                or not 0 < self.tail_fraction <= 1:
+            raise ValueError(f"tail_fraction must be in (0, 1], got {self.tail_fraction!r}")
+        if self.start is not None:
+            try:
+                stamp = pd.Timestamp(self.start)
+            except (TypeError, ValueError):
+                stamp = None
+            if stamp is None or stamp is pd.NaT:
+                raise ValueError(f"start must be a date or timestamp such as 2024-01-31, got {self.start!r}")
+            object.__setattr__(self, "start", str(self.start))
         if self.vol_window is not None and self.vol_window < 2:
             raise ValueError(f"vol_window must be >= 2 (a standard deviation needs 2 returns), got {self.vol_window}")
         for name in ("calibrate", "dequantise"):
@@ -156,22 +169,38 @@ def _in_float64(series: Sequence[Series]) -> list[Series]:
             for s in series]
 
 
-def _valid_range(n: int, config: EvaluationConfig) -> range:
-    split = n - int(round(n * config.tail_fraction))  # the training pipeline's test split (split_by_time)
+def _first_at(timestamps: pd.DatetimeIndex, start: str) -> int:
+    """Index of the first timestamp at or after ``start`` (read in the timestamps' time zone when it has none)."""
+    stamp = pd.Timestamp(start)
+    if timestamps.tz is not None and stamp.tz is None:
+        stamp = stamp.tz_localize(timestamps.tz)
+    elif timestamps.tz is None and stamp.tz is not None:
+        stamp = stamp.tz_convert(None)
+    return int(timestamps.searchsorted(stamp, side="left"))
+
+
+def _valid_range(series: Series, config: EvaluationConfig) -> range:
+    n = len(series.bars)
+    if config.start is not None:
+        split = _first_at(series.timestamps, config.start)
+    else:
+        split = n - int(round(n * config.tail_fraction))  # the training pipeline's test split (split_by_time)
     first = max(split, config.history_floor)
     return range(first, n - config.pred_len + 1)
 
 
 def plan_origins(series: Sequence[Series], config: EvaluationConfig) -> tuple[list[Origin], dict[str, str]]:
     """Origins per series (see the module docstring) and the reason for each series left without any."""
-    valid = {s.name: _valid_range(len(s.bars), config) for s in series}
+    valid = {s.name: _valid_range(s, config) for s in series}
     counts = Counter(ts for s in series for ts in s.timestamps[valid[s.name]].asi8.tolist())
     origins, skipped = [], {}
     for s in series:
         candidates = valid[s.name]
         if len(candidates) == 0:
-            skipped[s.name] = (f"{len(s.bars)} rows leave no horizon of {config.pred_len} bars inside the last "
-                               f"{config.tail_fraction:.0%} with >= {config.history_floor} history bars")
+            where = f"from {config.start}" if config.start is not None else \
+                f"inside the last {config.tail_fraction:.0%}"
+            skipped[s.name] = (f"{len(s.bars)} rows leave no horizon of {config.pred_len} bars {where} with >= "
+                               f"{config.history_floor} history bars")
             continue
         stamps = s.timestamps[candidates].asi8
         shared = np.array([counts[t] for t in stamps.tolist()])
