@@ -93,7 +93,7 @@ class BacktestConfig:
         for name in ("commission_bps", "slippage_bps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e4:
-                raise ValueError(f"{name} must be a number of basis points in [0, 10000), got {value!r}")
+                raise ValueError(f"{name}={value!r} is not a number of basis points in [0, 10000)")
         _ = self.strategy_spec
 
     @property
