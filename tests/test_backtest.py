@@ -200,6 +200,7 @@ def test_command_line_on_a_long_table(tmp_path, capsys):
     assert (tmp_path / "bt" / "report.md").exists() and not (tmp_path / "bt" / "chart.png").exists()
     from kronos.cli import main
 
-    assert main(["backtest", str(long), "--baselines-only", "--commission-bps", "-2", "--out", str(tmp_path / "b")]) == 2
+    argv = ["backtest", str(long), "--baselines-only", "--commission-bps", "-2", "--out", str(tmp_path / "b")]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--commission-bps -2.0" in err and len(err.strip().splitlines()) == 1
