@@ -27,8 +27,8 @@ from kronos.tables import load_series
 DATA = Path(os.environ.get("KRONOS_FULL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlcv"))
 UNIVERSES = {
     # every daily series of the collection, and the 5-minute crypto pairs
-    "daily": ("*_1d.csv", dict(pred_len=20, stride=20, max_dates=24, k=2, n_drop=1)),
-    "crypto5m": ("freqtrade_*_5min.csv", dict(pred_len=12, stride=12, max_dates=24, k=3, n_drop=1)),
+    "daily": ("*_1d.csv", dict(pred_len=20, stride=20, max_dates=8, end="2013-02-01", k=3, n_drop=1)),
+    "crypto5m": ("freqtrade_*_5min.csv", dict(pred_len=12, stride=12, max_dates=8, k=3, n_drop=1)),
 }
 
 

@@ -54,7 +54,8 @@ class BacktestConfig:
     top_p, calibrate, dequantise; None: the predictor's default) mean what they mean in
     :class:`kronos.evaluation.EvaluationConfig`. stride: calendar steps between rebalance dates (default
     ``pred_len``); the model's signals read the forecast ``min(stride, pred_len)`` bars ahead.
-    max_dates: most recent rebalance dates kept (None: all). min_names: fewest series that must be able to
+    max_dates: most recent rebalance dates kept (None: all). start, end: only rebalance dates in this time
+    window (timestamps or ISO text; None: no bound). min_names: fewest series that must be able to
     trade on a date (default: 2, or 1 for a single series). strategy, k, n_drop, threshold: see
     :class:`kronos.backtest.Strategy`. commission_bps, slippage_bps: costs in basis points of traded value,
     charged on turnover. momentum_window, reversal_window: bars of past return for those baselines.
@@ -65,6 +66,8 @@ class BacktestConfig:
     sample_count: int = 20
     stride: int | None = None
     max_dates: int | None = 20
+    start: Any = None
+    end: Any = None
     tail_fraction: float = 0.2
     min_history: int | None = None
     min_names: int | None = None
@@ -95,6 +98,13 @@ class BacktestConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e4:
                 raise ValueError(f"{name}={value!r} is not a number of basis points in [0, 10000)")
         _ = self.strategy_spec
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, pd.Timestamp(value))
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"{name}={value!r} is not a timestamp") from exc
 
     @property
     def walk(self) -> EvaluationConfig:
@@ -140,15 +150,21 @@ def _price_at(s: Series, when: pd.Timestamp) -> float:
     return float(s.bars[i - 1, CLOSE]) if i > 0 else float("nan")
 
 
+def _inside(t: int, config: BacktestConfig) -> bool:
+    return (config.start is None or t >= config.start.value) and (config.end is None or t <= config.end.value)
+
+
 def plan_dates(series: Sequence[Series], config: BacktestConfig) -> Plan:
     """The rebalance dates and who trades on each (see the module docstring)."""
     walk = config.walk
     valid = {s.name: _valid_range(len(s), walk) for s in series}
     counts = Counter(t for s in series for t in s.timestamps[valid[s.name]].asi8.tolist())
     need = config.min_names or min(2, len(series))
-    kept = np.array(sorted(t for t, c in counts.items() if c >= need), dtype=np.int64)
+    kept = np.array(sorted(t for t, c in counts.items() if c >= need and _inside(t, config)), dtype=np.int64)
     if len(kept) == 0:
-        raise ValueError(f"no rebalance date: no timestamp has {need} series with a forecast origin in their "
+        window = "" if config.start is None and config.end is None else \
+            f" between {config.start or 'the start'} and {config.end or 'the end'}"
+        raise ValueError(f"no rebalance date: no timestamp{window} has {need} series with a forecast origin in their "
                          f"held-out tail (lookback {config.lookback}, pred_len {config.pred_len}, tail_fraction "
                          f"{config.tail_fraction})")
     chosen = kept[::-1][::config.step][::-1]
