@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="calendar steps between rebalance dates (default --pred-len)")
     walk.add_argument("--dates", type=positive_int, default=20, help="most recent rebalance dates kept (default 20)")
     walk.add_argument("--all-dates", action="store_true", help="every rebalance date of the tail (no cap)")
+    walk.add_argument("--start", default=None, help="first allowed rebalance date, e.g. 2012-01-01 (default: none)")
+    walk.add_argument("--end", default=None, help="last allowed rebalance date (default: none)")
     walk.add_argument("--tail-fraction", type=float, default=0.2,
                       help="held-out share at the end of each series (default 0.2)")
     walk.add_argument("--min-history", type=positive_int, default=None,
@@ -97,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BacktestConfig(
             lookback=args.lookback, pred_len=args.pred_len, sample_count=args.samples, stride=args.stride,
-            max_dates=None if args.all_dates else args.dates, tail_fraction=args.tail_fraction,
-            min_history=args.min_history, min_names=args.min_names, seed=args.seed, strategy=kind, k=args.k,
-            n_drop=args.n_drop, threshold=args.threshold, commission_bps=args.commission_bps,
+            max_dates=None if args.all_dates else args.dates, start=args.start, end=args.end,
+            tail_fraction=args.tail_fraction, min_history=args.min_history, min_names=args.min_names,
+            seed=args.seed, strategy=kind, k=args.k, n_drop=args.n_drop, threshold=args.threshold,
+            commission_bps=args.commission_bps,
             slippage_bps=args.slippage_bps, momentum_window=args.momentum_window,
             reversal_window=args.reversal_window)
     except ValueError as exc:
         raise UsageError(flag_names(str(exc), ("lookback", "pred_len", "tail_fraction", "min_history", "k",
-                                                "n_drop", "commission_bps", "slippage_bps"))) from exc
+                                                "n_drop", "commission_bps", "slippage_bps", "start", "end"))) from exc
     predictor, model_name = None, None
     if not args.baselines_only:
         predictor = load_predictor(args)
