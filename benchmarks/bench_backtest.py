@@ -39,7 +39,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--max-dates", type=int, default=None, help="0: every date of the tail")
     parser.add_argument("--out", default=None, help="folder for scores.npz and timing.json")
+    parser.add_argument("--retrade", default=None, metavar="FOLDER",
+                        help="no forecasting: re-trade the scores saved in FOLDER with each strategy and print the "
+                             "tables (with --chart PATH: the top-k chart)")
+    parser.add_argument("--chart", default=None, help="with --retrade: write the top-k dropout chart (PNG) here")
     args = parser.parse_args()
+    if args.retrade:
+        return retrade(Path(args.retrade), args.chart)
     pattern, settings = UNIVERSES[args.universe]
     files = sorted(glob.glob(str(Path(args.data) / pattern)))
     if not files:
@@ -82,6 +88,33 @@ def save(result: backtest.BacktestResult, out: Path) -> None:
              origins=plan.origins, realised=plan.realised,
              **{f"score_{k}": v.to_numpy() for k, v in result.scores.items()})
     (out / "timing.json").write_text(json.dumps({"timing": result.timing, "config": result.config_dict()}))
+
+
+def retrade(folder: Path, chart: str | None) -> int:
+    """The saved scores traded with top-k dropout (the saved settings) and long-short (k=1), after the saved
+    costs: Markdown tables of Sharpe, annual return, max drawdown, turnover, hit rate and RankIC."""
+    from kronos.backtest.report import png_bytes
+    from kronos.evaluation.report import markdown_table
+
+    plan, scores, saved = load(folder)
+    config = backtest.BacktestConfig(**{k: v for k, v in saved["config"].items() if k not in ("start", "end")})
+    t = saved["timing"]
+    print(f"{len(plan.dates)} dates {plan.dates[0]} .. {plan.dates[-1]} (valued to {plan.end}), "
+          f"{int(plan.eligible.sum())} forecasts; forecasting {t.get('seconds_forecasting', 0):.1f}s, accounting "
+          f"{t['seconds_accounting']:.3f}s, total {t['seconds_total']:.1f}s")
+    for strategy, k, n_drop in (("topk_dropout", config.k, config.n_drop), ("long_short", 1, 1)):
+        varied = backtest.BacktestConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__},
+                                            "strategy": strategy, "k": k, "n_drop": n_drop})
+        started = time.perf_counter()
+        result = backtest.score_signals(scores, plan, varied)
+        seconds = time.perf_counter() - started
+        print(f"\n{strategy} k={k} n_drop={n_drop}, {config.cost_bps:g} bps (accounting of "
+              f"{len(result.metrics)} signals: {seconds:.3f}s)\n")
+        table = result.metrics[["sharpe", "annual_return", "max_drawdown", "turnover", "hit_rate", "rank_ic"]]
+        print(markdown_table(table, "signal"))
+        if chart and strategy == "topk_dropout":
+            Path(chart).write_bytes(png_bytes(result, f"{folder.name}: top-{k} dropout, {config.cost_bps:g} bps"))
+    return 0
 
 
 def load(folder: Path) -> tuple[backtest.Plan, dict[str, np.ndarray], dict]:

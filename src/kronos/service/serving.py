@@ -151,7 +151,10 @@ class ForecastService:
             from ..holdout import split_at
 
             every = bars
-            bars, realised = split_at(bars, settings.cutoff)
+            try:
+                bars, realised = split_at(bars, settings.cutoff)
+            except (ValueError, OverflowError) as exc:  # beyond the years pandas timestamps cover
+                raise ServiceError(422, f"cutoff {settings.cutoff}: {exc}") from exc
             realised = realised.iloc[:settings.pred_len]
             if len(realised) == 0:
                 raise ServiceError(422, f"cutoff {settings.cutoff.isoformat()} is after the last bar of {name} "
