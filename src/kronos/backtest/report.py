@@ -10,15 +10,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from ..checkpoint import atomic_write_bytes
 from ..evaluation.report import _clean, markdown_table
 
-if TYPE_CHECKING:
-    from .runner import BacktestResult
+BacktestResult = Any  # kronos.backtest.BacktestResult (not imported: the runner imports this module)
 
 SHOWN = ("sharpe", "annual_return", "annual_vol", "max_drawdown", "turnover", "hit_rate", "ic", "rank_ic",
          "total_return", "costs")
