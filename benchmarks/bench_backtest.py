@@ -110,7 +110,8 @@ def retrade(folder: Path, chart: str | None) -> int:
         seconds = time.perf_counter() - started
         print(f"\n{strategy} k={k} n_drop={n_drop}, {config.cost_bps:g} bps (accounting of "
               f"{len(result.metrics)} signals: {seconds:.3f}s)\n")
-        table = result.metrics[["sharpe", "annual_return", "max_drawdown", "turnover", "hit_rate", "rank_ic"]]
+        table = result.metrics[["sharpe", "total_return", "annual_return", "max_drawdown", "turnover", "hit_rate",
+                                "rank_ic"]]
         print(markdown_table(table, "signal"))
         if chart and strategy == "topk_dropout":
             Path(chart).write_bytes(png_bytes(result, f"{folder.name}: top-{k} dropout, {config.cost_bps:g} bps"))
