@@ -87,7 +87,7 @@ def save(result: backtest.BacktestResult, out: Path) -> None:
     np.savez(out / "scores.npz", dates=plan.dates.asi8, end=np.int64(plan.end.value), names=np.array(plan.names),
              origins=plan.origins, realised=plan.realised,
              **{f"score_{k}": v.to_numpy() for k, v in result.scores.items()})
-    (out / "timing.json").write_text(json.dumps({"timing": result.timing, "config": result.config_dict()}))
+    (out / "timing.json").write_text(json.dumps({"timing": result.timing, "config": result.config_dict()}, default=str))
 
 
 def retrade(folder: Path, chart: str | None) -> int:
