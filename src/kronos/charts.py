@@ -19,6 +19,7 @@ from .predictor import Forecast
 
 UP, DOWN = "#26a69a", "#ef5350"
 FORECAST = "#1f5fbf"
+REALISED = "#222222"
 BANDS = ((0.1, 0.9, "80% band", 0.16), (0.25, 0.75, "50% band", 0.32))
 
 
@@ -62,8 +63,10 @@ class _ChartData:
 
 # -- matplotlib ------------------------------------------------------------------------------------------
 
-def matplotlib_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = ""):
-    """A matplotlib Figure: candles + forecast bands on top, volume below."""
+def matplotlib_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = "",
+                      realised: pd.DataFrame | None = None):
+    """A matplotlib Figure: candles + forecast bands on top, volume below; ``realised`` bars (the first ones
+    of the forecast's horizon, when known) are drawn over the bands."""
     _need("matplotlib")
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -86,6 +89,14 @@ def matplotlib_figure(history: pd.DataFrame, forecast: Forecast, history_bars: i
         price.fill_between(xf, data.close[low_q], data.close[high_q], color=FORECAST, alpha=alpha, linewidth=0,
                            label=label)
     price.plot(xf, data.close[0.5], color=FORECAST, linewidth=1.8, label="forecast median (close)")
+    if realised is not None and len(realised):
+        real = realised.iloc[:n_future]
+        rx = np.arange(n_hist, n_hist + len(real))
+        ro, rh, rl, rc = (real[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
+        price.vlines(rx, rl, rh, colors=REALISED, linewidth=0.9)
+        price.bar(rx, np.maximum(np.abs(rc - ro), (h.max() - lo.min()) * 1e-3), bottom=np.minimum(ro, rc),
+                  width=0.55, color="none", edgecolor=REALISED, linewidth=1.0)
+        price.plot(rx, rc, color=REALISED, linewidth=1.2, marker="o", markersize=2.5, label="realised (close)")
     price.axvline(n_hist - 0.5, color="0.5", linestyle="--", linewidth=0.8)
     price.set_ylabel("price")
     price.grid(alpha=0.25)
@@ -113,7 +124,8 @@ def matplotlib_figure(history: pd.DataFrame, forecast: Forecast, history_bars: i
 
 # -- plotly ----------------------------------------------------------------------------------------------
 
-def plotly_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = ""):
+def plotly_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = "",
+                  realised: pd.DataFrame | None = None):
     """A Plotly Figure with the same content; the x axis is categorical (no gaps for closed markets)."""
     _need("plotly")
     import plotly.graph_objects as go
@@ -136,6 +148,13 @@ def plotly_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int =
                                  hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Scatter(x=xf, y=data.close[0.5], mode="lines", line={"color": FORECAST, "width": 2},
                              name="forecast median (close)"), row=1, col=1)
+    if realised is not None and len(realised):
+        real = realised.iloc[:len(data.future_labels)]
+        fig.add_trace(go.Candlestick(x=data.future_labels[:len(real)], open=real["open"], high=real["high"],
+                                     low=real["low"], close=real["close"], name="realised",
+                                     increasing_line_color=REALISED, decreasing_line_color=REALISED,
+                                     increasing_fillcolor="rgba(0,0,0,0)", decreasing_fillcolor=REALISED),
+                      row=1, col=1)
     if rows == 2:
         colors = np.where(data.up, UP, DOWN).tolist()
         fig.add_trace(go.Bar(x=data.hist_labels, y=hist["volume"], marker_color=colors, opacity=0.6,
@@ -158,29 +177,31 @@ def plotly_figure(history: pd.DataFrame, forecast: Forecast, history_bars: int =
     return fig
 
 
-def plotly_json(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = "") -> dict:
+def plotly_json(history: pd.DataFrame, forecast: Forecast, history_bars: int = 120, title: str = "",
+                realised: pd.DataFrame | None = None) -> dict:
     """The Plotly figure as a JSON-ready dict ({"data": [...], "layout": {...}}) for ``Plotly.newPlot``."""
-    return json.loads(plotly_figure(history, forecast, history_bars, title).to_json())
+    return json.loads(plotly_figure(history, forecast, history_bars, title, realised).to_json())
 
 
 # -- files -----------------------------------------------------------------------------------------------
 
 def chart_bytes(history: pd.DataFrame, forecast: Forecast, fmt: str, history_bars: int = 120,
-                title: str = "") -> bytes:
+                title: str = "", realised: pd.DataFrame | None = None) -> bytes:
     """The chart as PNG, SVG or self-contained HTML (plotly.js inlined: opens offline) bytes."""
     fmt = fmt.lower().lstrip(".")
     if fmt in ("png", "svg"):
         buffer = io.BytesIO()
-        matplotlib_figure(history, forecast, history_bars, title).savefig(buffer, format=fmt)
+        matplotlib_figure(history, forecast, history_bars, title, realised).savefig(buffer, format=fmt)
         return buffer.getvalue()
     if fmt == "html":
-        return plotly_figure(history, forecast, history_bars, title).to_html(include_plotlyjs=True).encode()
+        return plotly_figure(history, forecast, history_bars, title, realised).to_html(include_plotlyjs=True).encode()
     raise ValueError(f"chart format must be png, svg or html, got {fmt!r}")
 
 
 def save_chart(history: pd.DataFrame, forecast: Forecast, path: str | Path, history_bars: int = 120,
-               title: str = "", **_: Any) -> Path:
-    """Write the chart to ``path`` (format from its extension: .png, .svg or .html) atomically."""
+               title: str = "", realised: pd.DataFrame | None = None, **_: Any) -> Path:
+    """Write the chart to ``path`` (format from its extension: .png, .svg or .html) atomically; ``realised``
+    bars of the horizon, when given, are drawn over the forecast bands."""
     from .tables import write_output
 
-    return write_output(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title))
+    return write_output(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title, realised))

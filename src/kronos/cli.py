@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "kronos.commands.train",  # kronos train-tokenizer, kronos train
     "kronos.commands.evaluate",  # kronos evaluate
     "kronos.commands.serve",  # kronos serve
+    "kronos.commands.backtest",  # kronos backtest
 )
 
 

@@ -42,6 +42,10 @@ examples:
   cat prices.csv | kronos forecast - --freq 5min --quantiles 0.05,0.5,0.95 --plot chart.html
 
   kronos forecast panel.csv --id-column symbol --pred-len 10 --out panel-forecast.csv
+  kronos forecast prices.csv --holdout 20 --plot check.png
+
+--holdout N forecasts the last N bars of the file from the bars before them and adds the realised
+values, the CRPS and the 50%/80% interval hits to the table (forecast vs actual).
 
   kronos forecast data/ --pred-len 10 --out forecasts/                  # a universe: one dataset folder
   kronos forecast 'data/*.parquet' --out forecasts/ --engine ray --workers 4
@@ -93,8 +97,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", metavar="FILE", nargs="+",
                         help="CSV, Parquet or JSON file of bars, or - for standard input; several files, folders or "
                              "globs forecast a universe into an --out folder")
-    parser.add_argument("--pred-len", type=pred_len_int, default=20,
-                        help=f"bars to forecast, 1 to {MAX_PRED_LEN} (default 20)")
+    parser.add_argument("--pred-len", type=pred_len_int, default=None,
+                        help=f"bars to forecast, 1 to {MAX_PRED_LEN} (default 20; with --holdout N: N)")
+    parser.add_argument("--holdout", type=positive_int, default=None, metavar="N",
+                        help="forecast the last N bars from the bars before them and compare: the table gains "
+                             "realised, crps, in_50 and in_80; the chart draws the realised bars")
     parser.add_argument("--lookback", type=positive_int, default=None,
                         help="history bars to use, the last ones (default: all; the network sees the model's "
                              "lookback, earlier bars serve calibration)")
@@ -293,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     if _universe_mode(args):
+        if args.holdout is not None:
+            raise UsageError("--holdout compares one series with its last bars; give one FILE")
+        args.pred_len = args.pred_len or 20
         return run_universe(args)
 
     from ..calendar import future_timestamps, parse_freq
@@ -304,7 +314,19 @@ def run(args: argparse.Namespace) -> int:
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)  # raises naming the value
     if args.freq:
         parse_freq(args.freq)
+    if args.holdout is not None and args.pred_len not in (None, args.holdout):
+        raise UsageError(f"--holdout {args.holdout} forecasts the last {args.holdout} bars; leave --pred-len out or "
+                         f"give the same number (got --pred-len {args.pred_len})")
+    args.pred_len = args.pred_len or args.holdout or 20
     series, name = _read(args)
+    realised = {}
+    if args.holdout is not None:
+        for s in series:
+            if len(s) - args.holdout < 2:
+                raise UsageError(f"--holdout {args.holdout}: {s.name} has {len(s)} bars; at least 2 must remain "
+                                 "before the held-out ones")
+        realised = {s.name: s.slice(len(s) - args.holdout, None) for s in series}
+        series = [s.slice(None, len(s) - args.holdout) for s in series]
     started = time.perf_counter()
     predictor = load_predictor(args)
     progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
@@ -312,6 +334,9 @@ def run(args: argparse.Namespace) -> int:
         series = [s.slice(-args.lookback, None) for s in series]
     futures = []
     for s in series:
+        if s.name in realised:
+            futures.append((realised[s.name].timestamps, "the held-out bars' timestamps"))
+            continue
         try:
             futures.append(future_timestamps(s.timestamps, args.pred_len, args.freq))
         except ValueError as exc:
@@ -331,7 +356,17 @@ def run(args: argparse.Namespace) -> int:
                                          verbose=not args.quiet and sys.stderr.isatty())
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     _calibration_note(args, forecasts)
-    frames = [f.to_frame() for f in forecasts]
+    if realised:
+        from ..holdout import holdout_frame, summary
+
+        frames = [holdout_frame(f, realised[s.name].frame()) for f, s in zip(forecasts, series)]
+        for f, s in zip(forecasts, series):
+            got = summary(f, realised[s.name].frame(), float(s.bars[-1, 3]))
+            progress(args, f"{s.name}: held-out {got['bars']} bars from {realised[s.name].timestamps[0]}: close CRPS "
+                           f"{got['crps_close']:.4g} ({got['crps_close_rel']:.2%} of the last close), inside the 50% "
+                           f"interval {got['coverage_50']:.0%}, the 80% interval {got['coverage_80']:.0%}")
+    else:
+        frames = [f.to_frame() for f in forecasts]
     id_column = series[0].id_column
     if id_column is not None:
         frames = [frame.assign(**{id_column: s.name}) for frame, s in zip(frames, series)]
@@ -347,8 +382,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ..charts import chart_bytes
 
+        held = realised[series[0].name].frame() if realised else None
+        title = Path(name).stem + (f": forecast vs the last {args.holdout} bars" if held is not None else "")
         _write("--plot", args.plot, chart_bytes(series[0].frame(), forecasts[0], Path(args.plot).suffix,
-                                                args.history_bars, Path(name).stem))
+                                                args.history_bars, title, realised=held))
         progress(args, f"drew {args.plot}")
     return 0
 

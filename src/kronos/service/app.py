@@ -333,7 +333,7 @@ def _finish(job: Any, forecast: Any, model_name: str, started: float) -> bytes:
     if job.settings.chart:
         from ..charts import plotly_json
 
-        body["chart"] = plotly_json(job.bars, forecast, job.settings.history_bars)
+        body["chart"] = plotly_json(job.bars, forecast, job.settings.history_bars, realised=job.realised)
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return json_bytes(body)
 

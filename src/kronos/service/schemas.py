@@ -66,6 +66,9 @@ class ForecastSettings(_Strict):
     freq: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$",
                              description="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                                          "default: inferred from the history")
+    cutoff: datetime | None = Field(
+        None, description="forecast vs actual: forecast from this time inside the data; the bars at and after it "
+                          "are held out and returned beside the forecast (realised, crps, hits)")
     chart: bool = Field(False, description="also return a Plotly figure (data + layout) of history and forecast")
     history_bars: int = Field(120, ge=1, le=5000, description="history bars drawn in the chart")
 
@@ -103,6 +106,16 @@ class ForecastResponse(BaseModel):
     chart: dict[str, Any] | None = None
     repairs: list[str] = Field(default_factory=list, description="what a lenient server repaired in the bars "
                                                                  "(empty when nothing was)")
+    realised: dict[str, list[float]] | None = Field(
+        None, description="with a cutoff: column -> realised values of the forecast bars inside the data")
+    crps: dict[str, list[float]] | None = Field(
+        None, description="with a cutoff: column -> CRPS of the sample paths per realised bar (column's units)")
+    hits: dict[str, dict[str, list[bool]]] | None = Field(
+        None, description="with a cutoff: interval level ('50', '80') -> column -> realised value inside the "
+                          "central interval of the paths")
+    holdout: dict[str, Any] | None = Field(
+        None, description="with a cutoff: over the realised bars, the close's mean CRPS (also as a fraction of "
+                          "the last close before the cutoff) and the share inside the 50% and 80% intervals")
 
 
 class ErrorResponse(BaseModel):

@@ -108,6 +108,7 @@ class Job:
     done: asyncio.Future | None = field(default=None, repr=False)  # set by submit(), on the event loop
     cancelled: bool = False  # given up (timed out, or the client went away): the worker may drop it
     deadline: float = float("inf")  # time.monotonic() after which nobody waits for the answer
+    realised: pd.DataFrame | None = None  # with a cutoff: the bars at and after it, inside the horizon
 
 
 _solo = itertools.count()
@@ -191,10 +192,24 @@ class ForecastService:
             row, col = np.argwhere(too_big)[0]
             raise ServiceError(422, f"{name} column '{checked.columns[col]}' has value {values[row, col]:g} at row "
                                     f"{row}; values must be within ±{MAX_ABS_VALUE:g}")
+        realised = None
+        if settings.cutoff is not None:
+            from ..holdout import split_at
+
+            every = bars
+            try:
+                bars, realised = split_at(bars, settings.cutoff)
+            except (ValueError, OverflowError) as exc:  # beyond the years pandas timestamps cover
+                raise ServiceError(422, f"cutoff {settings.cutoff}: {exc}") from exc
+            realised = realised.iloc[:settings.pred_len]
+            if len(realised) == 0:
+                raise ServiceError(422, f"cutoff {settings.cutoff.isoformat()} is after the last bar of {name} "
+                                        f"({every.index[-1].isoformat()}); pick a time inside the data")
         if settings.lookback:
             bars = bars.iloc[-settings.lookback:]
         if len(bars) < 2:
-            raise ServiceError(422, f"{name} has {len(bars)} bar(s) after lookback; at least 2 are needed")
+            where = " before the cutoff" if settings.cutoff is not None else " after lookback"
+            raise ServiceError(422, f"{name} has {len(bars)} bar(s){where}; at least 2 are needed")
         work = self.work(len(bars), settings)
         if work > self.limits.max_work:
             raise ServiceError(422, f"this request costs {work} units of work (pred_len {settings.pred_len} x "
@@ -202,10 +217,17 @@ class ForecastService:
                                     f"{len(bars)} bars); this server's limit is {self.limits.max_work} (max_work): "
                                     "ask for fewer bars, samples or history, or calibrate=false")
         try:
-            future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq)
+            if realised is not None and len(realised) == settings.pred_len:
+                future, rule = realised.index, "the bars after the cutoff"
+            elif realised is not None:  # the horizon runs past the data: continue the calendar
+                more, rule = future_timestamps(every.index, settings.pred_len - len(realised), settings.freq)
+                future = realised.index.append(more)
+            else:
+                future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq)
         except (ValueError, TypeError, OverflowError, MemoryError) as exc:
             raise ServiceError(422, f"could not make the future timestamps: {exc}") from exc
-        return Job(bars, future, rule, settings, _batch_key(settings), work=work, repairs=repairs)
+        return Job(bars, future, rule, settings, _batch_key(settings), work=work, repairs=repairs,
+                   realised=realised)
 
     def work(self, rows: int, settings: ForecastSettings) -> int:
         """The request's token work (compared with ``max_work``)."""
@@ -348,6 +370,7 @@ def response_body(job: Job, forecast: Forecast, model_name: str, started: float)
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
         "calibration": calibration_dict(forecast),
         "repairs": job.repairs,
+        **holdout_fields(job, forecast),
     }
 
 
@@ -376,6 +399,25 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
         if found:
             return found
     return None
+
+
+def holdout_fields(job: Job, forecast: Forecast) -> dict[str, Any]:
+    """With a cutoff: the realised values, CRPS and interval hits per column, and their summary."""
+    if job.realised is None:
+        return {}
+    from ..holdout import scores, summary
+
+    numbers = scores(forecast, job.realised)
+    columns = list(forecast.columns)
+
+    known = np.isfinite(numbers["realised"]).all(axis=0)  # columns the data has
+
+    def per_column(values: np.ndarray, kind: type = float) -> dict[str, list]:
+        return {c: [kind(v) for v in values[:, j]] for j, c in enumerate(columns) if known[j]}
+
+    return {"realised": per_column(numbers["realised"]), "crps": per_column(numbers["crps"]),
+            "hits": {"50": per_column(numbers["in_50"], bool), "80": per_column(numbers["in_80"], bool)},
+            "holdout": summary(forecast, job.realised, float(job.bars["close"].iloc[-1]))}
 
 
 def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:

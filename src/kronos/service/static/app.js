@@ -52,9 +52,16 @@ function fillTable(result) {
     const cells = [t.replace("T00:00:00", "").replace("T", " "),
       median ? fmt(median.close[i]) : "–", band("0.25", "0.75"), band("0.1", "0.9"),
       fmt(result.mean.close[i]), median ? fmt(median.volume[i]) : "–"];
+    if (result.realised) {
+      const known = i < result.realised.close.length;
+      const hit = (level) => (known ? (result.hits[level].close[i] ? "yes" : "no") : "–");
+      cells.push(known ? fmt(result.realised.close[i]) : "–", known ? fmt(result.crps.close[i]) : "–",
+        hit("50"), hit("80"));
+    }
     return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
   });
   $("table").tBodies[0].innerHTML = rows.join("");
+  for (const th of $("table").querySelectorAll("th.holdout")) th.hidden = !result.realised;
   $("table").hidden = false;
 }
 
@@ -76,6 +83,9 @@ async function run(event) {
     form.append("history_bars", $("history_bars").value);
     form.append("quantiles", "0.1,0.25,0.5,0.75,0.9");
     form.append("chart", "true");
+    if ($("cutoff").value.trim()) {
+      form.append("cutoff", $("cutoff").value.trim());
+    }
     if ($("time_column").value.trim()) {
       form.append("time_column", $("time_column").value.trim());
     }
@@ -89,12 +99,17 @@ async function run(event) {
       return;
     }
     const title = Object.assign({}, result.chart.layout.title, { text: `${file.name}: ${result.timestamps.length}` +
-      ` bars after ${result.history_end.replace("T00:00:00", "")} (${result.samples} paths, ${result.freq})` });
+      ` bars after ${result.history_end.replace("T00:00:00", "")} (${result.samples} paths, ${result.freq})` +
+      (result.realised ? ", realised bars drawn over the forecast" : "") });
     const layout = Object.assign({}, result.chart.layout, { title });
     await Plotly.newPlot("chart", result.chart.data, layout, { responsive: true, displaylogo: false });
     fillTable(result);
+    const h = result.holdout;
+    const versus = h ? `; against the ${h.bars} realised bars: close CRPS ${fmt(h.crps_close)} ` +
+      `(${(100 * h.crps_close_rel).toFixed(2)}% of the last close), inside the 50% band ` +
+      `${Math.round(100 * h.coverage_50)}%, the 80% band ${Math.round(100 * h.coverage_80)}%` : "";
     setStatus(`done in ${(result.elapsed_ms / 1000).toFixed(2)} s: ${result.history_rows} history bars, ` +
-      `model ${result.model}`, "done");
+      `model ${result.model}${versus}`, "done");
   } catch (err) {
     setStatus(`error: ${err.message || err}`, "error");
   } finally {
