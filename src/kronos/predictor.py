@@ -28,6 +28,7 @@ from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, generate_tokens
 from .network import Kronos
+from .precision import check_supported, prepare
 from .tokenizer import KronosTokenizer
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -172,18 +173,20 @@ class KronosPredictor:
         device: "cpu", "cuda", "cuda:1", "mps" ...; picked automatically (cuda, mps, cpu) when None.
         max_context: most tokens the network sees (512 for the published small/base models).
         clip: normalised values are clipped to ±clip.
-        dtype: network dtype; ``torch.bfloat16`` is an opt-in for CUDA (the tokenizer stays float32).
+        dtype: how the network is stored and run: ``"float32"`` (default, exact), ``"bfloat16"`` or
+            ``"int8"`` (CPU only), or a torch dtype (``torch.float32``, ``torch.bfloat16``, ``torch.int8``).
+            The tokenizer stays float32. See :mod:`kronos.precision` and docs/performance.md.
         lookback: history bars ``forecast()`` feeds the network and normalises on (the lookback the model
             was trained with; default ``max_context``). Earlier bars serve only calibration.
     """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None,
+                 max_context: int = 512, clip: float = 5, dtype: str | torch.dtype | None = None,
                  lookback: int | None = None):
         self.device = torch.device(device) if device is not None else auto_device()
+        check_supported(dtype, self.device)
         self.model = model.to(self.device).eval()
-        if dtype is not None:
-            self.model.to(dtype)
+        self.dtype = prepare(self.model, dtype, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.max_context = check_count("max_context", max_context)
         if not clip > 0:
@@ -195,13 +198,15 @@ class KronosPredictor:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
                         device: str | torch.device | None = None, max_context: int | None = None, clip: float = 5,
-                        lookback: int | None = None, **hub_kwargs: Any) -> KronosPredictor:
+                        lookback: int | None = None, dtype: str | torch.dtype | None = None,
+                        **hub_kwargs: Any) -> KronosPredictor:
         """Load a predictor from folders or hub ids (``"NeoQuasar/Kronos-small"``,
         ``"NeoQuasar/Kronos-Tokenizer-base"``), or the bundled default model with ``"default"``.
 
         ``max_context`` and ``lookback`` default to what the model folder's ``predictor.json`` (written by
-        ``kronos train``) says, else 512 and ``max_context``.
+        ``kronos train``) says, else 512 and ``max_context``. ``dtype`` as in :class:`KronosPredictor`.
         """
+        check_supported(dtype, torch.device(device) if device is not None else auto_device())
         if str(model) == "default":
             from .default_model import default_paths
 
@@ -217,7 +222,7 @@ class KronosPredictor:
         lookback = lookback or info.get("lookback")
         if lookback is not None:
             lookback = min(int(lookback), max_context)
-        return cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback)
+        return cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback, dtype=dtype)
 
     # -- validation -----------------------------------------------------------------------------
     def _series(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,

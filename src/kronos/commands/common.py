@@ -51,6 +51,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-context", type=positive_int, default=None,
                        help="most tokens the model sees (default: the bundled model's own; 512 for others)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, mps or cpu)")
+    group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
+                       help="how the network's weights are stored and run: float32 (default, exact), bfloat16, "
+                            "or int8 (CPU only; faster, slightly different forecasts, see docs/performance.md)")
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -60,20 +63,29 @@ def check_model_arguments(args: argparse.Namespace) -> None:
 
 
 def load_predictor(args: argparse.Namespace):
-    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights)."""
-    from ..predictor import KronosPredictor
+    """A KronosPredictor from --model/--tokenizer/--max-context/--device/--dtype ('default' = the bundled weights)."""
+    from ..precision import check_supported
+    from ..predictor import KronosPredictor, auto_device
 
     check_model_arguments(args)
     model, tokenizer = args.model, args.tokenizer
+    dtype = getattr(args, "dtype", None)
+    try:
+        check_supported(dtype, args.device or auto_device())
+    except ValueError as exc:  # the library's message names dtype='int8'; here it is --dtype int8
+        raise UsageError(flag_names(str(exc), ("dtype", "device")).replace("'", "")) from None
     try:
         return KronosPredictor.from_pretrained(model, None if tokenizer == "default" else tokenizer,
-                                               device=args.device, max_context=args.max_context)
+                                               device=args.device, max_context=args.max_context,
+                                               dtype=dtype)
     except RuntimeError as exc:  # e.g. an unavailable device
         raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:
-    """Configuration, parameter counts and size (float32 MiB) of a loaded predictor."""
+    """Configuration, parameter counts, precision and size in memory (MiB) of a loaded predictor."""
+    from ..precision import describe, stored_bytes
+
     def count(module: Any) -> int:
         return sum(p.numel() for p in module.parameters())
 
@@ -88,7 +100,8 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
         "model": source, "tokenizer": tokenizer_source, "device": str(predictor.device),
         "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
         "tokenizer_parameters": tokenizer_params,
-        "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),
+        **describe(predictor.model),
+        "size_mib": round((stored_bytes(predictor.model) + stored_bytes(predictor.tokenizer)) / 2**20, 2),
         "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
     }
 
