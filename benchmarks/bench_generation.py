@@ -303,7 +303,7 @@ def step_products(model):
     for m in model.modules():
         if id(m) in packed_parts:
             continue
-        if isinstance(m, nn.Linear) or type(m).__name__ == "Linear" and hasattr(m, "_packed_params"):
+        if isinstance(m, nn.Linear) or hasattr(m, "_packed_params"):  # float, or int8 (kronos.precision)
             calls.append((m, m.in_features))
     return calls
 

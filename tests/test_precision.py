@@ -115,8 +115,8 @@ def test_float32_forecasts_match_the_unpacked_network_and_full_recompute(bars):
 def test_int8_runs_smaller_and_stays_close_to_float32(bars):
     reference, quantized = tiny(), tiny("int8")
     assert quantized.dtype == "int8" and reference.dtype == "float32"
-    assert stored_bytes(quantized.model) < 0.6 * stored_bytes(reference.model)
-    assert quantized.model.transformer[0].self_attn.q_proj is None  # float trunk weights are freed
+    assert stored_bytes(quantized.model) < 0.8 * stored_bytes(reference.model)
+    assert quantized.model.transformer[1].self_attn.q_proj is None  # float trunk weights are freed
     assert quantized.model.head.proj_s1.weight.dtype == torch.float32  # heads stay float
     low, ref = greedy(quantized, bars), greedy(reference, bars)
     assert np.isfinite(low).all()
