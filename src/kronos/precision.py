@@ -18,7 +18,8 @@ form for a precision:
   channel (PyTorch's ``torch.ao.nn.quantized.dynamic.Linear`` kernels on the x86/fbgemm engine: weights in
   int8, activations quantized per call over the full 8-bit range). The first block, the down projections,
   embeddings, the input fusion projection, the dependency-aware layer and both output heads stay float32,
-  where rounding would move the sampled tokens most.
+  where rounding would move the sampled tokens most. Activation scales are per call, so results depend
+  slightly on which rows share a call, and cached decoding is not bit-identical to full recompute.
 
 Why PyTorch's own dynamic quantization and not ``torchao``: it ships with every CPU build of PyTorch,
 needs no extra package, and its int8 matrix kernels (fbgemm, oneDNN) are the ones ``torchao`` also
