@@ -108,7 +108,8 @@ def worker(spec: dict) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     device = torch.device(spec["device"])
-    dtype = getattr(torch, spec["dtype"])
+    dtype_name = spec["dtype"]
+    dtype = getattr(torch, dtype_name) if dtype_name != "int8" else None
     folder = Path(spec["folder"])
     dfs, xs, ys = load_inputs(spec["series"], spec["history"], spec["pred_len"])
     if spec.get("cache_layout"):  # force one layout of the cached rows (default: the library's choice)
@@ -123,7 +124,7 @@ def worker(spec: dict) -> dict:
 
         network = OriginalKronos.from_pretrained(str(folder / "model")).eval()
         codec = OriginalTokenizer.from_pretrained(str(folder / "tokenizer")).eval()
-        if dtype != torch.float32:
+        if dtype_name != "float32":
             network.to(dtype)
         predictor = OriginalPredictor(network, codec, device=str(device), max_context=spec["max_context"])
         kwargs["verbose"] = False
@@ -133,7 +134,8 @@ def worker(spec: dict) -> dict:
 
         predictor = KronosPredictor(Kronos.from_pretrained(folder / "model"),
                                     KronosTokenizer.from_pretrained(folder / "tokenizer"), device=device,
-                                    max_context=spec["max_context"], dtype=None if dtype == torch.float32 else dtype)
+                                    max_context=spec["max_context"],
+                                    dtype=None if dtype_name == "float32" else dtype or dtype_name)
         use_cache = {"use_cache": spec["method"] == "cached"}
 
     def run(pred_len: int) -> list:
@@ -151,12 +153,13 @@ def worker(spec: dict) -> dict:
     rss_loaded = reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(spec["repeats"]):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         frames = run(spec["pred_len"])
         sync()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     if spec.get("profile"):
         from torch.profiler import ProfilerActivity, profile
 
@@ -168,7 +171,7 @@ def worker(spec: dict) -> dict:
         with open(spec["profile"], "a") as f:
             f.write(f"== {spec['method']} {spec['history']}+{spec['pred_len']} samples={spec['samples']} "
                     f"{spec['dtype']}\n{prof.key_averages().table(sort_by=key, row_limit=30)}\n")
-    result = {"seconds": min(times), "all_seconds": times,
+    result = {"seconds": min(times), "all_seconds": times, "cpu_seconds": min(cpu_times),
               "rss_mib": peak_rss(), "rss_loaded_mib": rss_loaded, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -190,7 +193,7 @@ def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int,
     from kronos import Kronos, KronosPredictor, KronosTokenizer
     from kronos.data import Normalizer, as_timestamps, bar_features, time_features
 
-    dtype = getattr(torch, dtype_name)
+    dtype = dtype_name if dtype_name == "int8" else getattr(torch, dtype_name)
     codec = KronosTokenizer.from_pretrained(folder / "tokenizer")
     reference = KronosPredictor(Kronos.from_pretrained(folder / "model"), codec, device=device,
                                 max_context=max_context)
@@ -283,10 +286,157 @@ def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 
           f"({n_bytes / read_s / 1e9:.1f} GB/s); step / linear chain {step_s / chain_s:.2f}")
 
 
+def step_products(model):
+    """The matrix products one cached step runs, as (callable, input width) pairs: packed products where the
+    network has them (``kronos.precision``), every other linear layer (float or int8) once."""
+    from torch import nn
+
+    calls, packed_parts = [], set()
+    for m in model.modules():
+        for name in ("packed_qkv", "packed_gate_up", "packed_kv"):
+            packed = m.__dict__.get(name)
+            if packed is None:
+                continue
+            packed_parts.update(id(part) for part in getattr(packed, "linears", ()))
+            width = packed.weight.shape[1] if hasattr(packed, "linears") else packed.in_features
+            calls.append((packed, width))
+    for m in model.modules():
+        if id(m) in packed_parts:
+            continue
+        if isinstance(m, nn.Linear) or hasattr(m, "_packed_params"):  # float, or int8 (kronos.precision)
+            calls.append((m, m.in_features))
+    return calls
+
+
+def floor_worker(spec: dict) -> dict:
+    """One cached step of greedy 256-bar forecasts against the matrix products that step runs (best of rounds)."""
+    import torch
+
+    from kronos import Kronos, KronosPredictor, KronosTokenizer
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    folder, name = Path(spec["folder"]), spec["dtype"]
+    extra = {} if name == "float32" else {"dtype": name if name == "int8" else getattr(torch, name)}
+    predictor = KronosPredictor(Kronos.from_pretrained(folder / "model"),
+                                KronosTokenizer.from_pretrained(folder / "tokenizer"), device="cpu",
+                                max_context=spec["max_context"], **extra)
+    model, steps, rounds = predictor.model, spec["pred_len"], spec["rounds"]
+    dfs, xs, ys = load_inputs(1, spec["history"], steps + 1)
+
+    def forecast(pred_len: int) -> float:
+        start = time.perf_counter()
+        predictor.predict(dfs[0], xs[0], ys[0].iloc[:pred_len], pred_len, T=1.0, top_k=1, top_p=1.0)
+        return time.perf_counter() - start
+
+    forecast(2)
+    short = min(forecast(1) for _ in range(rounds))
+    long = min(forecast(steps + 1) for _ in range(rounds))
+    act = next(model.parameters()).dtype
+    calls = [(call, torch.randn(1, width, dtype=act)) for call, width in step_products(model)]
+
+    def chain() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for call, x in calls:
+                call(x)
+        return time.perf_counter() - start
+
+    chain()
+    return {"step_ms": (long - short) / steps * 1e3, "products_ms": min(chain() for _ in range(rounds * 4)) * 1e3,
+            "products": len(calls)}
+
+
+def baseline_source(ref: str, into: Path) -> str:
+    """This project's ``src`` at git ``ref`` (today's code, for ``--compare``), unpacked under ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return str(into / "src")
+
+
+COMPARE_VARIANTS = ("original", "today", "float32", "bfloat16", "int8")
+
+
+def compare_dtypes(args: argparse.Namespace, folder: Path) -> None:
+    """One table per configuration: the original, today's float32 cached path (``--baseline-ref``), and this
+    code in float32, bfloat16 and int8, alternating variants over ``--repeats`` rounds (one subprocess each,
+    the fastest round counts). float32 must give exactly today's forecasts."""
+    today = baseline_source(args.baseline_ref, folder)
+    variants = [v for v in COMPARE_VARIANTS if v != "original" or args.original]
+    for config in args.configs:
+        history, pred_len = (int(part) for part in config.split("+"))
+        for samples in args.samples:
+            chosen = [v for v in variants if v != "original" or samples == 1]  # the original: one path only
+            best: dict[str, dict] = {}
+            outputs: dict[str, np.ndarray] = {}
+            for round_ in range(args.repeats):
+                for variant in chosen if round_ % 2 == 0 else chosen[::-1]:
+                    spec = dict(method="original" if variant == "original" else "cached", folder=str(folder),
+                                device="cpu", dtype="float32" if variant in ("original", "today") else variant,
+                                series=args.series, history=history, pred_len=pred_len, samples=samples,
+                                max_context=args.max_context, threads=args.threads, repeats=1,
+                                source=today if variant == "today" else None, out=str(folder / f"{variant}.npy"))
+                    result = run_worker(spec, args.original)
+                    outputs[variant] = np.load(spec["out"])
+                    print(f"  {history}+{pred_len} samples={samples} {variant:>8}: {result['seconds']:7.2f} s  "
+                          f"{memory_text(result)}", flush=True)
+                    if args.cpu_time:  # one thread on a busy machine: CPU time leaves out waiting for a core
+                        result["seconds"] = result["cpu_seconds"]
+                    if variant not in best or result["seconds"] < best[variant]["seconds"]:
+                        best[variant] = result
+            clock = "CPU seconds" if args.cpu_time else "seconds"
+            print(f"\n{history}+{pred_len}, {samples} path(s), {clock}, best of {args.repeats}, load "
+                  f"{os.getloadavg()[0]:.1f}:")
+            print("| variant | seconds | s per path | vs original | vs today | peak RSS MiB | forecast vs today |")
+            print("|---|---|---|---|---|---|---|")
+            for variant in chosen:
+                r = best[variant]
+                vs_original = (f"{best['original']['seconds'] / r['seconds']:.1f}x" if "original" in best else "-")
+                ref = outputs["today"]
+                if np.array_equal(outputs[variant], ref):
+                    same = "identical"
+                else:
+                    rel = np.abs(outputs[variant] - ref) / np.maximum(np.abs(ref), 1e-12)
+                    same = f"median rel diff {np.median(rel):.1e}"
+                print(f"| {variant} | {r['seconds']:.2f} | {r['seconds'] / samples:.3f} | {vs_original} | "
+                      f"{best['today']['seconds'] / r['seconds']:.2f}x | {r['rss_mib']:.0f} | {same} |", flush=True)
+            if not np.array_equal(outputs["float32"], outputs["today"]):
+                raise SystemExit("float32 forecasts differ from today's")
+    if args.step_floor:
+        step_floors(args, folder, today)
+
+
+def step_floors(args: argparse.Namespace, folder: Path, today: str) -> None:
+    """The cached step split into its matrix products and the rest, today's code and each dtype."""
+    rows = {}
+    for _ in range(max(1, args.repeats)):
+        for variant in ("today", "float32", "bfloat16", "int8"):
+            spec = dict(method="floor", folder=str(folder), dtype="float32" if variant == "today" else variant,
+                        history=256, pred_len=64, max_context=args.max_context, threads=args.threads, rounds=3,
+                        source=today if variant == "today" else None)
+            result = run_worker(spec, None)
+            if variant not in rows or result["step_ms"] < rows[variant]["step_ms"]:
+                rows[variant] = result
+    print(f"\ncached step at history 256, 1 path, load {os.getloadavg()[0]:.1f}:")
+    print("| variant | step ms | matrix products ms (count) | rest ms |")
+    print("|---|---|---|---|")
+    for variant, r in rows.items():
+        print(f"| {variant} | {r['step_ms']:.1f} | {r['products_ms']:.1f} ({r['products']}) | "
+              f"{r['step_ms'] - r['products_ms']:.1f} |", flush=True)
+
+
 def run_worker(spec: dict, original: str | None) -> dict:
     env = dict(os.environ)
     if spec["method"] == "original":
         env["PYTHONPATH"] = original + os.pathsep + env.get("PYTHONPATH", "")
+    elif spec.get("source"):  # another version of this project's code (``--compare``: today's)
+        env["PYTHONPATH"] = spec["source"] + os.pathsep + env.get("PYTHONPATH", "")
+    if spec["method"] == "floor":
+        done = subprocess.run([sys.executable, __file__, "--floor-worker", json.dumps(spec)], env=env, text=True,
+                              capture_output=True)
+        if done.returncode != 0:
+            raise SystemExit(f"step-floor worker failed:\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, text=True,
                           capture_output=True)
     if done.returncode != 0:
@@ -306,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 5], help="sample_count values")
     parser.add_argument("--series", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
     parser.add_argument("--layout", default="small", choices=["mini", "small", "base"])
     parser.add_argument("--max-context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (the fastest counts)")
@@ -324,10 +474,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-layout", nargs="+", choices=["shared", "rows"],
                         help="time the cached method once per layout of the cached rows: shared (one history "
                              "prefix per series, SharedPrefixCache) and/or rows (a contiguous cache per path)")
+    parser.add_argument("--compare", action="store_true",
+                        help="CPU: time the original (with --original), today's float32 code (--baseline-ref) and "
+                             "this code in float32, bfloat16 and int8, alternating; with --step-floor also split "
+                             "each cached step into matrix products and the rest")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="--compare: rank by the worker's CPU time instead of wall time (meaningful with "
+                             "--threads 1 on a busy machine, where wall time includes waiting for a core)")
+    parser.add_argument("--baseline-ref", default="964c34a", help="git revision of today's code for --compare")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.floor_worker:
+        print(json.dumps(floor_worker(json.loads(args.floor_worker))))
         return
     methods = list(dict.fromkeys(args.methods + (["original"] if args.original else [])))
     if "original" in methods and not args.original:
@@ -345,6 +507,9 @@ def main(argv: list[str] | None = None) -> None:
         build_checkpoints(folder, args.layout, args.seed)
         if args.accuracy:
             dtype_accuracy(folder, args.device, args.dtype, args.max_context)
+            return
+        if args.compare:
+            compare_dtypes(args, folder)
             return
         if args.step_floor:
             if args.threads:

@@ -38,6 +38,8 @@ class RMSNorm(nn.Module):
 class FeedForward(nn.Module):
     """SwiGLU feed-forward without biases: ``w2(silu(w1 x) * w3 x)``."""
 
+    packed_gate_up = None  # w1 and w3 as one product, set for inference by kronos.precision
+
     def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
         super().__init__()
         self.w1 = nn.Linear(d_model, ff_dim, bias=False)
@@ -46,7 +48,11 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        if self.packed_gate_up is not None:
+            gate, up = self.packed_gate_up(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.w1(x), self.w3(x)
+        return self.dropout(self.w2(F.silu(gate) * up))
 
 
 class RotaryEmbedding(nn.Module):
@@ -127,6 +133,8 @@ class RotaryAngles(NamedTuple):
 class SelfAttention(nn.Module):
     """Multi-head self-attention with rotary positions and biased projections."""
 
+    packed_qkv = None  # q_proj, k_proj and v_proj as one product, set for inference by kronos.precision
+
     def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0,
                  rope_base: float = 10000.0):
         super().__init__()
@@ -149,7 +157,11 @@ class SelfAttention(nn.Module):
         """x (B, T, d); positions (T,) or (B, T), or their precomputed :class:`RotaryAngles`;
         attn_mask None (plain causal) or bool (B, 1, T, T_keys)."""
         b, t, d = x.shape
-        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        if self.packed_qkv is not None:
+            q, k, v = self.packed_qkv(x).chunk(3, dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         angles = positions if isinstance(positions, RotaryAngles) else self.rotary.angles(positions, x.dtype)
         q, k = angles.rotate(q), angles.rotate(k)
         if cache is not None:

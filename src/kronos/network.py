@@ -77,6 +77,8 @@ class TemporalEmbedding(nn.Module):
 class CrossAttention(nn.Module):
     """Multi-head attention of s1 embeddings (queries) over trunk hidden states (keys/values)."""
 
+    packed_kv = None  # k_proj and v_proj as one product, set for inference by kronos.precision
+
     def __init__(self, d_model: int, n_heads: int, rope_base: float = 10000.0):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
@@ -92,6 +94,9 @@ class CrossAttention(nn.Module):
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states (B, T, d) -> unrotated keys and values (B, H, T, hd)."""
+        if self.packed_kv is not None:
+            k, v = self.packed_kv(context).chunk(2, dim=-1)
+            return self._heads(k), self._heads(v)
         return self._heads(self.k_proj(context)), self._heads(self.v_proj(context))
 
     def attend_split(self, query: torch.Tensor, context: SplitKV) -> torch.Tensor:

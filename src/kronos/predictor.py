@@ -28,6 +28,7 @@ from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
+from .precision import check_supported, prepare
 from .tokenizer import KronosTokenizer
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -212,19 +213,21 @@ class KronosPredictor:
         device: "cpu", "cuda", "cuda:1", "mps" ...; picked automatically (cuda, mps, cpu) when None.
         max_context: most tokens the network sees (512 for the published small/base models).
         clip: normalised values are clipped to ±clip.
-        dtype: network dtype; ``torch.bfloat16`` is an opt-in for CUDA (the tokenizer stays float32).
+        dtype: how the network is stored and run: ``"float32"`` (default, exact), ``"bfloat16"`` or
+            ``"int8"`` (CPU only), or a torch dtype (``torch.float32``, ``torch.bfloat16``, ``torch.int8``).
+            The tokenizer stays float32. See :mod:`kronos.precision` and docs/performance.md.
         lookback: history bars ``forecast()`` feeds the network and normalises on (the lookback the model
             was trained with; default ``max_context``). Earlier bars serve only calibration.
     """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5, dtype: torch.dtype | None = None,
+                 max_context: int = 512, clip: float = 5, dtype: str | torch.dtype | None = None,
                  lookback: int | None = None):
         check_pairing(model, tokenizer)
         self.device = torch.device(device) if device is not None else auto_device()
+        check_supported(dtype, self.device)
         self.model = model.to(self.device).eval()
-        if dtype is not None:
-            self.model.to(dtype)
+        self.dtype = prepare(self.model, dtype, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.max_context = check_count("max_context", max_context)
         if not clip > 0:
@@ -238,6 +241,7 @@ class KronosPredictor:
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
                         device: str | torch.device | None = None, max_context: int | None = None,
                         clip: float | None = None, lookback: int | None = None,
+                        dtype: str | torch.dtype | None = None,
                         **hub_kwargs: Any) -> KronosPredictor:
         """Load a predictor from folders or hub ids (``"NeoQuasar/Kronos-small"``,
         ``"NeoQuasar/Kronos-Tokenizer-base"``), the bundled default model with ``"default"``, or a
@@ -248,7 +252,9 @@ class KronosPredictor:
         are used unless given here. A given value that differs from the recorded one wins, with a warning
         on the ``kronos.predictor`` logger. Without a record, ``tokenizer`` is required and ``max_context``
         defaults to 512, ``lookback`` to ``max_context``, ``clip`` to 5.
+        ``dtype`` as in :class:`KronosPredictor`.
         """
+        check_supported(dtype, torch.device(device) if device is not None else auto_device())
         from .default_model import describe_source, resolve_source
 
         source = resolve_source(model, "model")
@@ -276,7 +282,8 @@ class KronosPredictor:
         if lookback is not None:
             lookback = min(int(lookback), max_context)
         clip = clip if clip is not None else info.get("clip", 5)
-        predictor = cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback)
+        predictor = cls(network, codec, device=device, max_context=max_context, clip=clip, lookback=lookback,
+                        dtype=dtype)
         predictor.sources = {"model": describe_source(model, "model"),
                              "tokenizer": describe_source(tokenizer, "tokenizer")}
         return predictor

@@ -53,6 +53,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-context", type=positive_int, default=None,
                        help="most tokens the model sees (default: what the model folder records; 512 for others)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, mps or cpu)")
+    group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
+                       help="how the network's weights are stored and run: float32 (default, exact), bfloat16, "
+                            "or int8 (CPU only; faster, slightly different forecasts, see docs/performance.md)")
 
 
 MODEL_ARGUMENTS = ("model", "tokenizer", "max_context", "lookback", "clip", "device")
@@ -81,11 +84,17 @@ def check_model_arguments(args: argparse.Namespace) -> None:
 
 
 def load_predictor(args: argparse.Namespace):
-    """A KronosPredictor from --model/--tokenizer/--max-context/--device ('default' = the bundled weights; a
+    """A KronosPredictor from --model/--tokenizer/--max-context/--device/--dtype ('default' = the bundled weights; a
     trained model's folder supplies the tokenizer and context it records). Mismatches are reported on stderr."""
-    from ..predictor import KronosPredictor
+    from ..precision import check_supported
+    from ..predictor import KronosPredictor, auto_device
 
     check_model_arguments(args)
+    dtype = getattr(args, "dtype", None)
+    try:
+        check_supported(dtype, args.device or auto_device())
+    except ValueError as exc:  # the library's message names dtype='int8'; here it is --dtype int8
+        raise UsageError(flag_names(str(exc), ("dtype", "device")).replace("'", "")) from None
     logger = logging.getLogger("kronos.predictor")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
         handler = StderrHandler()
@@ -93,7 +102,7 @@ def load_predictor(args: argparse.Namespace):
         logger.addHandler(handler)
     try:
         return KronosPredictor.from_pretrained(args.model, args.tokenizer, device=args.device,
-                                               max_context=args.max_context)
+                                               max_context=args.max_context, dtype=dtype)
     except ValueError as exc:
         raise UsageError(flag_names(str(exc), MODEL_ARGUMENTS)) from exc
     except RuntimeError as exc:  # e.g. an unavailable device
@@ -101,7 +110,9 @@ def load_predictor(args: argparse.Namespace):
 
 
 def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:
-    """Configuration, parameter counts and size (float32 MiB) of a loaded predictor."""
+    """Configuration, parameter counts, precision and size in memory (MiB) of a loaded predictor."""
+    from ..precision import describe, stored_bytes
+
     def count(module: Any) -> int:
         return sum(p.numel() for p in module.parameters())
 
@@ -118,7 +129,8 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
         "device": str(predictor.device),
         "max_context": predictor.max_context, "lookback": predictor.lookback, "model_parameters": model_params,
         "tokenizer_parameters": tokenizer_params,
-        "size_mib": round((model_params + tokenizer_params) * 4 / 2**20, 2),
+        **describe(predictor.model),
+        "size_mib": round((stored_bytes(predictor.model) + stored_bytes(predictor.tokenizer)) / 2**20, 2),
         "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
     }
 
