@@ -82,4 +82,4 @@ def test_two_gloo_processes_keep_identical_weights_and_only_rank_0_writes(tmp_pa
     final = load_file(out / "final" / "model.safetensors")
     assert final and (out / "best" / "config.json").is_file()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r["split"] == "val"] == [3, 6]
+    assert [r["step"] for r in rows if r["split"] == "val"] == [0, 3, 6]  # step 0: the starting weights

@@ -20,6 +20,36 @@ PREDICTOR_INFO_NAME = "predictor.json"  # optional, beside a predictor's config.
 
 M = TypeVar("M", bound="PretrainedMixin")
 
+WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"  # the bundled default model (kronos.default_model)
+
+BUNDLED_PARTS = ("model", "tokenizer")
+
+
+def bundled_folder(part: str) -> Path:
+    """The bundled ``model`` or ``tokenizer`` folder."""
+    if part not in BUNDLED_PARTS:
+        raise ValueError(f"part must be 'model' or 'tokenizer', got {part!r}")
+    return WEIGHTS_DIR / part
+
+
+def resolve_source(source: str | os.PathLike, part: str | None = None) -> str | Path:
+    """Where a ``from_pretrained`` source really is.
+
+    ``"default"`` is the bundled ``part`` folder (``"model"`` or ``"tokenizer"``); a training run's folder
+    (``kronos train --out``: no ``config.json`` but ``best/config.json``) stands for its ``best/``; other
+    sources (checkpoint folders, hub ids) pass through unchanged.
+    """
+    if str(source) == "default" and part is not None:
+        folder = bundled_folder(part)
+        if not (folder / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"the bundled default {part} is missing from {folder}; reinstall kronos-kline "
+                                    "or pass a folder or hub id")
+        return folder
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "best" / CONFIG_NAME).is_file():
+        return path / "best"
+    return source
+
 
 class CheckpointError(ValueError):
     """A checkpoint folder or file that cannot be loaded; the message names the file and tensor."""
@@ -237,8 +267,6 @@ class PretrainedMixin:
                         **config_overrides: Any) -> M:
         """Load a local folder, a training run's folder (its ``best/``), a hub id (``NeoQuasar/Kronos-small``)
         or ``"default"`` (the bundled weights) and return the model in eval mode."""
-        from .default_model import resolve_source
-
         source = resolve_source(source, cls.bundled_part)
         config_path, weights_path = resolve_checkpoint(source, revision, cache_dir, local_files_only, token)
         values = read_config(config_path)

@@ -13,38 +13,10 @@ import json
 import os
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
+from .checkpoint import BUNDLED_PARTS, WEIGHTS_DIR, bundled_folder, resolve_source
 
-
-BUNDLED_PARTS = ("model", "tokenizer")
-
-
-def bundled_folder(part: str) -> Path:
-    """The bundled ``model`` or ``tokenizer`` folder."""
-    if part not in BUNDLED_PARTS:
-        raise ValueError(f"part must be 'model' or 'tokenizer', got {part!r}")
-    return WEIGHTS_DIR / part
-
-
-def resolve_source(source: str | os.PathLike, part: str | None = None) -> str | Path:
-    """Where a ``from_pretrained`` source really is.
-
-    ``"default"`` is the bundled ``part`` folder (``"model"`` or ``"tokenizer"``); a training run's folder
-    (``kronos train --out``: no ``config.json`` but ``best/config.json``) stands for its ``best/``; other
-    sources (checkpoint folders, hub ids) pass through unchanged.
-    """
-    from .checkpoint import CONFIG_NAME
-
-    if str(source) == "default" and part is not None:
-        folder = bundled_folder(part)
-        if not (folder / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"the bundled default {part} is missing from {folder}; reinstall kronos-kline "
-                                    "or pass a folder or hub id")
-        return folder
-    path = Path(source).expanduser()
-    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "best" / CONFIG_NAME).is_file():
-        return path / "best"
-    return source
+__all__ = ["BUNDLED_PARTS", "WEIGHTS_DIR", "bundled_folder", "default_paths", "describe_source", "package_default",
+           "resolve_source", "same_source"]
 
 
 def describe_source(source: str | os.PathLike, part: str) -> str:
