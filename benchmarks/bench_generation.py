@@ -348,7 +348,10 @@ def floor_worker(spec: dict) -> dict:
 
 
 def baseline_source(ref: str, into: Path) -> str:
-    """This project's ``src`` at git ``ref`` (today's code, for ``--compare``), unpacked under ``into``."""
+    """This project's ``src`` at git ``ref`` (today's code, for ``--compare``), unpacked under ``into``; a folder
+    holding ``src`` (a copy of that revision, for machines without the git history) is used as it is."""
+    if (Path(ref) / "src").is_dir():
+        return str(Path(ref) / "src")
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return str(into / "src")
@@ -481,7 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="--compare: rank by the worker's CPU time instead of wall time (meaningful with "
                              "--threads 1 on a busy machine, where wall time includes waiting for a core)")
-    parser.add_argument("--baseline-ref", default="964c34a", help="git revision of today's code for --compare")
+    parser.add_argument("--baseline-ref", default="964c34a",
+                        help="git revision (or a folder holding its src) of today's code for --compare")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--floor-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
