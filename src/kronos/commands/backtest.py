@@ -19,7 +19,7 @@ from .common import (
 
 EXAMPLES = """\
 examples:
-  kronos backtest ../shared/data/ohlcv/*_1d.csv --out bt-daily
+  kronos backtest tests/data/*_1d.csv --out bt-daily
   kronos backtest panel.csv --id-column ticker --k 10 --n-drop 2 --commission-bps 5 --out bt
   kronos backtest prices/ --strategy long-short --k 3 --pred-len 5 --dates 50 --out bt-ls
   kronos backtest AAPL.csv --strategy long-flat --out bt-aapl

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 EXAMPLES = """\
 examples:
-  kronos evaluate ../shared/data/ohlcv/ --out eval-default
+  kronos evaluate tests/data/ --out eval-default
   kronos evaluate AAPL.csv MSFT.csv --lookback 512 --pred-len 24 --samples 20 --origins 30 --out eval
   kronos evaluate data/ --model ./my-model --tokenizer ./my-tokenizer --max-context 256 --device cuda --out eval
   kronos evaluate data/ --baselines-only --out eval-baselines

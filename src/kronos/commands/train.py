@@ -61,12 +61,12 @@ OPTIONS: tuple[tuple[str, Any, str, str], ...] = (
 )
 EXAMPLES = {
     "tokenizer": """examples:
-  kronos train-tokenizer --data ../shared/data/ohlcv --out runs/tok --max-steps 2000 --val-fraction 0.1
+  kronos train-tokenizer --data tests/data --out runs/tok --max-steps 2000 --val-fraction 0.1
   kronos train-tokenizer --data prices.parquet --out runs/tok-ft --init NeoQuasar/Kronos-Tokenizer-base
   kronos train-tokenizer --config examples/train-tokenizer-tiny.yaml --out runs/tiny --model-config d_model=64
   torchrun --nproc_per_node=2 -m kronos.cli train-tokenizer --data DIR --out runs/tok""",
     "predictor": """examples:
-  kronos train --data ../shared/data/ohlcv --tokenizer runs/tok --out runs/model --size mini --max-minutes 60
+  kronos train --data tests/data --tokenizer runs/tok --out runs/model --size mini --max-minutes 60
   kronos train --data prices.csv --init default --tokenizer default --out runs/ft --max-minutes 10
   kronos train --data prices.csv --tokenizer NeoQuasar/Kronos-Tokenizer-base --init NeoQuasar/Kronos-small \\
       --out runs/small-ft
