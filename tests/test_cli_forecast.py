@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos import default_model
+from kronos import checkpoint, default_model
 from kronos.calendar import future_timestamps
 from kronos.cli import main
 from kronos.tables import read_series
@@ -84,6 +84,7 @@ def test_given_a_missing_file_when_running_the_script_then_one_line_and_exit_2(t
 def test_given_a_bad_column_or_no_model_when_forecasting_then_one_line_and_exit_2(capsys, monkeypatch, tmp_path,
                                                                                    args, message):
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
     assert main(["forecast", str(FB), "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
@@ -189,6 +190,7 @@ def test_info_with_the_bundled_model_prints_its_config(capsys):
 
 def test_info_without_the_bundled_model_says_so_in_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
     assert main(["info"]) == 2
     captured = capsys.readouterr()
     assert "torch" in captured.out

@@ -158,9 +158,10 @@ def test_forecast_object_shapes_and_quantiles(tiny_predictor, inputs):
 
 
 def test_default_model_missing_is_a_clear_error(monkeypatch, tmp_path):
-    from kronos import KronosPredictor, default_model
+    from kronos import KronosPredictor, checkpoint, default_model
 
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)  # where "default" is resolved
     with pytest.raises(FileNotFoundError, match="bundled default model is missing"):
         KronosPredictor.from_pretrained()
 

@@ -286,10 +286,11 @@ def test_kronos_serve_starts_on_loopback_and_answers():
 
 
 def test_kronos_serve_without_the_bundled_model_exits_2_in_one_line(capsys, monkeypatch, tmp_path):
-    from kronos import default_model
+    from kronos import checkpoint, default_model
     from kronos.cli import main
 
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
     assert main(["serve", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bundled default model is missing" in err
