@@ -544,8 +544,10 @@ class Trainer:
         from ..predictor import KronosPredictor
 
         opts = self.opts
-        return KronosPredictor(model, self.task.tokenizer, device=self.device, max_context=opts.lookback + opts.horizon,
-                               clip=opts.clip, lookback=opts.lookback)
+        # A copy: the predictor puts its network in inference form (eval mode, packed projections), which must
+        # not reach the weights being trained (a resumed run must give the same bits as an uninterrupted one).
+        return KronosPredictor(copy.deepcopy(model), self.task.tokenizer, device=self.device,
+                               max_context=opts.lookback + opts.horizon, clip=opts.clip, lookback=opts.lookback)
 
     def forecast_scores(self, calibrate: bool = False) -> dict[str, float] | None:
         """Forecast scores of the current weights on the validation tails (computed by rank 0, shared)."""
