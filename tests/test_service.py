@@ -259,22 +259,27 @@ def test_given_a_full_queue_then_429_and_after_a_timeout_503(predictor):
 
 # -- the real `kronos serve` ------------------------------------------------------------------------------
 
+def wait_for_server(process: subprocess.Popen, base: str, seconds: float = 90) -> None:
+    """Until ``kronos serve`` (``process``) answers ``GET base/healthz``; fails if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, process.stderr.read().decode()
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "kronos serve did not come up"
+        time.sleep(0.3)
+
+
 def test_kronos_serve_starts_on_loopback_and_answers():
     port = free_port()
     command = [sys.executable, "-m", "kronos.cli", "serve", "--port", str(port), "--model", str(TINY / "model"),
                "--tokenizer", str(TINY / "tokenizer"), "--max-context", "256", "--max-samples", "4"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "kronos serve did not come up"
-            time.sleep(0.3)
+        wait_for_server(process, f"http://127.0.0.1:{port}")
         response = httpx.post(f"http://127.0.0.1:{port}/v1/forecast", timeout=60,
                               json={"bars": real_bars(30), "pred_len": 2, "samples": 5})
         assert response.status_code == 422 and "limit 4" in response.json()["detail"]

@@ -28,7 +28,7 @@ from kronos.service.serving import ServiceLimits
 from kronos.tokenizer import KronosTokenizer
 
 from .conftest import DATA, PARITY
-from .test_service import real_bars
+from .test_service import real_bars, wait_for_server
 
 CLIENT = {"X-Kronos-Client": "tests"}
 LIMITS = ServiceLimits(max_pred_len=64, max_samples=16, max_work=10_000, request_timeout_s=60)
@@ -425,16 +425,7 @@ def test_kronos_serve_takes_the_flags_and_stops_on_sigterm():
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "kronos serve did not come up"
-            time.sleep(0.3)
+        wait_for_server(process, base)
         model = httpx.get(base + "/v1/model", timeout=10).json()
         assert model["limits"]["max_work"] == 5000 and model["limits"]["lenient"] is True
         assert httpx.get(base + "/healthz", headers={"Host": "kronos.test"}, timeout=10).status_code == 200
@@ -457,16 +448,7 @@ def test_kronos_serve_stops_promptly_on_sigterm_with_a_long_forecast_running():
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "kronos serve did not come up"
-            time.sleep(0.3)
+        wait_for_server(process, base)
         heavy = {"bars": real_bars(60), "pred_len": 3000, "samples": 256, "calibrate": False}
         worker = threading.Thread(target=lambda: httpx.post(base + "/v1/forecast", json=heavy, timeout=120),
                                   daemon=True)
