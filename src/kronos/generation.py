@@ -291,7 +291,7 @@ class _CachedRows:
         stamp = store.stamp.index_select(1, column)[rows]  # (n, 1, 5)
         positions = self.next_pos[:, None] if self.padded else self.next_pos[:1]
         mask = None if self.split else self._mask(self.cache.length + 1)
-        hidden = model.hidden_states(s1, s2, stamp, positions, mask, self.cache, max_position=self.max_position)
+        hidden = model.next_hidden(s1, s2, stamp, positions, self.cache, mask, max_position=self.max_position)
         k, v = model.dep_layer.cross_attn.project_context(hidden)
         if self.split:
             self.dep.write(0, k, v)

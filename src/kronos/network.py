@@ -218,6 +218,25 @@ class Kronos(PretrainedMixin, nn.Module):
             cache.advance(x.shape[1])
         return self.norm(x)
 
+    def next_hidden(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None,
+                    positions: torch.Tensor, cache: KVCache | SharedPrefixCache,
+                    attn_mask: torch.Tensor | None = None, max_position: int | None = None) -> torch.Tensor:
+        """The trunk on one new token per row after ``cache.length`` cached ones, for inference: ids (B, 1),
+        stamps (B, 1, 5), positions (1,) or (B, 1) -> normed hidden states (B, 1, d).
+
+        Gives the bits of :meth:`hidden_states` on the same inputs with fewer operations per step
+        (:meth:`TransformerBlock.step`); the network must be in eval mode.
+        """
+        x = self.embedding(s1_ids, s2_ids)
+        if stamp is not None:
+            x = x + self.time_emb(stamp)
+        x = x[:, 0]
+        angles = self.transformer[0].self_attn.rotary.angles(positions, x.dtype, max_position)
+        for index, block in enumerate(self.transformer):
+            x = block.step(x, angles, cache, index, attn_mask)
+        cache.advance(1)
+        return self.norm(x)[:, None]
+
     def s2_logits(self, hidden_last: torch.Tensor, s1_ids: torch.Tensor, k: torch.Tensor | SplitKV,
                   v: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """One s2 step: last hidden state (B, 1, d), chosen s1 (B, 1), dep-layer keys/values (B, H, T, hd)
