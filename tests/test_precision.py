@@ -13,6 +13,7 @@ import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.cli import main
+from kronos.modules import padded_causal_mask
 from kronos.precision import PackedLinear, check_supported, dtype_name, prepare, stored_bytes
 
 from .conftest import DATA, PARITY
@@ -168,3 +169,37 @@ def test_forecast_command_with_int8(tmp_path):
     assert main(["forecast", str(FB), "--pred-len", "3", "--samples", "2", "--dtype", "int8", "--out", str(out),
                  "--no-calibrate", "-q", *TINY_ARGS]) == 0
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_single_token_step_gives_the_bits_of_the_general_trunk(dtype, padded):
+    """Kronos.next_hidden (the cached decoding step) against hidden_states on the same cache and token."""
+    model = Kronos.from_pretrained(PARITY / "model").eval()
+    prepare(model, dtype, "cpu")
+    torch.manual_seed(0)
+    rows, history = 3, 20
+    s1 = torch.randint(0, model.s1_vocab_size, (rows, history + 1))
+    s2 = torch.randint(0, model.s2_vocab_size, (rows, history + 1))
+    stamp = torch.randint(0, 7, (rows, history + 1, 5)).float()
+    valid = torch.ones(rows, history + 1, dtype=torch.bool)
+    if padded:
+        valid[0, :5] = valid[2, :2] = False
+    positions = (valid.long().cumsum(-1) - 1).clamp_min(0)
+    outputs = []
+    with torch.no_grad():
+        for method in ("hidden_states", "next_hidden"):
+            cache = model.new_cache(rows, history + 1)
+            mask = padded_causal_mask(valid[:, :history]) if padded else None
+            model.hidden_states(s1[:, :history], s2[:, :history], stamp[:, :history],
+                                positions[:, :history] if padded else torch.arange(history), mask, cache)
+            step_pos = positions[:, history:] if padded else torch.tensor([history])
+            step_mask = valid[:, None, None, :] if padded else None
+            step = (s1[:, history:], s2[:, history:], stamp[:, history:], step_pos)
+            if method == "hidden_states":
+                outputs.append(model.hidden_states(*step, step_mask, cache))
+            else:
+                outputs.append(model.next_hidden(*step, cache, step_mask))
+            assert cache.length == history + 1
+    assert outputs[1].shape == (rows, 1, model.config.d_model)
+    assert torch.equal(outputs[0], outputs[1])
