@@ -12,7 +12,11 @@ form for a precision:
   layer notices and falls back to the separate products.
 - **bfloat16** (opt-in): the network's weights and activations in bfloat16, packed the same way; logits
   are converted to float32 before sampling and rotary angles are computed in float32. On CPUs with
-  native bfloat16 arithmetic (AVX512-BF16, AMX) it is faster; elsewhere it may be slower than float32.
+  native bfloat16 arithmetic (AVX512-BF16, AMX) every linear product also keeps a copy of its weight
+  reordered once into oneDNN's blocked layout (:class:`OneDNNProduct`; PyTorch's own ``mkldnn`` linear
+  operators, the ones ``torch.compile`` uses for frozen weights), which runs a one-token step's products
+  about 1.4x faster than plain bfloat16 ``F.linear`` and gives the same bits for one row. Elsewhere
+  bfloat16 may be slower than float32.
 - **int8** (opt-in, CPU only): the packed q/k/v, attention output and packed gate/up projections of every
   transformer block but the first become dynamically quantized int8 layers with one scale per output
   channel (PyTorch's ``torch.ao.nn.quantized.dynamic.Linear`` kernels on the x86/fbgemm engine: weights in
@@ -121,6 +125,7 @@ class PackedLinear:
                 m.bias = nn.Parameter(self.bias[start:end], requires_grad=m.bias.requires_grad)
             start = end
         self._pointers = self._current()
+        self.onednn: OneDNNProduct | None = None  # set by prepare for bfloat16 on CPUs that run it natively
 
     def _current(self) -> tuple[int, ...]:
         return tuple(m.weight.data_ptr() for m in self.linears) + tuple(
@@ -129,7 +134,55 @@ class PackedLinear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._current() != self._pointers:
             return torch.cat([m(x) for m in self.linears], dim=-1)
+        if self.onednn is not None and self.onednn.fresh(self.weight, self.bias):
+            return self.onednn(x)
         return F.linear(x, self.weight, self.bias)
+
+
+class OneDNNProduct:
+    """A bfloat16 linear product whose weight is also held reordered into oneDNN's blocked layout.
+
+    The reordered copy is made once; the product falls back to ``F.linear`` on the plain weight as soon
+    as that weight is changed in place (its version counter moves) or replaced, so it never serves stale
+    weights. Copying or pickling rebuilds the reordered copy from the plain weight.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        self.weight, self.bias = weight, bias
+        self._version = (weight._version, None if bias is None else bias._version)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
+        self._bias = None if bias is None else bias.detach()
+
+    @staticmethod
+    def available(device: torch.device) -> bool:
+        """Whether oneDNN's bfloat16 linear operators exist here and the CPU runs bfloat16 natively."""
+        return (device.type == "cpu" and torch.backends.mkldnn.is_available() and cpu_has_native_bfloat16()
+                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+                and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+    def fresh(self, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+        return (weight is self.weight and bias is self.bias
+                and (weight._version, None if bias is None else bias._version) == self._version)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self._bias, "none", [], "")
+
+    def __reduce__(self):
+        return OneDNNProduct, (self.weight, self.bias)
+
+
+class _OneDNNForward:
+    """``forward`` of one ``nn.Linear`` through its :class:`OneDNNProduct` while the weights are unchanged."""
+
+    def __init__(self, linear: nn.Linear):
+        self.linear = linear
+        self.product = OneDNNProduct(linear.weight, linear.bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        linear = self.linear
+        if self.product.fresh(linear.weight, linear.bias):
+            return self.product(x)
+        return F.linear(x, linear.weight, linear.bias)
 
 
 class Int8Linear(DynamicLinear):
@@ -188,6 +241,8 @@ def describe(model: nn.Module) -> dict[str, object]:
     elif name == "float32":
         info["packed_projections"] = any(getattr(b.self_attn, "packed_qkv", None) is not None
                                          for b in getattr(model, "transformer", ()))
+    elif name == "bfloat16":
+        info["onednn_weights"] = any(isinstance(m.__dict__.get("forward"), _OneDNNForward) for m in model.modules())
     if next(model.parameters()).device.type == "cpu":
         info["cpu_native_bfloat16"] = cpu_has_native_bfloat16()
     return info
@@ -237,3 +292,19 @@ def _pack(model: nn.Module, name: str) -> None:
             _set_packed(ffn, "packed_gate_up", gate_up)
     dep = model.dep_layer.cross_attn
     _set_packed(dep, "packed_kv", PackedLinear([dep.k_proj, dep.v_proj]))
+    if name == "bfloat16" and OneDNNProduct.available(model.norm.weight.device):
+        _reorder_for_onednn(model)
+
+
+def _reorder_for_onednn(model: nn.Module) -> None:
+    """Give every bfloat16 linear product of the network a oneDNN-reordered copy of its weight."""
+    packed_parts = set()
+    for m in model.modules():
+        for attr in ("packed_qkv", "packed_gate_up", "packed_kv"):
+            packed = m.__dict__.get(attr)
+            if isinstance(packed, PackedLinear):
+                packed.onednn = OneDNNProduct(packed.weight, packed.bias)
+                packed_parts.update(id(part) for part in packed.linears)
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and id(m) not in packed_parts:
+            m.forward = _OneDNNForward(m)  # an instance attribute: the parameters (and state_dict) stay as they are
