@@ -290,6 +290,7 @@ def step_products(model):
     """The matrix products one cached step runs, as (callable, input width) pairs: packed products where the
     network has them (``kronos.precision``), every other linear layer (float or int8) once."""
     from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     calls, packed_parts = [], set()
     for m in model.modules():
@@ -303,7 +304,7 @@ def step_products(model):
     for m in model.modules():
         if id(m) in packed_parts:
             continue
-        if isinstance(m, nn.Linear) or hasattr(m, "_packed_params"):  # float, or int8 (kronos.precision)
+        if isinstance(m, (nn.Linear, DynamicLinear)):  # float, or int8 (kronos.precision)
             calls.append((m, m.in_features))
     return calls
 
@@ -461,6 +462,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
     parser.add_argument("--layout", default="small", choices=["mini", "small", "base"])
+    parser.add_argument("--weights", metavar="DIR",
+                        help="--accuracy on trained weights: a folder holding model/ and tokenizer/, or 'default' "
+                             "(the bundled model) instead of random --layout weights")
     parser.add_argument("--max-context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (the fastest counts)")
     parser.add_argument("--baseline-repeats", type=int, help="timed runs of full/original (default: --repeats)")
@@ -510,6 +514,10 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         build_checkpoints(folder, args.layout, args.seed)
         if args.accuracy:
+            if args.weights:
+                folder = ROOT / "src" / "kronos" / "weights" / "default" if args.weights == "default" else Path(
+                    args.weights)
+                print(f"trained weights: {folder}")
             dtype_accuracy(folder, args.device, args.dtype, args.max_context)
             return
         if args.compare:
