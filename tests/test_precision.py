@@ -203,3 +203,31 @@ def test_single_token_step_gives_the_bits_of_the_general_trunk(dtype, padded):
             assert cache.length == history + 1
     assert outputs[1].shape == (rows, 1, model.config.d_model)
     assert torch.equal(outputs[0], outputs[1])
+
+
+def test_bfloat16_reordered_weights_follow_weight_changes_and_copies():
+    """On CPUs with native bfloat16 the products run on oneDNN-reordered copies of the weights; a copy must
+    never serve stale weights, and copying the network must keep it working."""
+    import copy
+
+    from kronos.precision import OneDNNProduct, describe
+
+    model = Kronos.from_pretrained(PARITY / "model").eval()
+    prepare(model, "bfloat16", "cpu")
+    reordered = OneDNNProduct.available(torch.device("cpu"))
+    assert describe(model)["onednn_weights"] is reordered
+    head = model.head.proj_s1
+    x = torch.randn(1, model.config.d_model).bfloat16()
+    with torch.no_grad():
+        plain = torch.nn.functional.linear(x, head.weight, head.bias)
+        assert torch.equal(head(x), plain)  # one row: the same bits as the plain product
+        assert torch.equal(copy.deepcopy(model).head.proj_s1(x), plain)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state["head.proj_s1.weight"].mul_(2)
+        state["transformer.0.self_attn.q_proj.weight"].zero_()
+        model.load_state_dict(state)  # in place: the reordered copies are now stale
+        assert torch.equal(head(x), torch.nn.functional.linear(x, head.weight, head.bias))
+        assert not torch.equal(head(x), plain)
+        qkv, d = model.transformer[0].self_attn.packed_qkv, model.config.d_model
+        q = qkv(torch.randn(1, d).bfloat16())[:, :d]
+        assert torch.equal(q, qkv.bias[:d].expand(1, d))  # zero q weights: q is its bias
