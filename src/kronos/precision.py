@@ -124,12 +124,15 @@ class PackedLinear:
             if self.bias is not None:
                 m.bias = nn.Parameter(self.bias[start:end], requires_grad=m.bias.requires_grad)
             start = end
+        # Where each layer's parameters live now, read straight from the parameter dicts: this check runs at
+        # every call, and a module attribute lookup per parameter would cost more than the rest of the call.
+        names = ("weight",) if self.bias is None else ("weight", "bias")
+        self._slots = [(m._parameters, name) for m in linears for name in names]
         self._pointers = self._current()
         self.onednn: OneDNNProduct | None = None  # set by prepare for bfloat16 on CPUs that run it natively
 
-    def _current(self) -> tuple[int, ...]:
-        return tuple(m.weight.data_ptr() for m in self.linears) + tuple(
-            m.bias.data_ptr() for m in self.linears if m.bias is not None)
+    def _current(self) -> list[int]:
+        return [params[name].data_ptr() for params, name in self._slots]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._current() != self._pointers:
