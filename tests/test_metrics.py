@@ -27,6 +27,7 @@ from kronos.evaluation.metrics import (
     coverages,
     crps_samples,
     direction_hits,
+    expected_sample_coverage,
     interval_coverage,
     log_returns,
     ohlc_break_rates,
@@ -416,3 +417,26 @@ class TestGarch:
         np.testing.assert_array_equal(gaussian["garch_t"].close, gaussian["gaussian_rw"].close)
         forecast = garch_forecast(np.zeros(5), 10.0, 2, 3, np.random.default_rng(0), gaussian["gaussian_rw"])
         assert forecast.fallback and forecast.close is gaussian["gaussian_rw"].close
+
+
+@pytest.mark.parametrize(("paths", "level", "tolerance"), [
+    (11, 0.8, 0.0), (21, 0.5, 0.0),  # whole-number quantile ranks: exact
+    (20, 0.8, 0.005), (20, 0.5, 0.005), (100, 0.8, 0.005),  # interpolated ranks: close
+])
+def test_expected_sample_coverage_matches_a_calibrated_simulation(paths, level, tolerance):
+    """Draws and outcomes from the same distribution: the empirical intervals cover about level * (n-1)/(n+1)."""
+    rng = np.random.default_rng(7)
+    trials = 60_000
+    samples = rng.standard_t(4, size=(paths, trials))  # heavy tails
+    outcome = rng.standard_t(4, size=trials)
+    covered = interval_coverage(samples, outcome, level)
+    expected = expected_sample_coverage(level, paths)
+    assert abs(covered - expected) < tolerance + 4 * math.sqrt(expected * (1 - expected) / trials)
+    assert expected < level
+
+
+def test_expected_sample_coverage_refuses_impossible_settings():
+    with pytest.raises(ValueError, match="level"):
+        expected_sample_coverage(1.0, 20)
+    with pytest.raises(ValueError, match="paths"):
+        expected_sample_coverage(0.8, 1)

@@ -26,6 +26,24 @@ def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.
     return lo, hi
 
 
+def expected_sample_coverage(level: float, paths: int) -> float:
+    """About the coverage that a perfectly calibrated forecast's central ``level`` interval reaches on average
+    when its bounds are the empirical quantiles (:func:`central_interval`) of ``paths`` sample paths:
+    ``level * (paths - 1) / (paths + 1)``. With 20 paths a nominal 80% interval covers about 72.4%, with
+    100 paths 78.4%.
+
+    Why: for exchangeable continuous draws the k-th smallest of n sits at probability k / (n + 1) on average,
+    and linear interpolation puts the tau-quantile at rank ``1 + tau * (n - 1)``. The value is exact when
+    those ranks are whole numbers; otherwise the interpolation makes it depend slightly on the distribution
+    (within half a point from 20 paths on, in simulations with normal and Student-t draws).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
+    if paths < 2:
+        raise ValueError(f"paths must be at least 2, got {paths!r}")
+    return level * (paths - 1) / (paths + 1)
+
+
 def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float:
     """Share of realised values ``y`` (...) inside the central ``level`` interval (bounds included)."""
     lo, hi = central_interval(samples, level)

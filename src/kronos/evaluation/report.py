@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..checkpoint import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
+from .metrics import expected_sample_coverage
 from .results import EvaluationResults
 
 SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "pinball_rel",
@@ -153,8 +154,13 @@ def render_markdown(evaluation: EvaluationResults) -> str:
     else:
         lines += [markdown_table(evaluation.rank_ic.set_index("method"), "method"), ""]
     if not evaluation.calibration.empty:
+        paths = config.sample_count
         lines += ["## Calibration (pooled coverage of central intervals)", "",
-                  markdown_table(evaluation.calibration, "nominal"), ""]
+                  markdown_table(evaluation.calibration, "nominal"), "",
+                  f"Every method here is scored from {paths} sample paths per origin. From {paths} paths even a "
+                  f"perfectly calibrated forecast's intervals cover about {expected_sample_coverage(0.8, paths):.1%} "
+                  f"(80%) and {expected_sample_coverage(0.5, paths):.1%} (50%) on average, nominal × "
+                  f"({paths} − 1) / ({paths} + 1); more paths (`--samples`) bring that closer to nominal.", ""]
     if "kronos" in evaluation.pooled.columns:
         breaks = evaluation.pooled.loc[["ohlc_break", "ohlc_break_mean"], "kronos"].tolist()
         lines += ["## Candle consistency of the model's bars", "",
