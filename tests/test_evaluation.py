@@ -275,6 +275,9 @@ class TestReport:
                               "seasonal_naive"])
         assert f"| metric | {methods} | unit |" in markdown
         assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
+        paths = evaluation.run.config.sample_count
+        assert (f"From {paths} paths even a perfectly calibrated forecast's intervals cover about "
+                f"{0.8 * (paths - 1) / (paths + 1):.1%} (80%)") in markdown
         for section in ("## The model against each baseline", "## CRPS by horizon step", "## Paired CRPS per series"):
             assert section in markdown
         assert [t["target"] for t in numbers["targets"]][0].startswith("crps_rel at most best baseline")
