@@ -134,6 +134,12 @@ class TestWalkForward:
         model = [r[r["method"] == "kronos"].reset_index(drop=True) for r in (batched, single)]
         pd.testing.assert_frame_equal(model[0], model[1], rtol=1e-5)
 
+    def test_one_path_runs_still_write_their_report(self, tiny_predictor, tmp_path):
+        settings = dict(SETTINGS, sample_count=1, top_k=1, max_origins=1, dequantise=False)
+        evaluate(FILES[:1], tiny_predictor, **settings).write(tmp_path, plots=False)
+        markdown = (tmp_path / "summary.md").read_text()
+        assert "1 sample paths" in markdown and "perfectly calibrated" not in markdown
+
 
 class TestOrigins:
     def test_series_on_one_calendar_share_origins_for_rank_ic(self):

@@ -156,11 +156,13 @@ def render_markdown(evaluation: EvaluationResults) -> str:
     if not evaluation.calibration.empty:
         paths = config.sample_count
         lines += ["## Calibration (pooled coverage of central intervals)", "",
-                  markdown_table(evaluation.calibration, "nominal"), "",
-                  f"Every method here is scored from {paths} sample paths per origin. From {paths} paths even a "
-                  f"perfectly calibrated forecast's intervals cover about {expected_sample_coverage(0.8, paths):.1%} "
-                  f"(80%) and {expected_sample_coverage(0.5, paths):.1%} (50%) on average, nominal × "
-                  f"({paths} − 1) / ({paths} + 1); more paths (`--samples`) bring that closer to nominal.", ""]
+                  markdown_table(evaluation.calibration, "nominal"), ""]
+        if paths >= 2:
+            low80, low50 = expected_sample_coverage(0.8, paths), expected_sample_coverage(0.5, paths)
+            lines += [f"Every method here is scored from {paths} sample paths per origin. From {paths} paths even a "
+                      f"perfectly calibrated forecast's intervals cover about {low80:.1%} (80%) and {low50:.1%} "
+                      f"(50%) on average, nominal × ({paths} − 1) / ({paths} + 1); more paths (`--samples`) bring "
+                      "that closer to nominal.", ""]
     if "kronos" in evaluation.pooled.columns:
         breaks = evaluation.pooled.loc[["ohlc_break", "ohlc_break_mean"], "kronos"].tolist()
         lines += ["## Candle consistency of the model's bars", "",
