@@ -231,3 +231,8 @@ def test_bfloat16_reordered_weights_follow_weight_changes_and_copies():
         qkv, d = model.transformer[0].self_attn.packed_qkv, model.config.d_model
         q = qkv(torch.randn(1, d).bfloat16())[:, :d]
         assert torch.equal(q, qkv.bias[:d].expand(1, d))  # zero q weights: q is its bias
+        other = Kronos.from_pretrained(PARITY / "model").eval()
+        prepare(other, "bfloat16", "cpu")
+        other.float()  # new data behind the same parameters, no in-place write
+        x32, head = x.float(), other.head.proj_s1
+        assert torch.equal(head(x32), torch.nn.functional.linear(x32, head.weight, head.bias))

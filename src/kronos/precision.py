@@ -152,7 +152,7 @@ class OneDNNProduct:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias = weight, bias
-        self._version = (weight._version, None if bias is None else bias._version)
+        self._state = self._state_of(weight, bias)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
         self._bias = None if bias is None else bias.detach()
 
@@ -163,9 +163,15 @@ class OneDNNProduct:
                 and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
                 and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
+    @staticmethod
+    def _state_of(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
+        # The version counter moves on in-place writes; the data pointer on ``.data`` reassignment
+        # (``model.float()``, ``model.to(...)``), which starts a new version counter.
+        return (weight._version, weight.data_ptr(), None if bias is None else (bias._version, bias.data_ptr()))
+
     def fresh(self, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-        return (weight is self.weight and bias is self.bias
-                and (weight._version, None if bias is None else bias._version) == self._version)
+        """Whether ``weight`` and ``bias`` are still the tensors, data and values this product was made from."""
+        return weight is self.weight and bias is self.bias and self._state_of(weight, bias) == self._state
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self._bias, "none", [], "")
