@@ -225,8 +225,10 @@ class Kronos(PretrainedMixin, nn.Module):
         stamps (B, 1, 5), positions (1,) or (B, 1) -> normed hidden states (B, 1, d).
 
         Gives the bits of :meth:`hidden_states` on the same inputs with fewer operations per step
-        (:meth:`TransformerBlock.step`); the network must be in eval mode.
+        (:meth:`TransformerBlock.step`). In training mode (dropout active) it is :meth:`hidden_states`.
         """
+        if self.training:
+            return self.hidden_states(s1_ids, s2_ids, stamp, positions, attn_mask, cache, max_position)
         x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
             x = x + self.time_emb(stamp)
