@@ -11,24 +11,17 @@ import pytest
 
 from kronos.calendar import future_timestamps
 from kronos.charts import chart_bytes, matplotlib_figure, plotly_figure, plotly_json, save_chart
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
 from kronos.tables import read_series
-from kronos.tokenizer import KronosTokenizer
 
-from .conftest import DATA, PARITY
-
-TINY = PARITY
+from .conftest import DATA
 
 
 @pytest.fixture(scope="module")
-def history_and_forecast():
+def history_and_forecast(tiny_predictor):
     [series] = read_series(DATA / "bokeh_MSFT_1d.csv")
     bars = series.slice(-200, None).frame()
-    predictor = KronosPredictor(Kronos.from_pretrained(TINY / "model"),
-                                KronosTokenizer.from_pretrained(TINY / "tokenizer"), device="cpu", max_context=256)
     future, _ = future_timestamps(bars.index, 12)
-    forecast = predictor.forecast(bars, bars.index, future, 12, sample_count=8, seed=3)
+    forecast = tiny_predictor.forecast(bars, bars.index, future, 12, sample_count=8, seed=3)
     return bars, forecast
 
 

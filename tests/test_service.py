@@ -15,11 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
 from kronos.service.app import ServerThread, create_app, free_port
 from kronos.service.serving import ServiceLimits
-from kronos.tokenizer import KronosTokenizer
 
 from .conftest import DATA, PARITY
 
@@ -31,14 +28,8 @@ LIMITS = ServiceLimits(max_body_bytes=256 * 1024, max_rows=1000, max_pred_len=16
 
 
 @pytest.fixture(scope="module")
-def predictor() -> KronosPredictor:
-    return KronosPredictor(Kronos.from_pretrained(TINY / "model"), KronosTokenizer.from_pretrained(TINY / "tokenizer"),
-                           device="cpu", max_context=256)
-
-
-@pytest.fixture(scope="module")
-def url(predictor):
-    with ServerThread(create_app(predictor, LIMITS, model_name="parity-tiny")) as base:
+def url(tiny_predictor):
+    with ServerThread(create_app(tiny_predictor, LIMITS, model_name="parity-tiny")) as base:
         yield base
 
 
@@ -243,15 +234,15 @@ def test_given_concurrent_requests_then_all_answered_in_fewer_model_calls(client
     assert 1 <= calls < 12, f"{calls} model calls for 12 concurrent requests: no batching happened"
 
 
-def test_given_a_full_queue_then_429_and_after_a_timeout_503(predictor):
+def test_given_a_full_queue_then_429_and_after_a_timeout_503(tiny_predictor):
     request = {"bars": real_bars(50), "pred_len": 8, "samples": 8, "seed": 1}  # seeded: no batching
     limits = ServiceLimits(max_queue=1, request_timeout_s=60, max_pred_len=16, max_samples=8)
-    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
         with ThreadPoolExecutor(6) as pool:
             statuses = list(pool.map(lambda _: http.post("/v1/forecast", json=request).status_code, range(6)))
         assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
     limits = ServiceLimits(request_timeout_s=0.001, max_pred_len=16, max_samples=8)
-    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
         response = http.post("/v1/forecast", json=request)
         assert response.status_code == 503 and "timed out after 0.001s" in response.json()["detail"]
         assert http.get("/healthz").status_code == 200

@@ -20,16 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
 from kronos.service.app import ServerThread, create_app
 from kronos.service.schemas import ForecastSettings
 from kronos.service.serving import ServiceLimits
-from kronos.tokenizer import KronosTokenizer
 
-from .conftest import DATA, PARITY
+from .conftest import DATA
 
-TINY = PARITY
 CSV_LINES = (DATA / "bokeh_IBM_1d.csv").read_bytes().splitlines(keepends=True)
 CSV = b"".join(CSV_LINES[:1] + CSV_LINES[-40:])
 FRAME = pd.read_csv(DATA / "bokeh_IBM_1d.csv").tail(20)
@@ -53,11 +49,9 @@ header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max
 
 
 @pytest.fixture(scope="module")
-def client():
-    predictor = KronosPredictor(Kronos.from_pretrained(TINY / "model"),
-                                KronosTokenizer.from_pretrained(TINY / "tokenizer"), device="cpu", max_context=256)
+def client(tiny_predictor):
     limits = ServiceLimits(max_body_bytes=64 * 1024, max_rows=300, max_pred_len=3, max_samples=2)
-    with ServerThread(create_app(predictor, limits)) as base, \
+    with ServerThread(create_app(tiny_predictor, limits)) as base, \
             httpx.Client(base_url=base, timeout=60, headers={"X-Kronos-Client": "fuzz"}) as http:
         yield http
         assert http.get("/healthz").json()["status"] == "ok"

@@ -19,13 +19,10 @@ import httpx
 import numpy as np
 import pytest
 
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
 from kronos.service.app import ServerThread, create_app, free_port
 from kronos.service.checks import forecast_work
 from kronos.service.security import BrowserPolicy
 from kronos.service.serving import ServiceLimits
-from kronos.tokenizer import KronosTokenizer
 
 from .conftest import DATA, PARITY
 from .test_service import real_bars, wait_for_server
@@ -35,14 +32,8 @@ LIMITS = ServiceLimits(max_pred_len=64, max_samples=16, max_work=10_000, request
 
 
 @pytest.fixture(scope="module")
-def predictor() -> KronosPredictor:
-    return KronosPredictor(Kronos.from_pretrained(PARITY / "model"),
-                           KronosTokenizer.from_pretrained(PARITY / "tokenizer"), device="cpu", max_context=256)
-
-
-@pytest.fixture(scope="module")
-def url(predictor):
-    with ServerThread(create_app(predictor, LIMITS, model_name="parity-tiny")) as base:
+def url(tiny_predictor):
+    with ServerThread(create_app(tiny_predictor, LIMITS, model_name="parity-tiny")) as base:
         yield base
 
 
@@ -182,10 +173,10 @@ def test_a_request_over_the_work_budget_is_refused_up_front_naming_the_limit(cli
     assert post_json(client, {**body, "calibrate": False}).status_code == 200  # 64 x 16 + history fits
 
 
-def test_a_model_call_whose_client_timed_out_stops_and_the_worker_moves_on(predictor):
+def test_a_model_call_whose_client_timed_out_stops_and_the_worker_moves_on(tiny_predictor):
     limits = ServiceLimits(max_pred_len=4096, max_samples=512, max_work=10**9, request_timeout_s=3.0)
     heavy = {"bars": real_bars(60), "pred_len": 2000, "samples": 256, "calibrate": False, "seed": 1}
-    with ServerThread(create_app(predictor, limits)) as base, \
+    with ServerThread(create_app(tiny_predictor, limits)) as base, \
             httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http:
         started = time.perf_counter()
         response = post_json(http, heavy)
@@ -199,10 +190,10 @@ def test_a_model_call_whose_client_timed_out_stops_and_the_worker_moves_on(predi
         assert elapsed < 60, f"{elapsed:.1f}s"  # minutes if it ran to the end; loose for busy machines
 
 
-def test_a_client_that_disconnects_frees_the_worker(predictor):
+def test_a_client_that_disconnects_frees_the_worker(tiny_predictor):
     limits = ServiceLimits(max_pred_len=4096, max_samples=512, max_work=10**9, request_timeout_s=300)
     heavy = {"bars": real_bars(60), "pred_len": 2000, "samples": 256, "calibrate": False, "seed": 2}
-    with ServerThread(create_app(predictor, limits)) as base, \
+    with ServerThread(create_app(tiny_predictor, limits)) as base, \
             httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http:
         with pytest.raises(httpx.ReadTimeout):
             post_json(http, heavy, timeout=1.0)
@@ -281,12 +272,12 @@ def test_inconsistent_bars_are_refused_naming_the_rows(client):
     assert response.status_code == 422 and "bad.csv has inconsistent bars" in response.json()["detail"]
 
 
-def test_a_lenient_server_repairs_and_reports(predictor):
+def test_a_lenient_server_repairs_and_reports(tiny_predictor):
     bars = real_bars(40)
     bars[4]["high"], bars[4]["low"] = bars[4]["low"], bars[4]["high"]
     bars[9]["close"] = -5.0
     limits = ServiceLimits(max_pred_len=16, max_samples=8, lenient=True)
-    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
         response = post_json(http, {"bars": bars, "pred_len": 2, "samples": 2})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -321,10 +312,10 @@ def test_cross_origin_posts_are_refused(url, client):
     assert post_json(client, body, headers={"Origin": url, "Sec-Fetch-Site": "same-origin"}).status_code == 200
 
 
-def test_allowed_hosts_and_cors_origins_can_be_added(predictor):
+def test_allowed_hosts_and_cors_origins_can_be_added(tiny_predictor):
     policy = BrowserPolicy.for_bind("127.0.0.1", ["forecast.internal"], ["https://app.example"])
     body = {"bars": real_bars(30), "pred_len": 2, "samples": 2}
-    with ServerThread(create_app(predictor, LIMITS, policy=policy)) as base, \
+    with ServerThread(create_app(tiny_predictor, LIMITS, policy=policy)) as base, \
             httpx.Client(base_url=base, timeout=60) as http:
         assert http.get("/healthz", headers={"Host": "forecast.internal:8000"}).status_code == 200
         assert http.get("/healthz", headers={"Host": "other.internal"}).status_code == 400
@@ -358,9 +349,9 @@ def test_errors_carry_security_headers_and_docs_need_no_network(client):
 
 # -- slow clients --------------------------------------------------------------------------------------
 
-def test_six_hundred_half_open_connections_do_not_starve_valid_requests(predictor):
+def test_six_hundred_half_open_connections_do_not_starve_valid_requests(tiny_predictor):
     limits = ServiceLimits(max_pred_len=16, max_samples=8, max_connections=128, header_timeout_s=30)
-    with ServerThread(create_app(predictor, limits)) as base, httpx.Client(base_url=base, timeout=30) as http:
+    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=30) as http:
         host, port = base.removeprefix("http://").split(":")
         sockets = []
         try:
@@ -380,9 +371,9 @@ def test_six_hundred_half_open_connections_do_not_starve_valid_requests(predicto
                 sock.close()
 
 
-def test_a_request_head_trickled_past_the_header_timeout_is_closed(predictor):
+def test_a_request_head_trickled_past_the_header_timeout_is_closed(tiny_predictor):
     limits = ServiceLimits(header_timeout_s=1.0)
-    with ServerThread(create_app(predictor, limits)) as base:
+    with ServerThread(create_app(tiny_predictor, limits)) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             started = time.perf_counter()
@@ -400,9 +391,9 @@ def test_a_request_head_trickled_past_the_header_timeout_is_closed(predictor):
             assert closed and time.perf_counter() - started < 5
 
 
-def test_a_body_that_never_arrives_gets_a_408(predictor):
+def test_a_body_that_never_arrives_gets_a_408(tiny_predictor):
     limits = ServiceLimits(body_timeout_s=1.0)
-    with ServerThread(create_app(predictor, limits)) as base:
+    with ServerThread(create_app(tiny_predictor, limits)) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(b"POST /v1/forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
 from kronos.service.app import ServerThread, create_app
 from kronos.service.serving import ServiceLimits
-from kronos.tokenizer import KronosTokenizer
 
-from .conftest import DATA, PARITY
+from .conftest import DATA
 
-TINY = PARITY
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -36,11 +32,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def url():
-    predictor = KronosPredictor(Kronos.from_pretrained(TINY / "model"),
-                                KronosTokenizer.from_pretrained(TINY / "tokenizer"), device="cpu", max_context=256)
+def url(tiny_predictor):
     limits = ServiceLimits(max_pred_len=32, max_samples=16)
-    with ServerThread(create_app(predictor, limits, model_name="parity-tiny")) as base:
+    with ServerThread(create_app(tiny_predictor, limits, model_name="parity-tiny")) as base:
         yield base
 
 
