@@ -232,6 +232,22 @@ def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int,
           f"{sum(bool(np.array_equal(a.to_numpy(), b.to_numpy())) for a, b in zip(ref, low))}/{windows}")
 
 
+def cached_step_seconds(predictor, history: int, steps: int, rounds: int) -> float:
+    """One cached step of a greedy forecast of real bars: (forecast of ``steps + 1`` bars - forecast of 1 bar)
+    / ``steps``, each the best of ``rounds`` after a warm-up."""
+    dfs, xs, ys = load_inputs(1, history, steps + 1)
+
+    def forecast(pred_len: int) -> float:
+        start = time.perf_counter()
+        predictor.predict(dfs[0], xs[0], ys[0].iloc[:pred_len], pred_len, T=1.0, top_k=1, top_p=1.0)
+        return time.perf_counter() - start
+
+    forecast(2)
+    short = min(forecast(1) for _ in range(rounds))
+    long = min(forecast(steps + 1) for _ in range(rounds))
+    return (long - short) / steps
+
+
 def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 64, rounds: int = 5) -> None:
     """What one cached step costs at batch 1 against what just reading the weights costs.
 
@@ -249,16 +265,7 @@ def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 
     model = Kronos.from_pretrained(folder / "model").eval()
     predictor = KronosPredictor(model, KronosTokenizer.from_pretrained(folder / "tokenizer"), device="cpu",
                                 max_context=max_context)
-    dfs, xs, ys = load_inputs(1, history, steps + 1)
-
-    def forecast(pred_len: int) -> float:
-        start = time.perf_counter()
-        predictor.predict(dfs[0], xs[0], ys[0].iloc[:pred_len], pred_len, T=1.0, top_k=1, top_p=1.0)
-        return time.perf_counter() - start
-
-    forecast(2)
-    short = min(forecast(1) for _ in range(rounds))
-    long = min(forecast(steps + 1) for _ in range(rounds))
+    step_s = cached_step_seconds(predictor, history, steps, rounds)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     inputs = [torch.randn(1, m.in_features) for m in linears]
     n_bytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
@@ -279,7 +286,6 @@ def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 
 
     chain_s = min(chain() for _ in range(rounds * 4))
     read_s = min(read() for _ in range(rounds * 4))
-    step_s = (long - short) / steps
     print(f"history {history}, batch 1, {torch.get_num_threads()} threads: cached step {step_s * 1e3:.1f} ms; "
           f"linear chain over the same {n_bytes / 1e6:.0f} MB of weights {chain_s * 1e3:.1f} ms "
           f"({n_bytes / chain_s / 1e9:.1f} GB/s); one read of them {read_s * 1e3:.1f} ms "
@@ -322,17 +328,8 @@ def floor_worker(spec: dict) -> dict:
     predictor = KronosPredictor(Kronos.from_pretrained(folder / "model"),
                                 KronosTokenizer.from_pretrained(folder / "tokenizer"), device="cpu",
                                 max_context=spec["max_context"], **extra)
-    model, steps, rounds = predictor.model, spec["pred_len"], spec["rounds"]
-    dfs, xs, ys = load_inputs(1, spec["history"], steps + 1)
-
-    def forecast(pred_len: int) -> float:
-        start = time.perf_counter()
-        predictor.predict(dfs[0], xs[0], ys[0].iloc[:pred_len], pred_len, T=1.0, top_k=1, top_p=1.0)
-        return time.perf_counter() - start
-
-    forecast(2)
-    short = min(forecast(1) for _ in range(rounds))
-    long = min(forecast(steps + 1) for _ in range(rounds))
+    model, rounds = predictor.model, spec["rounds"]
+    step_s = cached_step_seconds(predictor, spec["history"], spec["pred_len"], rounds)
     act = next(model.parameters()).dtype
     calls = [(call, torch.randn(1, width, dtype=act)) for call, width in step_products(model)]
 
@@ -344,7 +341,7 @@ def floor_worker(spec: dict) -> dict:
         return time.perf_counter() - start
 
     chain()
-    return {"step_ms": (long - short) / steps * 1e3, "products_ms": min(chain() for _ in range(rounds * 4)) * 1e3,
+    return {"step_ms": step_s * 1e3, "products_ms": min(chain() for _ in range(rounds * 4)) * 1e3,
             "products": len(calls)}
 
 
