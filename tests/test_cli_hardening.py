@@ -43,6 +43,15 @@ def test_an_unwritable_output_fails_before_the_forecast_in_one_line(target, word
     assert f"--out {target}: {words}" in err and "read 196 bars" not in err  # before reading or forecasting
 
 
+@pytest.mark.parametrize("command", ["evaluate", "backtest"])
+def test_a_report_folder_that_is_an_existing_file_is_one_line(command, tmp_path):
+    target = tmp_path / "report"
+    target.write_text("keep me")
+    err = one_line_error(run_cli(command, str(FB), *TINY_ARGS, "--out", str(target)))
+    assert f"--out {target} is an existing file; give a folder" in err
+    assert target.read_text() == "keep me"
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_for_a_csv_output_is_one_line(tmp_path):
     out = tmp_path / "forecast.csv"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .common import (
     UsageError,
     add_model_arguments,
     add_table_arguments,
+    check_out_folder,
     flag_names,
     load_predictor,
     positive_int,
@@ -92,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import load_series
     from ..evaluation.report import markdown_table
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is an existing file; give a folder")
+    check_out_folder(args.out)
     series = load_series(args.files, read_options(args))
     kind = STRATEGY_FLAGS[args.strategy] if args.strategy else ("long_flat" if len(series) == 1 else "topk_dropout")
     try:

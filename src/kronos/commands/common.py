@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -133,6 +134,12 @@ def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[st
         "size_mib": round((stored_bytes(predictor.model) + stored_bytes(predictor.tokenizer)) / 2**20, 2),
         "model_config": config(predictor.model), "tokenizer_config": config(predictor.tokenizer),
     }
+
+
+def check_out_folder(out: str) -> None:
+    """``--out`` of a command that writes a folder of reports: refuse an existing file before any work."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is an existing file; give a folder")
 
 
 def progress(args: argparse.Namespace, message: str) -> None:

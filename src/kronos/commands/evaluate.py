@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import (
@@ -12,6 +11,7 @@ from .common import (
     add_model_arguments,
     add_table_arguments,
     check_model_arguments,
+    check_out_folder,
     load_predictor,
     positive_int,
     progress,
@@ -92,8 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import EvaluationConfig, evaluate, load_series
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is an existing file; give a folder")
+    check_out_folder(args.out)
     try:
         config = _config(args, EvaluationConfig)
     except ValueError as exc:
