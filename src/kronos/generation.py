@@ -1,6 +1,6 @@
 """Autoregressive generation of (s1, s2) token pairs: sampling, key/value cache, sliding window.
 
-Semantics (identical to the original, see the spec): at each step the network sees the most recent
+Semantics (identical to the original implementation): at each step the network sees the most recent
 ``min(tokens so far, max_context)`` tokens with positions from 0; s1 is sampled from the last
 position's logits, then s2 from the dependency-aware layer queried by that s1. While a series'
 tokens fit in ``max_context`` the trunk's keys/values are cached and each step costs one token;

@@ -1,5 +1,5 @@
-"""The web service (``kronos serve``) and the bar-file helpers it shares with the CLI.
+"""The web service (``kronos serve``).
 
-``bars`` needs only pandas; ``app``, ``schemas`` and ``serving`` need the ``serve`` extra
+``checks``, ``security`` and ``upload`` need only the standard library and pandas; ``app``, ``schemas`` and ``serving`` need the ``serve`` extra
 (``pip install 'kronos-kline[serve]'``) and are imported lazily.
 """
