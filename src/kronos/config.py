@@ -1,4 +1,4 @@
-"""Configuration objects for the two networks and for sampling.
+"""Configuration objects for the two networks (sampling settings are ``generation.SamplingConfig``).
 
 Field names equal the keys of the published ``config.json`` files, so a config
 round-trips through ``dataclasses.asdict`` unchanged.

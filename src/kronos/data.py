@@ -1,6 +1,8 @@
-"""DataFrame handling: validation, OHLCV+amount features, time features, per-window normalisation.
+"""Bar features for the networks: column checks, OHLCV+amount features, time features, per-window
+normalisation.
 
-Everything that touches pandas for inference lives here; the networks only see tensors.
+Reading data files is :mod:`kronos.tables`; this module turns a frame of bars into the arrays the networks
+see (they only see tensors).
 """
 
 from __future__ import annotations
