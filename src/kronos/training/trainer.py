@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import kill_points
 from ..checkpoint import (
     atomic_write_bytes,
     read_predictor_info,
@@ -480,6 +481,7 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.out / CHECKPOINT_NAME, buffer.getvalue())
+        kill_points.reached("checkpoint")
 
     def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         """Load ``checkpoint.pt`` and check that it fits this run (options, number of processes)."""
