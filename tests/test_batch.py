@@ -19,7 +19,7 @@ from kronos.calendar import future_timestamps
 from kronos.cli import main
 from kronos.tables import read_series
 
-from .conftest import DATA, PARITY
+from .conftest import DATA, PARITY, import_or_need
 
 TINY_ARGS = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "256"]
 KRONOS = [sys.executable, "-m", "kronos.cli"]
@@ -259,8 +259,8 @@ def test_killed_job_resumes_to_the_same_output(universe, tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+    ray = import_or_need("ray")
+    import_or_need("ray.data")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -26,7 +26,7 @@ from kronos.service.checks import forecast_work
 from kronos.service.security import BrowserPolicy
 from kronos.service.serving import ServiceLimits
 
-from .conftest import DATA, PARITY
+from .conftest import DATA, PARITY, import_or_need
 from .test_service import real_bars, wait_for_server
 
 CLIENT = {"X-Kronos-Client": "tests"}
@@ -128,7 +128,7 @@ def test_a_json_body_with_too_many_bars_is_refused_from_its_bytes(client):
 def test_a_parquet_that_unpacks_to_gigabytes_or_has_many_columns_is_refused_from_its_metadata(client, tmp_path):
     import pandas as pd
 
-    pytest.importorskip("pyarrow")
+    import_or_need("pyarrow")
     bomb = tmp_path / "bomb.parquet"
     pd.DataFrame({"timestamps": ["x" * 100_000] * 1000}).to_parquet(bomb)  # ~100 MB of text, a few KB on disk
     assert bomb.stat().st_size < 200_000
