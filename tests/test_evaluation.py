@@ -124,7 +124,7 @@ class TestWalkForward:
 
     def test_same_inputs_and_seed_same_numbers(self, evaluation, tiny_predictor):
         again = evaluate(FILES, tiny_predictor, model_name="parity-tiny", **SETTINGS)
-        pd.testing.assert_frame_equal(evaluation.run.records, again.run.records)
+        pd.testing.assert_frame_equal(evaluation.run.records, again.run.records, check_exact=True)
         other = evaluate(FILES[:1], tiny_predictor, **dict(SETTINGS, seed=1, max_origins=1)).run.records
         first = evaluation.run.records.set_index(["origin", "method"]).loc[other.set_index(["origin", "method"]).index]
         assert not np.allclose(first["crps"], other["crps"].to_numpy(), equal_nan=True)
@@ -246,7 +246,7 @@ class TestSamplingSettings:
         settings = dict(SETTINGS, max_origins=1)
         unset = evaluate(FILES[:2], tiny_predictor, **settings).run.records
         explicit = evaluate(FILES[:2], tiny_predictor, **settings, **defaults).run.records
-        pd.testing.assert_frame_equal(unset, explicit)
+        pd.testing.assert_frame_equal(unset, explicit, check_exact=True)
         other = evaluate(FILES[:2], tiny_predictor, **dict(settings, T=0.3)).run.records
         assert not np.allclose(unset.loc[unset["method"] == "kronos", "crps"],
                                other.loc[other["method"] == "kronos", "crps"])
