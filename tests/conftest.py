@@ -7,9 +7,11 @@ tests that need it are opt-in and skip with the reason when it is absent.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -19,6 +21,28 @@ FIXTURES = TESTS / "fixtures"
 PARITY = FIXTURES / "parity-tiny"
 DATA = TESTS / "data"
 FULL_DATA = Path(os.environ.get("KRONOS_FULL_DATA", TESTS.parents[1] / "shared" / "data" / "ohlcv"))
+
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def need(available: bool, reason: str, module_level: bool = False) -> None:
+    """Skip with ``reason`` when a test dependency is missing; under ``CI=true`` (``.ci/run``, which installs
+    every one) fail instead, so that a green CI run never hides a check that did not run."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true every test dependency must be installed (see .ci/run)", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def import_or_need(name: str, reason: str | None = None, module_level: bool = False) -> ModuleType:
+    """``importlib.import_module(name)``, or :func:`need` fails/skips naming the missing package."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        need(False, reason or f"needs {name} (pip install 'kronos-kline[test]')", module_level)
+        raise
 
 
 def needs_full_data():

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from kronos.calendar import future_timestamps
 from kronos.cli import main
 from kronos.tables import read_series
 
-from .conftest import DATA, PARITY
+from .conftest import DATA, PARITY, import_or_need
 
 TINY_ARGS = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "256"]
 KRONOS = [sys.executable, "-m", "kronos.cli"]
@@ -46,6 +45,28 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                          env.get("PYTHONPATH", "")])
     return env
+
+
+def assert_same_files(a: Path, b: Path) -> None:
+    """Both dataset folders hold the same files with the same bytes (what "the same output" means)."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b and files_a
+    differ = [str(f) for f in files_a if (a / f).read_bytes() != (b / f).read_bytes()]
+    assert not differ, f"files differ: {differ}"
+
+
+def assert_identical(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """The same columns and every value equal: float32 numbers bit for bit (a CSV round-trips float32 exactly)."""
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for name in a.columns:
+        x, y = a[name], b[name]
+        if name == "timestamp":
+            assert (pd.to_datetime(x).to_numpy() == pd.to_datetime(y).to_numpy()).all(), name
+        elif pd.api.types.is_numeric_dtype(x):
+            assert np.array_equal(x.to_numpy(np.float32), y.to_numpy(np.float32)), name
+        else:
+            assert (x.astype(str).to_numpy() == y.astype(str).to_numpy()).all(), name
 
 
 # -- per-series seeds ------------------------------------------------------------------------------------
@@ -108,7 +129,7 @@ def test_universe_matches_forecast_batch_and_does_not_depend_on_batch_size(tiny_
     direct = tiny_predictor.forecast_batch([s.frame()], [s.timestamps], [future], 4, sample_count=3, calibrate=False,
                                            seed=[series_seed(7, "bokeh_IBM_1d")])[0].to_frame()
     mine = out[out["id"] == "bokeh_IBM_1d"].reset_index(drop=True)
-    np.testing.assert_allclose(mine["0.5"].to_numpy(), direct["0.5"].to_numpy(dtype=np.float32), rtol=0, atol=0)
+    assert np.array_equal(mine["0.5"].to_numpy(), direct["0.5"].to_numpy(dtype=np.float32))
     assert (mine["timestamp"].to_numpy() == direct["timestamp"].to_numpy()).all()
 
     # one series per batch, and a CSV dataset: the same numbers
@@ -116,7 +137,7 @@ def test_universe_matches_forecast_batch_and_does_not_depend_on_batch_size(tiny_
                               paths=True, format="csv", **SETTINGS)
     assert other.ok
     again = read_universe(tmp_path / "b")
-    pd.testing.assert_frame_equal(out.drop(columns="timestamp"), again.drop(columns="timestamp"), check_dtype=False)
+    assert_identical(out, again)
 
     # rerun: everything is already there
     rerun = forecast_universe(universe, tmp_path / "a", predictor=tiny_predictor, batch_size=4, **SETTINGS)
@@ -137,7 +158,7 @@ def test_long_table_and_run_partition(tiny_predictor, one_thread, universe, tmp_
     per_series = forecast_universe(sorted(universe.glob("*.csv"))[:3], tmp_path / "ref", predictor=tiny_predictor,
                                    **SETTINGS)
     assert per_series.ok
-    pd.testing.assert_frame_equal(out, read_universe(tmp_path / "ref"), check_categorical=False)
+    assert_identical(out, read_universe(tmp_path / "ref"))
     with pytest.raises(ValueError, match="partition='run' needs run="):
         forecast_universe(long, tmp_path / "x", predictor=tiny_predictor, partition="run")
 
@@ -193,38 +214,53 @@ def test_cli_universe_usage_errors(universe, tmp_path, capsys):
     assert "--partition run needs --run" in capsys.readouterr().err
 
 
-def _kill_when(process: subprocess.Popen, out: Path, written: int, timeout: float = 240) -> int:
-    """SIGKILL ``process`` once ``written`` partitions exist; the number there when it died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(list(out.glob("id=*/part-0.parquet"))) >= written:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    return len(list(out.glob("id=*/part-0.parquet")))
+def _killed_at(point: str, universe: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run the CLI in a child process that SIGKILLs itself at ``point`` (the ``KRONOS_TEST_KILL_AT`` hook)."""
+    env = {**_env(), "KRONOS_TEST_KILL_AT": point}
+    victim = subprocess.run([*_cli(universe, out, *extra), "-q"], env=env, capture_output=True, timeout=300)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.decode()[-2000:]
+    return victim
+
+
+def _partitions(out: Path) -> list[Path]:
+    return sorted(out.glob("id=*/part-0.parquet"))
+
+
+def test_a_write_killed_before_its_rename_leaves_a_temp_file_that_the_rerun_removes(universe, tmp_path, capsys,
+                                                                                     one_thread):
+    whole = tmp_path / "whole"
+    assert main(_cli(universe, whole, "--no-calibrate", "-q")[len(KRONOS):]) == 0
+    killed = tmp_path / "killed"
+    _killed_at("atomic-write@3", universe, killed, "--no-calibrate")  # the third partition's temp file is complete
+    assert len(_partitions(killed)) == 2
+    torn = list(killed.glob("id=*/.part-0.parquet.*.tmp"))
+    assert len(torn) == 1 and not (torn[0].parent / "part-0.parquet").exists()
+    assert torn[0].read_bytes() == (whole / torn[0].parent.name / "part-0.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(_cli(universe, killed, "--no-calibrate")[len(KRONOS):]) == 0
+    assert "2 already there" in capsys.readouterr().err
+    assert not list(killed.rglob("*.tmp"))
+    assert_same_files(whole, killed)
 
 
 @pytest.mark.slow
 def test_killed_job_resumes_to_the_same_output(universe, tmp_path):
     whole = subprocess.run(_cli(universe, tmp_path / "whole", "-q"), capture_output=True, timeout=300, env=_env())
     assert whole.returncode == 0, whole.stderr.decode()
-    process = subprocess.Popen(_cli(universe, tmp_path / "killed", "-q"), env=_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    there = _kill_when(process, tmp_path / "killed", 2)
-    assert 0 < there < len(NAMES)
+    _killed_at("universe-batch@2", universe, tmp_path / "killed")  # two batches of one series written
+    assert len(_partitions(tmp_path / "killed")) == 2
     resumed = subprocess.run(_cli(universe, tmp_path / "killed"), capture_output=True, timeout=300, env=_env())
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert f"{there} already there" in resumed.stderr.decode()
-    pd.testing.assert_frame_equal(read_universe(tmp_path / "whole"), read_universe(tmp_path / "killed"))
+    assert "2 already there" in resumed.stderr.decode()
+    assert_same_files(tmp_path / "whole", tmp_path / "killed")
 
 
 # -- Ray --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+    ray = import_or_need("ray")
+    import_or_need("ray.data")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -241,13 +277,13 @@ def test_ray_equals_local_and_reports_a_corrupt_series(ray_cluster, tiny_predict
                                **SETTINGS)
     assert sorted(remote.written) == sorted(NAMES) and list(remote.failed) == ["broken"]
     assert list(local.failed) == ["broken"]
-    pd.testing.assert_frame_equal(read_universe(tmp_path / "local"), read_universe(tmp_path / "ray"))
+    assert_same_files(tmp_path / "local", tmp_path / "ray")  # the partitions and _errors.csv
     assert pd.read_csv(remote.errors_path)["id"].tolist() == ["broken"]
     # a predictor object shipped to the actors gives the same
     shipped = forecast_universe(universe, tmp_path / "shipped", engine="ray", predictor=tiny_predictor, workers=2,
                                 batch_size=3, paths=True, **SETTINGS)
     assert sorted(shipped.written) == sorted(NAMES)
-    pd.testing.assert_frame_equal(read_universe(tmp_path / "local"), read_universe(tmp_path / "shipped"))
+    assert_same_files(tmp_path / "local", tmp_path / "shipped")
 
 
 @pytest.mark.slow
@@ -256,13 +292,14 @@ def test_ray_job_killed_halfway_resumes_to_the_local_output(ray_cluster, tiny_pr
                               **{**SETTINGS, "calibrate": True})
     assert local.ok
     command = _cli(universe, tmp_path / "ray", "--engine", "ray", "--address", ray_cluster, "--workers", "1")
-    process = subprocess.Popen([*command, "-q"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    there = _kill_when(process, tmp_path / "ray", 2)
-    assert 0 < there < len(NAMES)
+    env = {**_env(), "KRONOS_TEST_KILL_AT": "universe-batch@2"}  # the driver, after writing two batches
+    victim = subprocess.run([*command, "-q"], env=env, capture_output=True, timeout=300)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.decode()[-2000:]
+    assert len(_partitions(tmp_path / "ray")) == 2
     resumed = subprocess.run(command, capture_output=True, timeout=300, env=_env())
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    assert f"{there} already there" in resumed.stderr.decode()
-    pd.testing.assert_frame_equal(read_universe(tmp_path / "local"), read_universe(tmp_path / "ray"))
+    assert "2 already there" in resumed.stderr.decode()
+    assert_same_files(tmp_path / "local", tmp_path / "ray")
     shutil.rmtree(tmp_path / "ray")
 
 

@@ -160,20 +160,40 @@ def test_select_by_picks_the_best_validated_checkpoint(tmp_path, select_by):
         assert isinstance(report["within_noise"], bool)
 
 
+def run_on_a_step_clock(tmp_path, seconds_at_step, name: str):
+    """A max_minutes=0.15 (9 s) run whose clock reads ``seconds_at_step(step)``: the budget logic is checked
+    against a known speed, whatever the machine's."""
+    opts = tiny_run(tmp_path, out=str(tmp_path / name), max_steps=100_000, max_minutes=0.15, eval_every=100_000,
+                    val_forecast_origins=0, select_by="loss", log_every=1)
+    trainer = Trainer(opts, CPU)
+    trainer.clock = lambda: seconds_at_step(trainer.step)
+    return opts, trainer.run(), read_metrics(tmp_path / name)
+
+
 def test_max_minutes_fits_the_schedule_to_the_steps_that_run(tmp_path):
-    opts = tiny_run(tmp_path, max_steps=100_000, max_minutes=0.15, eval_every=100_000, val_forecast_origins=0,
-                    select_by="loss", log_every=1)
-    result = Trainer(opts, CPU).run()
-    rows = read_metrics(tmp_path / "run")
+    # 0.5 s a step: after the 5 probe steps 6.5 s are left, 13 steps, 95% of them kept: 5 + 12 = 17 steps
+    opts, result, rows = run_on_a_step_clock(tmp_path, lambda step: 0.5 * step, "steady")
     schedule = [r for r in rows if r["split"] == "schedule"]
-    assert len(schedule) == 1 and schedule[0]["step"] == 5
-    fitted = schedule[0]["total_steps"]
-    assert 5 < fitted < 100_000
+    assert schedule == [{"split": "schedule", "step": 5, "total_steps": 17, "seconds_per_step": 0.5}]
     train_rows = [r for r in rows if r["split"] == "train"]
-    peak = max(r["lr"] for r in train_rows)
-    assert peak == pytest.approx(opts.lr, rel=0.05)  # the warm-up ends inside the budget
-    if not result.stopped_early:  # the fitted schedule ran to its end: the rate decayed to its floor
-        assert result.step == fitted and train_rows[-1]["lr"] < opts.lr / 100
+    assert [r["step"] for r in train_rows] == list(range(1, 18))
+    after_fit = [r["lr"] for r in train_rows if r["step"] >= 5]  # the rebuilt one-cycle schedule: past its peak
+    assert max(after_fit) == after_fit[0] and max(r["lr"] for r in train_rows) <= opts.lr
+    # the fitted schedule ran to its end: the rate decayed to its floor, and the run did not stop early
+    assert result.step == 17 and not result.stopped_early and train_rows[-1]["lr"] < opts.lr / 100
+
+
+def test_max_minutes_stops_early_when_steps_slow_down_after_the_fit(tmp_path, caplog):
+    # the same fit (17 steps), then 2 s a step: 9 s are gone after step 9, where the run stops and saves
+    def seconds(step: int) -> float:
+        return 0.5 * step if step <= 5 else 2.5 + 2.0 * (step - 5)
+
+    with caplog.at_level(logging.WARNING, logger="kronos.training"):
+        _, result, rows = run_on_a_step_clock(tmp_path, seconds, "slowed")
+    assert [r["total_steps"] for r in rows if r["split"] == "schedule"] == [17]
+    assert result.step == 9 and result.stopped_early
+    assert "max_minutes=0.15 reached at step 9 of 17" in caplog.text
+    assert torch.load(tmp_path / "slowed" / "checkpoint.pt", weights_only=True)["step"] == 9
 
 
 def test_end_to_end_finetune_of_the_bundled_model_then_forecast_with_the_run_alone(tmp_path, capsys):

@@ -17,7 +17,7 @@ from kronos.scores import crps_samples
 from kronos.service.app import ServerThread, create_app
 from kronos.service.serving import ServiceLimits
 
-from .conftest import DATA
+from .conftest import DATA, import_or_need, need
 
 GOOG = DATA / "bokeh_GOOG_1d.csv"
 
@@ -97,10 +97,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-@pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                    reason="needs Debian's chromium and chromium-driver (installed by .ci/run)")
 def test_page_cutoff_draws_realised_bars_and_fills_the_table(url):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install 'kronos-kline[test]' (selenium)")
+    need(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+         "needs Debian's chromium and chromium-driver (installed by .ci/run)")
+    webdriver = import_or_need("selenium.webdriver", "pip install 'kronos-kline[test]' (selenium)")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -38,7 +38,7 @@ from kronos.evaluation.metrics import (
     spearman,
 )
 
-from .conftest import read_bars
+from .conftest import import_or_need, read_bars
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "kronos" / "examples_data"
 
@@ -84,7 +84,7 @@ class TestCrps:
 
     @pytest.mark.parametrize("seed", range(4))
     def test_matches_properscoring(self, seed):
-        properscoring = pytest.importorskip("properscoring")
+        properscoring = import_or_need("properscoring")
         rng = np.random.default_rng(seed)
         members, y = rng.standard_t(3, size=(rng.integers(2, 60), 7)) * 5 + 100, rng.normal(100, 5, size=7)
         np.testing.assert_allclose(crps_samples(members, y), properscoring.crps_ensemble(y, members.T), rtol=1e-10)
@@ -365,7 +365,7 @@ class TestBaselines:
 class TestGarch:
     @pytest.fixture(scope="class")
     def returns(self) -> np.ndarray:
-        pytest.importorskip("arch")
+        import_or_need("arch", "needs arch for the GARCH(1,1)-t checks (pip install 'kronos-kline[garch]')")
         closes = pd.read_csv(EXAMPLES / "AAPL_1d.csv")["close"].to_numpy(dtype=float)
         return np.diff(np.log(closes))
 

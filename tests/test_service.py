@@ -224,27 +224,69 @@ def test_no_client_path_is_ever_read(client):
 
 # -- queueing ---------------------------------------------------------------------------------------------
 
-def test_given_concurrent_requests_then_all_answered_in_fewer_model_calls(client):
-    before = client.get("/healthz").json()["model_calls"]
+class Gated:
+    """The real predictor, whose first ``forecast_batch`` waits until the test opens the gate: the worker is then
+    known to be busy while the test queues more requests, so batching and a full queue happen by construction."""
+
+    def __init__(self, predictor):
+        import copy
+        import threading
+
+        self.predictor, self.gate, self.calls = copy.copy(predictor), threading.Event(), 0
+        self.predictor.forecast_batch = self._forecast_batch
+        self._real = predictor.forecast_batch
+
+    def _forecast_batch(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            assert self.gate.wait(120), "the test never opened the gate"
+        return self._real(*args, **kwargs)
+
+
+def healthz_until(http: httpx.Client, key: str, value: int, guard_s: float = 120) -> None:
+    """Poll /healthz until ``key`` reaches ``value`` (the guard only stops a hung test)."""
+    deadline = time.monotonic() + guard_s
+    while http.get("/healthz").json()[key] != value:
+        assert time.monotonic() < deadline, f"/healthz {key} never reached {value}"
+        time.sleep(0.02)
+
+
+def test_given_requests_queued_behind_a_busy_worker_then_they_share_one_model_call(tiny_predictor):
+    gated = Gated(tiny_predictor)
     request = {"bars": real_bars(50), "pred_len": 3, "samples": 2}
-    with ThreadPoolExecutor(12) as pool:
-        statuses = list(pool.map(lambda _: client.post("/v1/forecast", json=request).status_code, range(12)))
-    assert statuses == [200] * 12
-    calls = client.get("/healthz").json()["model_calls"] - before
-    assert 1 <= calls < 12, f"{calls} model calls for 12 concurrent requests: no batching happened"
+    with ServerThread(create_app(gated.predictor, LIMITS)) as base, \
+            httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http, ThreadPoolExecutor(12) as pool:
+        first = pool.submit(http.post, "/v1/forecast", json=request)
+        healthz_until(http, "model_calls", 1)  # the first request holds the worker at the gate
+        rest = [pool.submit(http.post, "/v1/forecast", json=request) for _ in range(11)]
+        healthz_until(http, "queued", 11)
+        gated.gate.set()
+        statuses = [first.result().status_code] + [f.result().status_code for f in rest]
+        assert statuses == [200] * 12
+        assert http.get("/healthz").json()["model_calls"] == 2  # the first alone, then the other 11 together
 
 
 def test_given_a_full_queue_then_429_and_after_a_timeout_503(tiny_predictor):
     request = {"bars": real_bars(50), "pred_len": 8, "samples": 8, "seed": 1}  # seeded: no batching
-    limits = ServiceLimits(max_queue=1, request_timeout_s=60, max_pred_len=16, max_samples=8)
-    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
-        with ThreadPoolExecutor(6) as pool:
-            statuses = list(pool.map(lambda _: http.post("/v1/forecast", json=request).status_code, range(6)))
-        assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
-    limits = ServiceLimits(request_timeout_s=0.001, max_pred_len=16, max_samples=8)
-    with ServerThread(create_app(tiny_predictor, limits)) as base, httpx.Client(base_url=base, timeout=60) as http:
+    limits = ServiceLimits(max_queue=1, request_timeout_s=120, max_pred_len=16, max_samples=8)
+    gated = Gated(tiny_predictor)
+    with ServerThread(create_app(gated.predictor, limits)) as base, httpx.Client(base_url=base, timeout=120) as http, \
+            ThreadPoolExecutor(2) as pool:
+        running = pool.submit(http.post, "/v1/forecast", json=request)
+        healthz_until(http, "model_calls", 1)
+        waiting = pool.submit(http.post, "/v1/forecast", json=request)
+        healthz_until(http, "queued", 1)
+        refused = http.post("/v1/forecast", json=request)
+        assert refused.status_code == 429 and "(max_queue)" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "1"
+        gated.gate.set()
+        assert running.result().status_code == 200 and waiting.result().status_code == 200
+    limits = ServiceLimits(request_timeout_s=0.5, max_pred_len=16, max_samples=8)
+    gated = Gated(tiny_predictor)  # the call waits at the gate past the timeout
+    with ServerThread(create_app(gated.predictor, limits)) as base, httpx.Client(base_url=base, timeout=120) as http:
         response = http.post("/v1/forecast", json=request)
-        assert response.status_code == 503 and "timed out after 0.001s" in response.json()["detail"]
+        assert response.status_code == 503 and "timed out after 0.5s" in response.json()["detail"]
+        gated.gate.set()
         assert http.get("/healthz").status_code == 200
 
 

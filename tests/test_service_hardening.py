@@ -9,6 +9,8 @@ headers, no HEAD, and half-open connections holding every request at 503.
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from kronos.service.checks import forecast_work
 from kronos.service.security import BrowserPolicy
 from kronos.service.serving import ServiceLimits
 
-from .conftest import DATA, PARITY
+from .conftest import DATA, PARITY, import_or_need
 from .test_service import real_bars, wait_for_server
 
 CLIENT = {"X-Kronos-Client": "tests"}
@@ -44,35 +46,53 @@ def client(url):
 
 
 class HealthProbe:
-    """Polls /healthz in a thread while something else runs; records each answer's latency."""
+    """Polls /healthz in a thread while something else runs; keeps every answer (its counters) and counts
+    failures. Latencies are the benchmark's business (benchmarks/bench_service_bounds.py), not a test's."""
 
     def __init__(self, url: str):
-        self.url, self.latencies, self.failures = url, [], 0
-        self._stop = threading.Event()
+        self.url, self.answers, self.failures = url, [], 0
+        self._stop, self._first = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
             while not self._stop.is_set():
-                started = time.perf_counter()
                 try:
-                    ok = http.get("/healthz").status_code == 200
+                    response = http.get("/healthz")
+                    ok = response.status_code == 200
+                    if ok:
+                        self.answers.append(response.json())
                 except httpx.HTTPError:
                     ok = False
-                self.latencies.append(time.perf_counter() - started)
                 self.failures += not ok
-                time.sleep(0.02)
+                self._first.set()
+                self._stop.wait(0.02)  # pacing, so that the probe does not take a core from the server
 
     def __enter__(self) -> HealthProbe:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.latencies and time.monotonic() < deadline:  # probing has begun
-            time.sleep(0.01)
+        assert self._first.wait(60), "the /healthz probe got no answer"
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+def wait_until(condition, what: str, guard_s: float = 120) -> None:
+    """Poll ``condition()`` until it holds; ``guard_s`` only stops a hung test, nothing is timed."""
+    deadline = time.monotonic() + guard_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+def stopped_steps(caplog) -> tuple[int, int]:
+    """(steps done, steps planned) of the model call the service logged as dropped."""
+    import re
+
+    found = re.findall(r"model call dropped: forecast stopped after (\d+) of (\d+) steps", caplog.text)
+    assert len(found) == 1, caplog.text
+    return int(found[0][0]), int(found[0][1])
 
 
 def post_json(client: httpx.Client, body: dict, **kwargs) -> httpx.Response:
@@ -85,13 +105,10 @@ def post_json(client: httpx.Client, body: dict, **kwargs) -> httpx.Response:
 @pytest.mark.parametrize("size", [2**20, 7 * 2**20])
 def test_a_csv_of_commas_is_refused_from_its_header_fast_and_health_stays_up(url, client, size):
     with HealthProbe(url) as probe:
-        started = time.perf_counter()
         response = client.post("/v1/forecast", files={"file": ("wide.csv", b"," * size)})
-        elapsed = time.perf_counter() - started
     assert response.status_code == 422, response.text
     assert "line 1 is" in response.json()["detail"] and "max_line_bytes" in response.json()["detail"]
-    assert elapsed < 5, f"{elapsed:.1f}s to refuse {size} bytes of commas"
-    assert probe.failures == 0 and max(probe.latencies) < 1.0
+    assert probe.failures == 0 and probe.answers
 
 
 def test_a_header_wider_than_the_column_limit_is_refused_naming_it(client):
@@ -104,16 +121,14 @@ def test_a_header_wider_than_the_column_limit_is_refused_naming_it(client):
 def test_a_json_body_with_too_many_bars_is_refused_from_its_bytes(client):
     bar = {"timestamp": "2024-01-02T00:00:00", "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}
     body = json.dumps({"bars": [bar] * 90_000}, separators=(",", ":")).encode()  # 7 MiB
-    started = time.perf_counter()
     response = client.post("/v1/forecast", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "90000 bar timestamps" in response.json()["detail"]
-    assert time.perf_counter() - started < 2
 
 
 def test_a_parquet_that_unpacks_to_gigabytes_or_has_many_columns_is_refused_from_its_metadata(client, tmp_path):
     import pandas as pd
 
-    pytest.importorskip("pyarrow")
+    import_or_need("pyarrow")
     bomb = tmp_path / "bomb.parquet"
     pd.DataFrame({"timestamps": ["x" * 100_000] * 1000}).to_parquet(bomb)  # ~100 MB of text, a few KB on disk
     assert bomb.stat().st_size < 200_000
@@ -148,14 +163,11 @@ def gap_bars(spacing_ns: int) -> list[dict]:
 @pytest.mark.parametrize("spacing_ns, status", [(200_000_000, 200), (10_000_000, 422), (1_000, 422)])
 def test_a_calendar_of_tiny_spacing_and_a_long_gap_is_bounded(url, client, spacing_ns, status):
     with HealthProbe(url) as probe:
-        started = time.perf_counter()
         response = post_json(client, {"bars": gap_bars(spacing_ns), "pred_len": 5, "samples": 2})
-        elapsed = time.perf_counter() - started
     assert response.status_code == status, response.text
     if status == 422:
         assert "could not place the 5 forecast bars" in response.json()["detail"]
-    assert elapsed < 10, f"{elapsed:.1f}s"
-    assert probe.failures == 0 and max(probe.latencies) < 1.0, max(probe.latencies)
+    assert probe.failures == 0 and probe.answers
 
 
 # -- the work budget and cancellation ---------------------------------------------------------------------
@@ -164,43 +176,53 @@ def test_a_request_over_the_work_budget_is_refused_up_front_naming_the_limit(cli
     model = client.get("/v1/model").json()
     assert model["limits"]["max_work"] == 10_000
     body = {"bars": real_bars(190), "pred_len": 64, "samples": 16}
-    started = time.perf_counter()
+    before = client.get("/healthz").json()["model_calls"]
     response = post_json(client, body)
-    assert response.status_code == 422 and time.perf_counter() - started < 5
+    assert response.status_code == 422 and client.get("/healthz").json()["model_calls"] == before  # no model call
     detail = response.json()["detail"]
     work = forecast_work(190, 64, 16, True, 256, 256)
     assert f"costs {work} units of work" in detail and "limit is 10000 (max_work)" in detail
     assert post_json(client, {**body, "calibrate": False}).status_code == 200  # 64 x 16 + history fits
 
 
-def test_a_model_call_whose_client_timed_out_stops_and_the_worker_moves_on(tiny_predictor):
+def test_a_model_call_whose_client_timed_out_stops_and_the_worker_moves_on(tiny_predictor, caplog):
     limits = ServiceLimits(max_pred_len=4096, max_samples=512, max_work=10**9, request_timeout_s=3.0)
     heavy = {"bars": real_bars(60), "pred_len": 2000, "samples": 256, "calibrate": False, "seed": 1}
-    with ServerThread(create_app(tiny_predictor, limits)) as base, \
-            httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http:
-        started = time.perf_counter()
+    with caplog.at_level(logging.INFO, logger="kronos.service"), \
+            ServerThread(create_app(tiny_predictor, limits)) as base, \
+            httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http, HealthProbe(base) as probe:
         response = post_json(http, heavy)
         assert response.status_code == 503 and "timed out after 3s" in response.json()["detail"]
         assert response.headers["retry-after"]
         light = post_json(http, {"bars": real_bars(60), "pred_len": 2, "samples": 2})
-        elapsed = time.perf_counter() - started
         assert light.status_code == 200, light.text
         assert http.get("/healthz").json()["cancelled_calls"] == 1
-        # the heavy call (minutes on this model) was stopped, not finished behind the light one
-        assert elapsed < 60, f"{elapsed:.1f}s"  # minutes if it ran to the end; loose for busy machines
+    # the heavy call (minutes on this model) was stopped between steps, not finished behind the light one
+    done, planned = stopped_steps(caplog)
+    assert 0 < done < planned == 2000
+    # and while it ran, the event loop kept answering /healthz (answers that saw it started, not yet stopped)
+    assert any(a["model_calls"] == 1 and a["cancelled_calls"] == 0 for a in probe.answers)
+    assert probe.failures == 0
 
 
-def test_a_client_that_disconnects_frees_the_worker(tiny_predictor):
+def test_a_client_that_disconnects_frees_the_worker(tiny_predictor, caplog):
     limits = ServiceLimits(max_pred_len=4096, max_samples=512, max_work=10**9, request_timeout_s=300)
-    heavy = {"bars": real_bars(60), "pred_len": 2000, "samples": 256, "calibrate": False, "seed": 2}
-    with ServerThread(create_app(tiny_predictor, limits)) as base, \
+    heavy = json.dumps({"bars": real_bars(60), "pred_len": 2000, "samples": 256, "calibrate": False,
+                        "seed": 2}).encode()
+    with caplog.at_level(logging.INFO, logger="kronos.service"), \
+            ServerThread(create_app(tiny_predictor, limits)) as base, \
             httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            post_json(http, heavy, timeout=1.0)
-        started = time.perf_counter()
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(b"POST /v1/forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(heavy), heavy))
+            wait_until(lambda: http.get("/healthz").json()["model_calls"] == 1, "the heavy model call started")
+        # the client has gone with its call in flight
         light = post_json(http, {"bars": real_bars(60), "pred_len": 2, "samples": 2})
-        assert light.status_code == 200 and time.perf_counter() - started < 20
+        assert light.status_code == 200
         assert http.get("/healthz").json()["cancelled_calls"] == 1
+    done, planned = stopped_steps(caplog)
+    assert 0 <= done < planned == 2000
 
 
 # -- schema-valid extremes: never a 500 ------------------------------------------------------------------
@@ -359,36 +381,39 @@ def test_six_hundred_half_open_connections_do_not_starve_valid_requests(tiny_pre
                 sock = socket.create_connection((host, int(port)), timeout=10)
                 sock.sendall(b"POST /v1/forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: app")  # never ends
                 sockets.append(sock)
-            time.sleep(0.5)
-            started = time.perf_counter()
+            # the listening socket hands out connections in order: these come after the 600 half-open ones
             for _ in range(5):
                 assert http.get("/healthz").status_code == 200
                 response = post_json(http, {"bars": real_bars(30), "pred_len": 2, "samples": 2})
                 assert response.status_code == 200, response.text
-            assert time.perf_counter() - started < 30
         finally:
             for sock in sockets:
                 sock.close()
 
 
 def test_a_request_head_trickled_past_the_header_timeout_is_closed(tiny_predictor):
+    import select
+
     limits = ServiceLimits(header_timeout_s=1.0)
     with ServerThread(create_app(tiny_predictor, limits)) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
-            started = time.perf_counter()
-            closed = False
-            for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            answer, closed = None, False
+            for _ in range(300):  # a byte at a time, each well inside the timeout; the head never ends
                 try:
-                    sock.sendall(bytes([byte]))
+                    sock.sendall(b"a")
                 except OSError:
                     closed = True
                     break
-                time.sleep(0.1)
-                if time.perf_counter() - started > 1.5:
-                    closed = sock.recv(100) == b""  # the server closed it without an answer
+                if select.select([sock], [], [], 0.2)[0]:  # readable: an answer, or the server closed it
+                    try:
+                        answer = sock.recv(100)
+                    except ConnectionResetError:
+                        answer = b""
+                    closed = answer == b""
                     break
-            assert closed and time.perf_counter() - started < 5
+            assert closed and not answer, answer  # closed without an answer, before the head was complete
 
 
 def test_a_body_that_never_arrives_gets_a_408(tiny_predictor):
@@ -398,12 +423,10 @@ def test_a_body_that_never_arrives_gets_a_408(tiny_predictor):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(b"POST /v1/forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n{\"bars\": [")
-            started = time.perf_counter()
             answer = b""
             while chunk := sock.recv(4096):  # the server closes the connection after its answer
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout_s" in answer
-            assert time.perf_counter() - started < 5
 
 
 # -- `kronos serve` with the flags -----------------------------------------------------------------------
@@ -426,9 +449,9 @@ def test_kronos_serve_takes_the_flags_and_stops_on_sigterm():
         assert response.status_code == 422 and "(max_work)" in response.json()["detail"]
     finally:
         process.terminate()
-        started = time.monotonic()
-        process.wait(timeout=30)
-    assert time.monotonic() - started < 15
+        process.wait(timeout=60)
+    # uvicorn shuts down, then re-raises the SIGTERM it caught: the exit status of a graceful stop
+    assert process.returncode == -signal.SIGTERM, process.stderr.read().decode()[-2000:]
 
 
 def test_kronos_serve_stops_promptly_on_sigterm_with_a_long_forecast_running():
@@ -438,20 +461,29 @@ def test_kronos_serve_stops_promptly_on_sigterm_with_a_long_forecast_running():
                "--max-pred-len", "4096", "--max-samples", "512", "--timeout", "600"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
+    heavy = {"bars": real_bars(60), "pred_len": 3000, "samples": 256, "calibrate": False}
+    outcome: list = []
+
+    def post() -> None:
+        try:
+            outcome.append(httpx.post(base + "/v1/forecast", json=heavy, timeout=300).status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    worker = threading.Thread(target=post, daemon=True)
     try:
         wait_for_server(process, base)
-        heavy = {"bars": real_bars(60), "pred_len": 3000, "samples": 256, "calibrate": False}
-        worker = threading.Thread(target=lambda: httpx.post(base + "/v1/forecast", json=heavy, timeout=120),
-                                  daemon=True)
         worker.start()
-        while httpx.get(base + "/healthz", timeout=10).json()["model_calls"] == 0:  # the model call has begun
-            time.sleep(0.1)
-        time.sleep(1.0)
+        wait_until(lambda: httpx.get(base + "/healthz", timeout=10).json()["model_calls"] == 1,
+                   "the model call began")
     finally:
         process.terminate()
-        started = time.monotonic()
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=120)  # a guard only: the call runs for many minutes if it is not stopped
         finally:
             process.kill()
-    assert time.monotonic() - started < 20, f"{time.monotonic() - started:.1f}s to stop after SIGTERM"
+    worker.join(timeout=60)
+    # the forecast (minutes of work) was stopped, not answered: the client got a 503 or a closed connection
+    assert outcome and outcome[0] != 200, outcome
+    # uvicorn shuts down, then re-raises the SIGTERM it caught: the exit status of a graceful stop
+    assert process.returncode == -signal.SIGTERM, process.stderr.read().decode()[-2000:]

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -33,18 +32,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path):
     whole = subprocess.Popen(command(tmp_path / "whole"), env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     killed_out = tmp_path / "killed"
-    victim = subprocess.Popen(command(killed_out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed_out / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    assert victim.poll() is None, "the run ended before it could be killed"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL
+    # the victim kills itself right after writing its second checkpoint (step 10): the KRONOS_TEST_KILL_AT hook
+    victim = subprocess.run(command(killed_out), env={**env, "KRONOS_TEST_KILL_AT": "checkpoint@2"},
+                            capture_output=True, text=True, timeout=300)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr[-3000:]
     step = torch.load(checkpoint, weights_only=True)["step"]
-    assert 0 < step < STEPS and not (killed_out / "final").exists()
+    assert step == 10 and not (killed_out / "final").exists()
 
     resumed = subprocess.run([*command(killed_out), "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -14,7 +14,7 @@ import pytest
 from kronos.service.app import ServerThread, create_app
 from kronos.service.serving import ServiceLimits
 
-from .conftest import DATA
+from .conftest import DATA, import_or_need, need
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -22,9 +22,9 @@ CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1200,1300")
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="pip install 'kronos-kline[test]' (selenium)")
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip("needs Debian's chromium and chromium-driver (installed by .ci/run)", allow_module_level=True)
+webdriver = import_or_need("selenium.webdriver", "pip install 'kronos-kline[test]' (selenium)", module_level=True)
+need(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+     "needs Debian's chromium and chromium-driver (installed by .ci/run)", module_level=True)
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import kill_points
 from .predictor import DEFAULT_QUANTILES, KronosPredictor
 from .tables import ReadOptions, Series, TableError, read_series, table_stem
 
@@ -501,6 +502,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
             for batch in results:
                 frames = {i: f for i, f, _ in batch if f is not None and i not in done}
                 dataset.write(frames)
+                kill_points.reached("universe-batch")
                 for i, f, reason in batch:
                     if f is None:
                         result.failed[i] = reason or "failed"

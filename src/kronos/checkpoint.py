@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from . import kill_points
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PREDICTOR_INFO_NAME = "predictor.json"  # optional, beside a predictor's config.json: how it was trained to be used
@@ -67,6 +69,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_points.reached("atomic-write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -77,7 +77,8 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _shed(self) -> None:
-        excess = len(self.connections) - self.max_connections
+        # connections already closed by an earlier shed stay in the set until their connection_lost runs
+        excess = sum(not c.transport.is_closing() for c in self.connections) - self.max_connections
         if excess <= 0:
             return
         idle = sorted((c for c in self.connections

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import kill_points
 from ..checkpoint import (
     atomic_write_bytes,
     read_predictor_info,
@@ -363,7 +364,13 @@ class RunResult:
 
 
 class Trainer:
-    """Runs one training job described by :class:`TrainOptions` (plain or under torchrun)."""
+    """Runs one training job described by :class:`TrainOptions` (plain or under torchrun).
+
+    ``clock`` (seconds, monotonic) times the run for ``max_minutes`` and the logged throughput; a test may
+    replace it with a clock of its own to check the budget logic without depending on the machine's speed.
+    """
+
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, opts: TrainOptions, info: DistInfo | None = None):
         self.opts = opts
@@ -480,6 +487,7 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.out / CHECKPOINT_NAME, buffer.getvalue())
+        kill_points.reached("checkpoint")
 
     def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         """Load ``checkpoint.pt`` and check that it fits this run (options, number of processes)."""
@@ -723,11 +731,11 @@ class Trainer:
             write_json(self.out / "options.json", opts.to_dict())
             write_json(self.out / "splits.json", self.splits_record)
         eval_every = opts.eval_every or opts.steps_per_epoch
-        started, first_step = time.monotonic(), self.step
+        started, first_step = self.clock(), self.step
         eval_seconds = calibrated_seconds = 0.0
         if not opts.resume:  # the starting weights, before any step: what training has to beat
             last_val = self.validate()
-            eval_seconds = time.monotonic() - started
+            eval_seconds = self.clock() - started
             if last_val is not None and self.forecasts is not None and opts.val_forecast_calibrated:
                 self.start_calibrated = self.forecast_scores(calibrate=True)
                 calibrated_seconds = self.start_calibrated["seconds"]
@@ -735,9 +743,9 @@ class Trainer:
                 log.info("starting weights: %s", _describe(self.history[0]))
         total = min(opts.total_steps, self.scheduler.total_steps)  # a resumed run keeps its fitted schedule
         fit_pending = opts.max_minutes is not None and not opts.resume and total > PROBE_STEPS
-        window_start, window_steps, sums = time.monotonic(), 0, {}
+        window_start, window_steps, sums = self.clock(), 0, {}
         last_val, stopped_early, epoch_cache = None, False, {}
-        probe_start = time.monotonic()
+        probe_start = self.clock()
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=self.step, desc=f"train {opts.kind}", unit="step", file=sys.stderr,
@@ -750,14 +758,14 @@ class Trainer:
             bar.update(1)
             if fit_pending and self.step - first_step == PROBE_STEPS:
                 fit_pending = False
-                per_step = (time.monotonic() - probe_start) / PROBE_STEPS
+                per_step = (self.clock() - probe_start) / PROBE_STEPS
                 total = self._fit_schedule(total, per_step, started, eval_every, eval_seconds, calibrated_seconds)
                 bar.total = total
             if self.step % opts.log_every == 0 or self.step == total:
-                row = self._log_train(sums, window_steps, time.monotonic() - window_start)
+                row = self._log_train(sums, window_steps, self.clock() - window_start)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", bars_s=f"{row['bars_per_s']:.0f}")
-                window_start, window_steps, sums = time.monotonic(), 0, {}
-            out_of_time = opts.max_minutes is not None and time.monotonic() - started > opts.max_minutes * 60
+                window_start, window_steps, sums = self.clock(), 0, {}
+            out_of_time = opts.max_minutes is not None and self.clock() - started > opts.max_minutes * 60
             enough = opts.stop_after is not None and self.step - first_step >= opts.stop_after
             stopped_early = (enough or dist_utils.any_rank(out_of_time, info)) and self.step < total
             if self.step % eval_every == 0 or self.step == total or stopped_early:
@@ -788,7 +796,7 @@ class Trainer:
         """The steps that fit in max_minutes at ``per_step`` seconds, keeping time for the validations (and the
         final calibrated scores); the schedule is rebuilt over them when fewer than ``total``."""
         opts = self.opts
-        left = opts.max_minutes * 60 - (time.monotonic() - started) - eval_seconds - calibrated_seconds
+        left = opts.max_minutes * 60 - (self.clock() - started) - eval_seconds - calibrated_seconds
         steps = max(left, 0.0) / per_step
         steps -= (steps / eval_every) * eval_seconds / per_step  # the validations along the way
         fitted = self.step + max(1, int(steps * 0.95))
