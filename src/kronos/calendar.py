@@ -121,6 +121,16 @@ def future_timestamps(index: pd.DatetimeIndex, pred_len: int, freq: str | None =
     """
     if len(index) == 0:
         raise ValueError("no timestamps to continue")
+    try:
+        future, rule = _future_timestamps(index, pred_len, freq, calendar)
+        return future.as_unit("ns"), rule  # the unit of the history's timestamps, and its bounds
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise ValueError(f"the {pred_len} forecast bars after {index[-1]} would pass {pd.Timestamp.max.date()}, the "
+                         "last date timestamps can hold") from None
+
+
+def _future_timestamps(index: pd.DatetimeIndex, pred_len: int, freq: str | None,
+                       calendar: str | None) -> tuple[pd.DatetimeIndex, str]:
     exchange, how = _choose_calendar(index, calendar)
     if freq:
         offset = parse_freq(freq)

@@ -685,8 +685,39 @@ def parse_times(values: pd.Series, where: str, column: str, time_unit: str | Non
     """Naive datetime64[ns] from a column of datetimes, strings or epoch numbers (NaT where unreadable).
 
     ``date_format`` (strftime) reads text (or ``YYYYMMDD``-like integers) in that format; ``dayfirst`` says how
-    ``10.04.2015`` reads (default: from the file; TableError when it cannot tell)."""
-    logger = logger or log
+    ``10.04.2015`` reads (default: from the file; TableError when it cannot tell). A time outside the years
+    timestamps hold (1677 to 2262) is a TableError naming the row."""
+    try:
+        return _parse_times(values, where, column, time_unit, logger or log, date_format, dayfirst)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise _out_of_bounds(values, where, column, time_unit) from None
+
+
+def _out_of_bounds(values: pd.Series, where: str, column: str, time_unit: str | None) -> TableError:
+    """The error for a column holding a time beyond what datetime64[ns] holds, naming the first such row."""
+    span = f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1}"
+    if pd.api.types.is_numeric_dtype(values) and time_unit is not None:
+        numbers = values.to_numpy(dtype=np.float64)
+        seconds = numbers / {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[time_unit]
+        bad = np.flatnonzero(np.abs(np.nan_to_num(seconds)) > pd.Timestamp.max.timestamp())
+        row = values.index[bad[0]] if len(bad) else values.index[0]
+        typical = float(np.median(np.abs(numbers[np.isfinite(numbers)])))
+        sized = next((unit for unit, floor in EPOCH_FLOORS if typical >= floor), None)
+        hint = f" (their size says {sized})" if sized and sized != time_unit else ""
+        return TableError(where, f"column '{column}' row {row}: epoch value {values.loc[row]:g} read as {time_unit} "
+                                 f"is past {pd.Timestamp.max.year - 1}{hint}", "give the right unit with {0}",
+                          [("time_unit", None)])
+    years = values.astype("string").str.extract(r"(\d{4,})", expand=False)
+    numbers = pd.to_numeric(years, errors="coerce")
+    bad = np.flatnonzero(((numbers > pd.Timestamp.max.year - 1) | (numbers < pd.Timestamp.min.year + 1)).to_numpy(
+        dtype=bool, na_value=False))
+    row = values.index[bad[0]] if len(bad) else values.index[0]
+    return TableError(where, f"column '{column}' row {row}: {values.loc[row]!r} is outside the years {span} that "
+                             "timestamps can hold")
+
+
+def _parse_times(values: pd.Series, where: str, column: str, time_unit: str | None, logger: logging.Logger,
+                 date_format: str | None, dayfirst: bool | None) -> pd.Series:
     if date_format is not None and not pd.api.types.is_datetime64_any_dtype(values):
         text = values.astype("string").str.strip()
         if pd.api.types.is_numeric_dtype(values):
