@@ -203,7 +203,9 @@ class _Exchange:
     sessions: pd.DatetimeIndex  # midnight of each session date
     first: pd.Timestamp  # the span the calendar covers
     last: pd.Timestamp
-    regular_close: pd.Timedelta  # the usual close, time of day in the exchange's time zone
+    regular_open: pd.Timedelta  # the usual open and close, time of day in the exchange's time zone
+    regular_close: pd.Timedelta
+    regular_open_utc: pd.Timedelta  # and in UTC
     regular_close_utc: pd.Timedelta
     early_closes: pd.Series  # session date -> close time of day (local), early-close days only
     early_closes_utc: pd.Series
@@ -234,15 +236,16 @@ def _exchange(name: str, first_year: int, last_year: int) -> _Exchange:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = xcals.get_calendar(cls_name, start=start, end=end)
-    closes = cal.closes
-    local = closes.dt.tz_convert(cal.tz).dt.tz_localize(None)
-    utc = closes.dt.tz_localize(None)
-    since = lambda stamps: stamps - stamps.dt.normalize()  # noqa: E731
+    def time_of_day(stamps: pd.Series, local: bool) -> pd.Series:
+        wall = (stamps.dt.tz_convert(cal.tz) if local else stamps).dt.tz_localize(None)
+        return wall - wall.dt.normalize()
+
     early = pd.DatetimeIndex(cal.early_closes).normalize()
-    local_tod, utc_tod = since(local), since(utc)
+    close_local, close_utc = time_of_day(cal.closes, True), time_of_day(cal.closes, False)
     return _Exchange(cls_name, pd.DatetimeIndex(cal.sessions).tz_localize(None).normalize(), cal.first_session,
-                     cal.last_session, local_tod.mode().iloc[0], utc_tod.mode().iloc[0],
-                     local_tod[local_tod.index.isin(early)], utc_tod[utc_tod.index.isin(early)])
+                     cal.last_session, time_of_day(cal.opens, True).mode().iloc[0], close_local.mode().iloc[0],
+                     time_of_day(cal.opens, False).mode().iloc[0], close_utc.mode().iloc[0],
+                     close_local[close_local.index.isin(early)], close_utc[close_utc.index.isin(early)])
 
 
 def _exchange_for(name: str, start: pd.Timestamp, end: pd.Timestamp) -> _Exchange:
@@ -363,11 +366,13 @@ def _session_filter(exchange: _Exchange, index: pd.DatetimeIndex) -> Callable[[p
     """Keeps grid points on session dates, and on early-close days only those before the early close (in the
     same relation to the close as the history's latest bars are to the regular close).
 
-    The bars' clock is the exchange's wall clock or UTC, whichever puts the regular close nearer the history's
-    latest time of day."""
+    The bars' clock is the exchange's wall clock or UTC, whichever puts the regular open and close nearer the
+    history's earliest and latest times of day."""
     exchange = _extend(exchange, index[-1], 4096)
-    latest = pd.Timedelta((index - index.normalize()).max())
-    local = abs(latest - exchange.regular_close) <= abs(latest - exchange.regular_close_utc)
+    times = index - index.normalize()
+    earliest, latest = pd.Timedelta(times.min()), pd.Timedelta(times.max())
+    local = (abs(earliest - exchange.regular_open) + abs(latest - exchange.regular_close)
+             <= abs(earliest - exchange.regular_open_utc) + abs(latest - exchange.regular_close_utc))
     regular = exchange.regular_close if local else exchange.regular_close_utc
     early = exchange.early_closes if local else exchange.early_closes_utc
     allowance = latest - regular  # e.g. -1 min for bars stamped at their start, +4 h with extended hours
