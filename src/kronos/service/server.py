@@ -42,6 +42,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self.opened = next(_opened)
         self._head_bytes = 0
+        self._refused = False
         self._head_timer: Any = None
         self._arm_head_timer()
         self._shed()
@@ -51,8 +52,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.idle and self._head_too_large(data):
-            return
+        if self._refused or (self.idle and self._head_too_large(data)):
+            return  # the rest of a refused head is read and dropped until the connection closes
         super().data_received(data)
         if not self.idle:
             self._cancel_head_timer()
@@ -74,7 +75,10 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
                              b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         self._cancel_head_timer()
-        self.transport.close()
+        self._refused = True
+        # Closing at once, with the client still sending, would reset the connection and could lose the answer;
+        # the client closes on "connection: close", and a client that goes on sending is cut off shortly.
+        self.loop.call_later(1.0, self.transport.close)
         return True
 
     @property

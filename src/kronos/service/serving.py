@@ -214,7 +214,7 @@ class ForecastService:
             raise ServiceError(422, exc.phrased(form_option)) from exc
         except (ValueError, TypeError, OverflowError) as exc:
             raise ServiceError(422, str(exc)) from exc
-        series = _one_symbol(series, name, symbol)
+        series = [_one_symbol(series, name, symbol)]
         try:
             bars, repairs = check_ohlc(series[0].frame(), name, lenient=self.limits.lenient)
         except ValueError as exc:
