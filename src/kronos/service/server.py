@@ -42,6 +42,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self.opened = next(_opened)
         self._head_bytes = 0
+        self._head_done = False
         self._refused = False
         self._head_timer: Any = None
         self._arm_head_timer()
@@ -52,14 +53,14 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused or (self.idle and self._head_too_large(data)):
+        if self._refused or (self.idle and not self._head_done and self._head_too_large(data)):
             return  # the rest of a refused head is read and dropped until the connection closes
         super().data_received(data)
         if not self.idle:
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
-        self._head_bytes = 0
+        self._head_bytes, self._head_done = 0, False
         super().on_response_complete()
         if self.idle and not self.transport.is_closing():
             self._arm_head_timer()
@@ -68,6 +69,7 @@ class GuardedH11Protocol(H11Protocol):
         """Count the bytes of the request head arriving; past MAX_HEAD_BYTES answer 431 and close."""
         end = data.find(b"\r\n\r\n")
         self._head_bytes += len(data) if end < 0 else end + 4
+        self._head_done = end >= 0  # what follows in this request is its body, not counted
         if self._head_bytes <= MAX_HEAD_BYTES:
             return False
         body = json.dumps({"detail": f"the request head (request line and headers) is over this server's limit "
