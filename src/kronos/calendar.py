@@ -353,11 +353,11 @@ def _sessions_after(exchange: _Exchange, index: pd.DatetimeIndex, n: int) -> pd.
 
 def _extend(exchange: _Exchange, last: pd.Timestamp, n: int) -> _Exchange:
     """The same calendar built far enough ahead for ``n`` sessions after ``last``."""
-    need = last + pd.Timedelta(days=int(n * 7 / 5) + 30)
+    need = last + pd.Timedelta(days=int(n * 1.6) + 30)  # about 252 sessions a year, holidays included
     if exchange.last >= need:
         return exchange
     try:
-        return _exchange(exchange.name, int(exchange.first.year), int(need.year))
+        return _exchange(exchange.name, int(exchange.first.year), int(need.year) + 1)
     except ValueError:  # beyond what the library records for this exchange: use what there is
         return exchange
 
