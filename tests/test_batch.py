@@ -207,9 +207,9 @@ def test_cli_exit_status_3_when_a_series_fails(universe, tmp_path, capsys, one_t
 
 def test_cli_universe_usage_errors(universe, tmp_path, capsys):
     assert main(["forecast", str(universe), *TINY_ARGS]) == 2
-    assert "needs --out FOLDER" in capsys.readouterr().err
-    assert main(["forecast", str(universe), "--out", str(tmp_path / "f.csv")]) == 2
-    assert "written to a folder" in capsys.readouterr().err
+    assert "needs --out: a FOLDER for its dataset, or a .csv, .parquet or .json file" in capsys.readouterr().err
+    assert main(["forecast", str(universe), "--out", str(tmp_path / "f.xlsx")]) == 2
+    assert "unknown extension" in capsys.readouterr().err
     assert main(["forecast", str(universe), "--out", str(tmp_path / "o"), "--partition", "run"]) == 2
     assert "--partition run needs --run" in capsys.readouterr().err
 

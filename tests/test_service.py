@@ -197,7 +197,8 @@ def bad_cases() -> list[tuple[str, dict, int, str]]:
         ("csv two symbols", {"files": {"file": ("p.csv", b"ticker,date,open,high,low,close\nA,2024-01-02,1,2,0.5,1\n"
                                                           b"A,2024-01-03,1,2,0.5,1\nB,2024-01-02,1,2,0.5,1\n"
                                                           b"B,2024-01-03,1,2,0.5,1\n")}},
-         422, "p.csv holds 2 series \\(column 'ticker'\\); send one series at a time"),
+         422, "p.csv holds 2 series \\(column 'ticker': A, B\\); pick one with the Symbol menu \\(form field "
+              "'symbol'\\)"),
     ]
 
 

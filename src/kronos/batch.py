@@ -167,7 +167,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
-           failed: dict[str, str]) -> list[_Task]:
+           failed: dict[str, str], calendar: str | None = None) -> list[_Task]:
     from .calendar import future_timestamps
 
     tasks = []
@@ -181,7 +181,7 @@ def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int 
             failed[s.name] = "bars hold values that are not finite"
             continue
         try:
-            future = future_timestamps(s.timestamps, pred_len, freq)[0]
+            future = future_timestamps(s.timestamps, pred_len, freq, calendar)[0]
         except ValueError as exc:
             failed[s.name] = _one_line(exc)
             continue
@@ -407,7 +407,8 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                       max_context: int | None = None, engine: str = "local", pred_len: int = 20,
                       sample_count: int = 20, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0, calibrate: bool = True,
-                      dequantise: bool = True, freq: str | None = None, lookback: int | None = None,
+                      dequantise: bool = True, freq: str | None = None, calendar: str | None = None,
+                      lookback: int | None = None,
                       batch_size: int = 32, format: str = "parquet", partition: str = "series",
                       run: str | None = None, paths: bool = False, overwrite: bool = False,
                       address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
@@ -424,7 +425,8 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     :meth:`KronosPredictor.from_pretrained` (the bundled model by default). The forecast:
     ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``,
     ``dequantise`` as in :meth:`~KronosPredictor.forecast_batch`; ``freq`` for the future timestamps
-    (default: each series' own calendar); ``lookback`` keeps only each history's last bars. ``seed``:
+    (default: each series' own calendar), ``calendar`` the exchange whose holidays they skip (default:
+    detected per series, ``"none"``: no exchange calendar); ``lookback`` keeps only each history's last bars. ``seed``:
     the run seed; series ``i`` is drawn with ``series_seed(seed, i)``.
 
     The dataset: ``format`` ``"parquet"`` or ``"csv"``; ``partition="series"`` writes
@@ -475,7 +477,10 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     dataset = _Dataset(Path(out), format, partition, run)
     opts = ReadOptions.of(options, **read_keywords)
     series = _read(source, opts, result.failed)
-    tasks = {t.id: t for t in _tasks(series, pred_len, freq, lookback, int(seed), result.failed)}
+    from .calendar import check_calendar
+
+    check_calendar(calendar)  # a bad name fails here, not in every series
+    tasks = {t.id: t for t in _tasks(series, pred_len, freq, lookback, int(seed), result.failed, calendar)}
     done = set() if overwrite else dataset.written() & set(tasks)
     result.skipped = sorted(done)
     plan = plan_batches({i: len(t.bars) for i, t in tasks.items()}, batch_size)
@@ -483,8 +488,9 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     # forecast in the same company (bit-identical results on any device), and only missing ones are written.
     todo = [[tasks[i] for i in ids] for ids in plan if not set(ids) <= done]
     total = sum(len(set(t.id for t in b) - done) for b in todo)
+    unusable = len(result.failed)  # known before any forecast: counted on the bar as done, and named as failed
 
-    bar, report = _progress(progress, total, engine)
+    bar, report = _progress(progress, total + unusable, engine, unusable)
     started_ray = False
     if todo:
         if engine == "local":
@@ -508,7 +514,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                         result.failed[i] = reason or "failed"
                 result.written += sorted(frames)
                 written += len([i for i, _, _ in batch if i not in done])
-                report(written)
+                report(unusable + written)
         finally:
             if bar is not None:
                 bar.close()
@@ -525,8 +531,10 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     return result
 
 
-def _progress(progress: bool | Callable[[int, int], None], total: int,
-              engine: str) -> tuple[Any, Callable[[int], None]]:
+def _progress(progress: bool | Callable[[int, int], None], total: int, engine: str,
+              failed: int = 0) -> tuple[Any, Callable[[int], None]]:
+    """A bar over every input series (those that could not be read or prepared count as done at once, and the
+    bar says how many failed), or the caller's ``(done, total)`` callback."""
     if callable(progress):
         return None, lambda done: progress(done, total)
     if not progress or total == 0:
@@ -535,5 +543,7 @@ def _progress(progress: bool | Callable[[int, int], None], total: int,
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=f"forecast ({engine})", unit="series", file=sys.stderr)
+    bar = tqdm(total=total, desc=f"forecast ({engine})", unit="series", file=sys.stderr, initial=failed)
+    if failed:
+        bar.set_postfix_str(f"{failed} failed before forecasting", refresh=False)
     return bar, lambda done: bar.update(done - bar.n)

@@ -27,11 +27,13 @@ COMMAND_MODULES = (
 
 
 def _report_reading(quiet: bool) -> None:
-    """Log lines about how data files were read (sorted, rows dropped, ...) go to stderr unless ``quiet``."""
-    logger = logging.getLogger("kronos.tables")
-    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
-        logger.addHandler(StderrHandler())
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    """Log lines about how data files were read (sorted, rows dropped, ...), which calendar the forecast
+    follows, and how a universe went, go to stderr (only warnings when ``quiet``)."""
+    for name in ("kronos.tables", "kronos.calendar", "kronos.batch"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+            logger.addHandler(StderrHandler())
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,9 @@ def lower_columns(df: pd.DataFrame, name: str = "df") -> pd.DataFrame:
     return out
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
     """Validated (T, 6) float32 array of open, high, low, close, volume, amount.
 
@@ -79,10 +82,23 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
     for j, column in enumerate(FEATURE_COLUMNS):
         if column in present:
             array[:, j] = df[column].to_numpy(dtype=np.float64)
+    for j, column in enumerate(FEATURE_COLUMNS):  # the user's own columns first: a message names what they sent
+        huge = np.flatnonzero(np.isfinite(array[:, j]) & (np.abs(array[:, j]) > FLOAT32_MAX))
+        if column in present and len(huge):
+            raise ValueError(f"{name} column '{column}' has value {array[huge[0], j]:g} at row(s) {_rows_text(huge)}; "
+                             f"bars are float32, at most {FLOAT32_MAX:.3g}")
     if "volume" in present and "amount" not in present:
         # Row mean of the four prices, summed left to right like pandas' DataFrame.mean(axis=1).
         prices = array[:, :4]
-        array[:, 5] = array[:, 4] * ((((prices[:, 0] + prices[:, 1]) + prices[:, 2]) + prices[:, 3]) / 4)
+        with np.errstate(over="ignore", invalid="ignore"):
+            array[:, 5] = array[:, 4] * ((((prices[:, 0] + prices[:, 1]) + prices[:, 2]) + prices[:, 3]) / 4)
+        derived = array[:, 5]
+        huge = np.flatnonzero(np.isfinite(array[:, :5]).all(axis=1)
+                              & ~(np.abs(np.nan_to_num(derived, nan=0.0)) <= FLOAT32_MAX))
+        if len(huge):
+            i = huge[0]
+            raise ValueError(f"{name} has no amount column, and the one derived as volume × mean price overflows "
+                             f"float32 at row(s) {_rows_text(huge)} (volume {array[i, 4]:g}, close {array[i, 3]:g})")
     for j, column in enumerate(FEATURE_COLUMNS):
         bad = np.flatnonzero(~np.isfinite(array[:, j]))
         if len(bad):

@@ -35,7 +35,8 @@ DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 NON_NEGATIVE = ("volume", "amount")
 PRICE_INDICES = [0, 1, 2, 3]
 CLOSE = 3
-_READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit")  # forecast_df: how df is read
+# forecast_df: how df is read
+_READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit", "date_format", "dayfirst")
 
 log = logging.getLogger("kronos.predictor")
 
@@ -545,7 +546,7 @@ class KronosPredictor:
                                    verbose=verbose, calibrate=calibrate, dequantise=dequantise)[0]
 
     def forecast_df(self, df: pd.DataFrame, *, pred_len: int, id_column: str | None = None,
-                    timestamp_column: str | None = None, freq: str | None = None,
+                    timestamp_column: str | None = None, freq: str | None = None, calendar: str | None = None,
                     **forecast_kwargs: Any) -> pd.DataFrame:
         """Forecast every series of a DataFrame; one tidy frame back (the pandas verb).
 
@@ -554,11 +555,13 @@ class KronosPredictor:
         ``id_column``, found by itself when named symbol, ticker, item_id or id). ``timestamp_column``
         names the timestamp column when it is not one of timestamps, timestamp, date, datetime, time,
         ts. The ``pred_len`` future timestamps of each series follow its own trading calendar
-        (:func:`kronos.calendar.future_timestamps`), or ``last + k*freq`` with a pandas ``freq``.
+        (:func:`kronos.calendar.future_timestamps`), or ``last + k*freq`` with a pandas ``freq``; daily and
+        intraday ones skip the holidays and early closes of the exchange ``calendar`` (``"XNYS"``; default:
+        detected from the history, ``"none"``: no exchange calendar).
 
         Other keywords go to :meth:`forecast_batch` (``sample_count``, ``quantiles``, ``seed``, ...), except
         the reading options of :class:`kronos.tables.ReadOptions` (``sort``, ``nan``, ``rename``, ``adjusted``,
-        ``time_unit``), which say how ``df`` is read.
+        ``time_unit``, ``date_format``, ``dayfirst``), which say how ``df`` is read.
 
         Returns one row per (series, forecast timestamp, column): the id column (long input only),
         ``timestamp``, ``column``, ``mean`` and one column per quantile level, as :meth:`Forecast.to_frame`.
@@ -576,7 +579,7 @@ class KronosPredictor:
         futures = []
         for s in series:
             try:
-                futures.append(future_timestamps(s.timestamps, pred_len, freq)[0])
+                futures.append(future_timestamps(s.timestamps, pred_len, freq, calendar)[0])
             except ValueError as exc:
                 raise ValueError(f"{s.source}: {exc}") from None
         forecasts = self.forecast_batch([s.frame() for s in series], [s.timestamps for s in series], futures,

@@ -20,8 +20,13 @@ understands the exports people have:
 * many series in one long table, told apart by a symbol column (``id_column``; found by itself when
   named symbol, ticker, item_id or id).
 
+* dates written day first or month first (``10.04.2015``, ``4/10/2015``): read day first when a
+  first field is above 12, month first when a second one is, else in the one reading that puts the
+  rows in time order; when the file cannot tell, it is refused (``date_format`` or ``dayfirst`` says);
+
 Options have the same names everywhere (library keyword / command-line flag): ``time_column``,
-``sort``, ``nan`` (drop, ffill, error), ``rename``, ``id_column``, ``adjusted``, ``time_unit``.
+``sort``, ``nan`` (drop, ffill, error), ``rename``, ``id_column``, ``adjusted``, ``time_unit``,
+``date_format``, ``dayfirst``.
 Bad input raises :class:`TableError`: one line naming the source, column and row, and the option
 that fixes it, phrased for whoever asked (``time_column=`` in the library, ``--time-column`` on the
 command line; see :func:`option_style`).
@@ -57,7 +62,10 @@ TIME_UNITS = ("s", "ms", "us", "ns")
 ID_COLUMN_NAMES = ("symbol", "ticker", "item_id", "id")  # looked for, in this order
 ADJ_CLOSE_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close")
 TICK_VOLUME_NAMES = ("tickvol", "tick_volume", "tick volume", "tickvolume")
-ALIASES = {"vol": "volume", "turnover": "amount"}
+ALIASES = {"vol": "volume", "turnover": "amount",
+           # German exports (Datum;Eröffnung;Hoch;Tief;Schluss;Volumen)
+           "datum": "date", "eröffnung": "open", "hoch": "high", "tief": "low", "schluss": "close",
+           "schlusskurs": "close", "volumen": "volume"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSON_SUFFIXES = (".json",)
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -87,6 +95,8 @@ def command_line_option(name: str, value: Any = None) -> str:
     flag = "--" + name.replace("_", "-")
     if value is None or value is True:
         return flag
+    if value is False:
+        return "--no-" + name.replace("_", "-")
     return f"{flag} {value}"
 
 
@@ -151,7 +161,9 @@ class ReadOptions:
     used columns are dropped, forward-filled (leading ones dropped) or an error. rename: file column ->
     our column (``{"Last": "close"}``). id_column: the symbol column of a long table (default: found).
     adjusted: use the adjusted close and scale open, high, low with it. time_unit: s, ms, us or ns for
-    epoch numbers (default: from their magnitude).
+    epoch numbers (default: from their magnitude). date_format: the strftime format of the timestamps
+    (``%d.%m.%Y``; a time of day after the date is read too). dayfirst: True reads ``10.04.2015`` as
+    10 April, False as October 4 (default None: from the file, see the module docstring).
     """
 
     time_column: str | None = None
@@ -161,6 +173,8 @@ class ReadOptions:
     id_column: str | None = None
     adjusted: bool = False
     time_unit: str | None = None
+    date_format: str | None = None
+    dayfirst: bool | None = None
 
     def __post_init__(self) -> None:
         if self.nan not in NAN_POLICIES:
@@ -171,6 +185,13 @@ class ReadOptions:
             raise TableError(None, f"sort must be True, False or None, got {self.sort!r}")
         if not isinstance(self.adjusted, bool):
             raise TableError(None, f"adjusted must be True or False, got {self.adjusted!r}")
+        if self.dayfirst is not None and not isinstance(self.dayfirst, bool):
+            raise TableError(None, f"dayfirst must be True, False or None, got {self.dayfirst!r}")
+        if self.date_format is not None and (not isinstance(self.date_format, str) or "%" not in self.date_format):
+            raise TableError(None, f"date_format must be a strftime format such as '%d.%m.%Y', got "
+                                   f"{self.date_format!r}")
+        if self.date_format is not None and self.dayfirst is not None:
+            raise TableError(None, "give date_format or dayfirst, not both (the format says where the day is)")
         object.__setattr__(self, "rename", parse_rename(self.rename))
         for name in ("time_column", "id_column"):
             value = getattr(self, name)
@@ -475,6 +496,8 @@ def find_time_column(frame: pd.DataFrame, where: str | None = None, time_column:
     columns = ", ".join(map(str, frame.columns)) or "none"
     if time_column is not None:
         key = column_key(time_column)
+        if key not in frame.columns and ALIASES.get(key) in frame.columns:
+            key = ALIASES[key]  # named as in the file, renamed by its alias (Datum -> date)
         if key not in frame.columns:
             raise TableError(where, f"no column {time_column!r} (given as the timestamp column); columns are {columns}",
                              "check {0}", [("time_column", None)])
@@ -552,10 +575,155 @@ def _iso_times(values: pd.Series) -> pd.Series | None:
     return parsed.astype("datetime64[ns]")
 
 
+_TWO_FIELD_DATE = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)$")
+_WITH_TIME = ("", " %H:%M:%S", " %H:%M", "T%H:%M:%S", "T%H:%M", " %H:%M:%S.%f", "T%H:%M:%S.%f")
+
+
+def _two_field_parts(text: pd.Series) -> pd.DataFrame | None:
+    """Day, month (in either order), year and the rest of dates written ``10.04.2015`` or ``4/10/2015 09:30``:
+    columns first, second, year (four digits) and rest, for the present values; None unless every one is so."""
+    present = text.dropna()
+    if not len(present):
+        return None
+    parts = present.str.extract(_TWO_FIELD_DATE)
+    if parts[0].isna().any():
+        return None
+    year = parts[3].astype(int)
+    short = parts[3].str.len() == 2
+    year = year.where(~short, np.where(year < 69, 2000 + year, 1900 + year))  # strptime's %y rule
+    return pd.DataFrame({"first": parts[0].astype(int), "second": parts[2].astype(int), "year": year,
+                         "rest": parts[4].fillna("")}, index=present.index)
+
+
+def _two_field_iso(parts: pd.DataFrame, dayfirst: bool, index: pd.Index) -> pd.Series:
+    """The dates of :func:`_two_field_parts` as ISO text, read day first or month first (missing stay missing)."""
+    day, month = (parts["first"], parts["second"]) if dayfirst else (parts["second"], parts["first"])
+    iso = (parts["year"].map("{:04d}".format) + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format)
+           + parts["rest"])
+    return pd.Series(iso, index=parts.index, dtype="string").reindex(index)
+
+
+def _in_order(parsed: pd.Series) -> bool:
+    """Ascending or descending (a newest-first file) throughout, ignoring unreadable values."""
+    ns = parsed.dropna().to_numpy().astype("datetime64[ns]").view(np.int64)
+    steps = np.diff(ns)
+    return bool((steps >= 0).all() or (steps <= 0).all())
+
+
+def _dayfirst_reading(text: pd.Series, where: str, column: str, dayfirst: bool | None,
+                      logger: logging.Logger) -> pd.Series:
+    """``text`` with dates written day/month/year or month/day/year rewritten as ISO, in the reading the file
+    (or ``dayfirst``) says; other text as it is. TableError when the file cannot tell."""
+    parts = _two_field_parts(text)
+    if parts is None:
+        return text
+    over_first, over_second = parts["first"] > 12, parts["second"] > 12
+    if dayfirst is not None:
+        wrong = over_second if dayfirst else over_first
+        if wrong.any():
+            row = wrong.index[np.flatnonzero(wrong.to_numpy())[0]]
+            reading, other = ("day first", ("dayfirst", False)) if dayfirst else ("month first", ("dayfirst", True))
+            raise TableError(where, f"column '{column}' row {row}: {text.loc[row]!r} is not a date read {reading} "
+                                    "(no month above 12)", "read it the other way with {0}", [other])
+        return _two_field_iso(parts, dayfirst, text.index)
+    if over_first.any() and over_second.any():
+        a = over_first.index[np.flatnonzero(over_first.to_numpy())[0]]
+        b = over_second.index[np.flatnonzero(over_second.to_numpy())[0]]
+        raise TableError(where, f"column '{column}' mixes day-first dates (row {a}: {text.loc[a]!r}) and month-first "
+                                f"dates (row {b}: {text.loc[b]!r})", "give the format with {0}",
+                         [("date_format", "%d.%m.%Y")])
+    if over_first.any() or over_second.any():
+        chosen = bool(over_first.any())
+        flags = over_first if chosen else over_second
+        row = flags.index[np.flatnonzero(flags.to_numpy())[0]]
+        logger.info("%s: column '%s' read %s (row %s: %r)", where, column, "day first" if chosen else "month first",
+                    row, text.loc[row])
+        return _two_field_iso(parts, chosen, text.index)
+    if (parts["first"] == parts["second"]).all():
+        return _two_field_iso(parts, True, text.index)
+    readings = {first: _two_field_iso(parts, first, text.index) for first in (True, False)}
+    ordered = [first for first, iso in readings.items() if _in_order(_parse_strings(iso))]
+    if len(ordered) == 1:
+        logger.info("%s: column '%s' read %s: only that reading puts the rows in time order", where, column,
+                    "day first" if ordered[0] else "month first")
+        return readings[ordered[0]]
+    row = parts.index[np.flatnonzero((parts["first"] != parts["second"]).to_numpy())[0]]
+    why = "both readings are in time order" if ordered else "neither reading is in time order"
+    raise TableError(where, f"column '{column}' has dates such as {text.loc[row]!r} that read day first or month "
+                            f"first ({why}, no field is above 12)", "say which with {0}, {1} or {2}",
+                     [("dayfirst", True), ("dayfirst", False), ("date_format", "%d.%m.%Y")])
+
+
+def _with_format(text: pd.Series, where: str, column: str, date_format: str) -> pd.Series:
+    """Datetimes from text in ``date_format`` (a time of day after the date is read too); TableError naming a
+    value that does not match."""
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    todo = text.notna()
+    for suffix in _WITH_TIME:
+        if not todo.any():
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                got = pd.to_datetime(text[todo], format=date_format + suffix, errors="coerce", utc=True)
+            except (ValueError, TypeError) as exc:
+                raise TableError(where, f"date_format {date_format!r} is not a strftime format: {_first_line(exc)}",
+                                 "check {0}", [("date_format", None)]) from None
+        got = got.dt.tz_localize(None).astype("datetime64[ns]")
+        parsed[got.index] = parsed[got.index].fillna(got)
+        todo = text.notna() & parsed.isna()
+    if todo.any():
+        row = text.index[np.flatnonzero(todo.to_numpy())[0]]
+        raise TableError(where, f"column '{column}' row {row}: {text.loc[row]!r} does not match the date format "
+                                f"{date_format!r}", "check {0}", [("date_format", None)])
+    return parsed
+
+
 def parse_times(values: pd.Series, where: str, column: str, time_unit: str | None = None,
-                logger: logging.Logger | None = None) -> pd.Series:
-    """Naive datetime64[ns] from a column of datetimes, strings or epoch numbers (NaT where unreadable)."""
-    logger = logger or log
+                logger: logging.Logger | None = None, date_format: str | None = None,
+                dayfirst: bool | None = None) -> pd.Series:
+    """Naive datetime64[ns] from a column of datetimes, strings or epoch numbers (NaT where unreadable).
+
+    ``date_format`` (strftime) reads text (or ``YYYYMMDD``-like integers) in that format; ``dayfirst`` says how
+    ``10.04.2015`` reads (default: from the file; TableError when it cannot tell). A time outside the years
+    timestamps hold (1677 to 2262) is a TableError naming the row."""
+    try:
+        return _parse_times(values, where, column, time_unit, logger or log, date_format, dayfirst)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise _out_of_bounds(values, where, column, time_unit) from None
+
+
+def _out_of_bounds(values: pd.Series, where: str, column: str, time_unit: str | None) -> TableError:
+    """The error for a column holding a time beyond what datetime64[ns] holds, naming the first such row."""
+    span = f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1}"
+    if pd.api.types.is_numeric_dtype(values) and time_unit is not None:
+        numbers = values.to_numpy(dtype=np.float64)
+        seconds = numbers / {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[time_unit]
+        bad = np.flatnonzero(np.abs(np.nan_to_num(seconds)) > pd.Timestamp.max.timestamp())
+        row = values.index[bad[0]] if len(bad) else values.index[0]
+        typical = float(np.median(np.abs(numbers[np.isfinite(numbers)])))
+        sized = next((unit for unit, floor in EPOCH_FLOORS if typical >= floor), None)
+        hint = f" (their size says {sized})" if sized and sized != time_unit else ""
+        return TableError(where, f"column '{column}' row {row}: epoch value {values.loc[row]:g} read as {time_unit} "
+                                 f"is past {pd.Timestamp.max.year - 1}{hint}", "give the right unit with {0}",
+                          [("time_unit", None)])
+    years = values.astype("string").str.extract(r"(\d{4,})", expand=False)
+    numbers = pd.to_numeric(years, errors="coerce")
+    bad = np.flatnonzero(((numbers > pd.Timestamp.max.year - 1) | (numbers < pd.Timestamp.min.year + 1)).to_numpy(
+        dtype=bool, na_value=False))
+    row = values.index[bad[0]] if len(bad) else values.index[0]
+    return TableError(where, f"column '{column}' row {row}: {values.loc[row]!r} is outside the years {span} that "
+                             "timestamps can hold")
+
+
+def _parse_times(values: pd.Series, where: str, column: str, time_unit: str | None, logger: logging.Logger,
+                 date_format: str | None, dayfirst: bool | None) -> pd.Series:
+    if date_format is not None and not pd.api.types.is_datetime64_any_dtype(values):
+        text = values.astype("string").str.strip()
+        if pd.api.types.is_numeric_dtype(values):
+            text = pd.Series([None if pd.isna(v) else f"{int(v)}" if float(v).is_integer() else str(v)
+                              for v in values], index=values.index, dtype="string")
+        return _with_format(text, where, column, date_format)
     if pd.api.types.is_datetime64_any_dtype(values):
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_localize(None)  # keep the wall-clock time
@@ -578,6 +746,7 @@ def parse_times(values: pd.Series, where: str, column: str, time_unit: str | Non
         return _from_numbers(numbers, values.index, where, column, time_unit)
     text = values.astype("string").str.strip()
     text = text.str.replace(_DOTTED_DATE, lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", regex=True)
+    text = _dayfirst_reading(text, where, column, dayfirst, logger)
     split = text.str.extract(_OFFSET)
     has_offset = split[0].notna()
     if not has_offset.any():
@@ -752,6 +921,22 @@ def _missing_values(frame: pd.DataFrame, where: str, nan: str, logger: logging.L
     return frame
 
 
+def _misread(raw: pd.Series, where: str, column: str, dayfirst: bool | None) -> TableError | None:
+    """When rows read out of order under ``dayfirst`` are in order the other way: the error that says so (not
+    the one that offers to sort a misread series)."""
+    if dayfirst is None or pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        return None
+    text = raw.astype("string").str.strip()
+    parts = _two_field_parts(text)
+    if parts is None or ((parts["second"] if dayfirst else parts["first"]) > 12).any():
+        return None
+    if not _in_order(_parse_strings(_two_field_iso(parts, not dayfirst, text.index))):
+        return None
+    reading, other = ("day first", "month first") if dayfirst else ("month first", "day first")
+    return TableError(where, f"column '{column}' is out of time order read {reading} but in order read {other}",
+                      "read it {1} with {0}".replace("{1}", other), [("dayfirst", not dayfirst)])
+
+
 def _one_series(frame: pd.DataFrame, name: str, where: str, opts: ReadOptions,
                 logger: logging.Logger) -> Series:
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
@@ -761,7 +946,7 @@ def _one_series(frame: pd.DataFrame, name: str, where: str, opts: ReadOptions,
                          "map a column with {0}", [("rename", f"OLD={missing[0]}")])
     column = find_time_column(frame, where, opts.time_column)
     raw = _combine_date_time(frame, column, opts.time_column is not None)
-    times = parse_times(raw, where, column, opts.time_unit, logger)
+    times = parse_times(raw, where, column, opts.time_unit, logger, opts.date_format, opts.dayfirst)
     bad = np.flatnonzero(times.isna().to_numpy())
     if len(bad):
         row = frame.index[bad[0]]
@@ -772,7 +957,10 @@ def _one_series(frame: pd.DataFrame, name: str, where: str, opts: ReadOptions,
     frame = _volume(frame, where, logger)
     frame = _numeric_columns(frame, where)
     frame = _adjust(frame, where, opts.adjusted, logger)
-    frame, times = _order(frame, times, where, column, opts.sort, logger)
+    try:
+        frame, times = _order(frame, times, where, column, opts.sort, logger)
+    except TableError as exc:
+        raise _misread(raw, where, column, opts.dayfirst) or exc from None
     frame, times = _dedupe(frame, times, where, logger)
     frame = _missing_values(frame, where, opts.nan, logger)
     times = times.loc[frame.index]

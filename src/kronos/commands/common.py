@@ -158,7 +158,8 @@ def key_value(text: str) -> tuple[str, str]:
 
 def add_table_arguments(parser: argparse.ArgumentParser, nan_default: str | None = "error",
                         defaults: bool = True) -> None:
-    """--time-column, --sort, --nan, --rename, --id-column, --adjusted, --time-unit: how data files are read,
+    """--time-column, --sort, --nan, --rename, --id-column, --adjusted, --time-unit, --date-format, --dayfirst: how
+    data files are read,
     the same in every command (kronos.tables.ReadOptions). Without ``defaults`` unset flags are left out."""
     from ..tables import NAN_POLICIES, TIME_UNITS
 
@@ -183,14 +184,22 @@ def add_table_arguments(parser: argparse.ArgumentParser, nan_default: str | None
                        help="use the adjusted close (Adj Close) and scale open, high, low by the same factor")
     group.add_argument("--time-unit", choices=TIME_UNITS, **default(None),
                        help="unit of epoch-number timestamps (default: from their size)")
+    group.add_argument("--date-format", metavar="FORMAT", **default(None),
+                       help="strftime format of the timestamps, e.g. %%d.%%m.%%Y (a time of day after the date is "
+                            "read too; default: found from the values)")
+    group.add_argument("--dayfirst", action=argparse.BooleanOptionalAction, **default(None),
+                       help="read dates such as 10.04.2015 day first (--dayfirst) or month first (--no-dayfirst); "
+                            "default: from the file (a field above 12, or the reading in time order), refused "
+                            "when the file cannot tell")
 
 
 def read_options(args: argparse.Namespace):
-    """The ReadOptions of the --time-column ... --time-unit flags."""
+    """The ReadOptions of the --time-column ... --dayfirst flags."""
     from ..tables import ReadOptions
 
     return ReadOptions(time_column=args.time_column, sort=args.sort, nan=args.nan, rename=args.rename,
-                       id_column=args.id_column, adjusted=args.adjusted, time_unit=args.time_unit)
+                       id_column=args.id_column, adjusted=args.adjusted, time_unit=args.time_unit,
+                       date_format=args.date_format, dayfirst=args.dayfirst)
 
 
 class StderrHandler(logging.StreamHandler):

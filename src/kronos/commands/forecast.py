@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import io
 import json
+import logging
 import os
 import platform
 import sys
@@ -108,6 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--freq", default=None,
                         help="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                              "default: inferred from the history's spacing and trading calendar")
+    parser.add_argument("--calendar", default=None, metavar="EXCHANGE",
+                        help="exchange whose holidays and early closes the future bars skip, e.g. XNYS, XLON, "
+                             "XETR, XTKS (any exchange_calendars name); default: the exchange whose holidays "
+                             "explain the weekdays missing from the history; none: no exchange calendar")
+    parser.add_argument("--symbol", default=None, metavar="NAME",
+                        help="forecast only this series of a long table (its symbol column); needed by --plot "
+                             "for a file holding many series")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--samples", type=positive_int, default=20,
                           help="sample paths, forecast()'s sample_count (default 20)")
@@ -130,7 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_table_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", "-o", default=None,
-                        help="write the forecast to this .csv, .parquet or .json file (default: CSV on stdout)")
+                        help="write the forecast to this .csv, .parquet or .json file (default: CSV on stdout), "
+                             "with any engine; a path without extension is a universe's dataset folder")
     output.add_argument("--plot", default=None, help="draw the chart to this .png, .svg or .html file")
     output.add_argument("--history-bars", type=positive_int, default=120,
                         help="history bars shown in the chart (default 120)")
@@ -157,9 +166,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_info(subparsers)
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    if args.out is not None and Path(args.out).suffix.lower() not in OUTPUT_FORMATS:
+def _check_calendar(args: argparse.Namespace) -> None:
+    from ..calendar import check_calendar
+
+    try:
+        args.calendar = check_calendar(args.calendar)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("calendar ", "--calendar ", 1).replace("'none'", "none")) from None
+
+
+def _check_table_out(args: argparse.Namespace) -> None:
+    """An --out table file: a known extension, and pyarrow for Parquet (checked before any forecast)."""
+    if args.out is None:
+        return
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
         raise UsageError(f"--out {args.out}: unknown extension; use .csv, .parquet or .json")
+    if OUTPUT_FORMATS[suffix] == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise UsageError(f"--out {args.out}: writing Parquet needs pyarrow: pip install 'kronos-kline[parquet]' "
+                         "(or give a .csv or .json file)")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    _check_table_out(args)
     if args.plot is not None and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
         raise UsageError(f"--plot {args.plot}: unknown extension; use .png, .svg or .html")
     if args.plot is not None:
@@ -225,9 +254,23 @@ def _read(args: argparse.Namespace) -> tuple[list, str]:
     else:
         progress(args, f"read {len(series)} series ({series[0].id_column} column), {sum(map(len, series))} bars "
                        f"from {name}")
-    if args.plot is not None and len(series) > 1:
-        raise UsageError(f"--plot draws one series; {name} holds {len(series)} ({series[0].id_column} column)")
+    if args.symbol is not None:
+        chosen = [s for s in series if s.name == args.symbol]
+        if series[0].id_column is None or not chosen:
+            raise UsageError(f"--symbol {args.symbol}: {name} has no such series ({_symbols_text(series)})")
+        series = chosen
+    elif args.plot is not None and len(series) > 1:
+        raise UsageError(f"--plot draws one series; {name} holds {len(series)} ({series[0].id_column} column): pick "
+                         f"one with --symbol {series[0].name} ({_symbols_text(series)})")
     return series, name
+
+
+def _symbols_text(series: list, limit: int = 8) -> str:
+    if series[0].id_column is None:
+        return "it holds one series, without a symbol column"
+    names = [s.name for s in series]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{series[0].id_column} values {', '.join(names[:limit])}{more}"
 
 
 def _calibration_note(args: argparse.Namespace, forecasts: list) -> None:
@@ -257,12 +300,52 @@ def _universe_mode(args: argparse.Namespace) -> bool:
 
 
 def run_universe(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise UsageError("a universe (several files, a folder or a glob) needs --out: a FOLDER for its dataset, or "
+                         "a .csv, .parquet or .json file for one table")
+    if args.symbol is not None:
+        raise UsageError("--symbol picks one series of one FILE; leave it out when forecasting a universe")
+    if Path(args.out).suffix:
+        _check_table_out(args)
+        _check_writable("--out", Path(args.out))
+        return _universe_to_file(args)
+    return _universe_to_folder(args, args.out)
+
+
+def _universe_to_file(args: argparse.Namespace) -> int:
+    """A universe into one table file (the same --out rule as one series): forecast into a dataset folder beside
+    it, then write its rows (id first) to the file in one step and remove the folder."""
+    import shutil
+
+    from ..batch import read_universe
+
+    target = Path(args.out)
+    parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.resolve().parent))
+    try:
+        args.format = "parquet" if importlib.util.find_spec("pyarrow") is not None else "csv"
+        args.partition, args.run, args.overwrite = "series", None, True
+        batch_log = logging.getLogger("kronos.batch")
+        level = batch_log.level
+        batch_log.setLevel(logging.ERROR)  # its warning names the folder removed below; the failures are listed here
+        try:
+            status = _universe_to_folder(args, str(parts), shown=args.out)
+        finally:
+            batch_log.setLevel(level)
+        try:
+            frame = read_universe(parts)
+        except FileNotFoundError:
+            raise UsageError(f"--out {args.out}: no series could be forecast, nothing written") from None
+        _write("--out", args.out, _frame_bytes(frame, OUTPUT_FORMATS[target.suffix.lower()]))
+        progress(args, f"wrote {args.out}")
+        return status
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def _universe_to_folder(args: argparse.Namespace, out: str, shown: str | None = None) -> int:
     from ..batch import forecast_universe
 
-    if args.out is None:
-        raise UsageError("a universe (several files, a folder or a glob) needs --out FOLDER for its dataset")
-    if Path(args.out).suffix.lower() in OUTPUT_FORMATS:
-        raise UsageError(f"--out {args.out}: a universe is written to a folder; give a path without extension")
+    shown = shown or out
     if "-" in args.file:
         raise UsageError("standard input (-) holds one table; give files, folders or globs for a universe")
     if args.plot is not None:
@@ -272,7 +355,7 @@ def run_universe(args: argparse.Namespace) -> int:
         raise UsageError("--partition run needs --run LABEL (e.g. the date of the run)")
     engine = args.engine or "local"
     seed = 0 if args.seed is None else args.seed
-    progress(args, f"forecasting {args.pred_len} bars of every series in {' '.join(args.file)} into {args.out} "
+    progress(args, f"forecasting {args.pred_len} bars of every series in {' '.join(args.file)} into {shown} "
                    f"({engine} engine, seed {seed})")
     predictor = None
     if engine == "local":
@@ -280,18 +363,23 @@ def run_universe(args: argparse.Namespace) -> int:
         predictor = load_predictor(args)
         progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
     result = forecast_universe(
-        args.file, args.out, predictor=predictor, model=args.model,
+        args.file, out, predictor=predictor, model=args.model,
         tokenizer=None if args.tokenizer == "default" else args.tokenizer, device=args.device,
         max_context=args.max_context, engine=engine, pred_len=args.pred_len, sample_count=args.samples,
         quantiles=parse_quantiles(args.quantiles), seed=seed, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        calibrate=args.calibrate, dequantise=args.dequantise, freq=args.freq, lookback=args.lookback,
+        calibrate=args.calibrate, dequantise=args.dequantise, freq=args.freq, calendar=args.calendar,
+        lookback=args.lookback,
         batch_size=args.batch_size, format=args.format, partition=args.partition, run=args.run, paths=args.paths,
         overwrite=args.overwrite, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, options=read_options(args))
     skipped = f", {len(result.skipped)} already there" if result.skipped else ""
-    progress(args, f"wrote {len(result.written)} series to {args.out}{skipped} in {result.seconds:.1f}s")
-    if result.failed:
-        progress(args, f"{len(result.failed)} series failed; reasons in {result.errors_path}")
+    where = "forecast" if shown != out else f"written to {out}"
+    progress(args, f"{len(result.written)} series {where}{skipped} in {result.seconds:.1f}s")
+    if result.failed:  # the library's warning has said how many and where the reasons are
+        if shown != out:
+            print(f"kronos: {len(result.failed)} series failed:", file=sys.stderr)
+            for series_id, reason in result.failed.items():
+                print(f"kronos:   {series_id}: {reason}", file=sys.stderr)
         return UNIVERSE_FAILED
     return 0
 
@@ -299,6 +387,7 @@ def run_universe(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    _check_calendar(args)
     if _universe_mode(args):
         if args.holdout is not None:
             raise UsageError("--holdout compares one series with its last bars; give one FILE")
@@ -338,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
             futures.append((realised[s.name].timestamps, "the held-out bars' timestamps"))
             continue
         try:
-            futures.append(future_timestamps(s.timestamps, args.pred_len, args.freq))
+            futures.append(future_timestamps(s.timestamps, args.pred_len, args.freq, args.calendar))
         except ValueError as exc:
             raise UsageError(f"{s.name}: {exc}") from None
     longest = max(len(s) for s in series)
@@ -432,6 +521,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1, default=str))
         return 0
     for key, value in info["model"].items():
+        if key == "device" and str(value) == info["device"]:  # printed above
+            continue
         if isinstance(value, dict):
             print(key)
             for k, v in value.items():

@@ -30,13 +30,23 @@ from .. import __version__
 from ..predictor import KronosPredictor
 from .schemas import ErrorResponse, ForecastRequest, ForecastResponse, ForecastSettings
 from .security import BrowserGuard, BrowserPolicy
-from .serving import ForecastService, Job, ServiceError, ServiceLimits, json_bytes, response_body
+from .server import MAX_HEAD_BYTES
+from .serving import (
+    FORM_READING,
+    ForecastService,
+    Job,
+    ServiceError,
+    ServiceLimits,
+    json_bytes,
+    reading_fields,
+    response_body,
+)
 from .upload import in_worker
 
 log = logging.getLogger("kronos.service")
 STATIC = Path(__file__).parent / "static"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples_data"
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 408, 413, 415, 422, 429, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 408, 413, 415, 422, 429, 431, 503)}
 MAX_ERRORS_LISTED = 20
 FORM_FILE_FIELD = "file"
 FORM_TIME_COLUMN = "time_column"
@@ -164,13 +174,12 @@ async def _read_form(request: Request, service: ForecastService):
     upload = form.get(FORM_FILE_FIELD)
     if not isinstance(upload, UploadFile):
         raise ServiceError(422, f"multipart form needs a CSV or Parquet file in the field '{FORM_FILE_FIELD}'")
-    fields = {k: v for k, v in form.multi_items() if k not in (FORM_FILE_FIELD, FORM_TIME_COLUMN)}
+    fields = {k: v for k, v in form.multi_items() if k != FORM_FILE_FIELD}
     for key, value in fields.items():
         if not isinstance(value, str):
             raise ServiceError(422, f"form field '{key}' must be text, got a file")
-    time_column = form.get(FORM_TIME_COLUMN)
-    if time_column is not None and not isinstance(time_column, str):
-        raise ServiceError(422, f"form field '{FORM_TIME_COLUMN}' must be text, got a file")
+    reading = reading_fields(fields)
+    fields = {k: v for k, v in fields.items() if k not in FORM_READING}
     try:  # form fields are text: converted, unlike JSON's strictly typed values
         settings = ForecastSettings.model_validate({k: v for k, v in fields.items() if v != ""}, strict=False)
     except ValidationError as exc:
@@ -178,7 +187,8 @@ async def _read_form(request: Request, service: ForecastService):
         raise ServiceError(422, detail, errors) from exc
     data = await upload.read()
     name = Path(upload.filename or "upload.csv").name[:120] or "upload.csv"  # a label for messages only
-    return await in_worker(service.job_from_csv, data, name, settings, time_column or None)
+    return await in_worker(service.job_from_csv, data, name, settings, reading["time_column"],
+                           reading["date_format"], reading["dayfirst"], reading["symbol"])
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -203,6 +213,14 @@ async def _forecast_or_disconnect(request: Request, service: ForecastService, jo
 
 
 FORECAST_OPENAPI = {
+    "description": "Uploads (multipart/form-data) must carry the header X-Kronos-Client (any value, e.g. curl -H "
+                   "'X-Kronos-Client: curl'); JSON bodies need no extra header. A request head (request line and "
+                   f"headers) over {MAX_HEAD_BYTES // 1024} KiB is answered 431.",
+    "parameters": [{
+        "name": "X-Kronos-Client", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "required for multipart/form-data uploads (any value): it keeps web pages on other sites "
+                       "from posting forms to this server; the page at / sends it",
+    }],
     "requestBody": {
         "required": True,
         "content": {
@@ -214,6 +232,13 @@ FORECAST_OPENAPI = {
                                       "description": "CSV or Parquet: a timestamp column and open, high, low, close "
                                                      "(volume, amount optional)"},
                     FORM_TIME_COLUMN: {"type": "string", "description": "name of the timestamp column"},
+                    "date_format": {"type": "string", "description": "strftime format of the timestamps, e.g. "
+                                                                     "%d.%m.%Y (default: found from the values)"},
+                    "dayfirst": {"type": "string", "enum": ["true", "false", ""],
+                                 "description": "true: 10.04.2015 is 10 April; false: October 4; empty: from the "
+                                                "file (refused when it cannot tell)"},
+                    "symbol": {"type": "string", "description": "the series to forecast from a table of many "
+                                                                "(its symbol column)"},
                     **{name: {"type": "string", "description": f"as in ForecastRequest.{name}"}
                        for name in ForecastSettings.model_fields},
                 }}},
@@ -241,7 +266,8 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
     app = FastAPI(title="Kronos forecasting service", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,  # /docs is a local page below: no CDN
                   description="Probabilistic forecasts of OHLCV candlesticks with a Kronos model. "
-                              "POST bars as JSON or upload a CSV; the page at / does it in a browser.")
+                              "POST bars as JSON or upload a CSV (uploads carry the header X-Kronos-Client, any "
+                              "value); the page at / does it in a browser.")
     app.state.service = ForecastService(predictor, limits, model_name)
     app.state.model_info = model_info or {"model": model_name, "max_context": predictor.max_context,
                                           "device": str(predictor.device)}

@@ -66,6 +66,10 @@ class ForecastSettings(_Strict):
     freq: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$",
                              description="pandas frequency of the future bars (5min, h, D, B, W-FRI, ME); "
                                          "default: inferred from the history")
+    calendar: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_/-]+$",
+                                 description="exchange whose holidays and early closes the future bars skip (XNYS, "
+                                             "XLON, XETR, XTKS, ...: exchange_calendars names); default: detected "
+                                             "from the weekdays missing in the history; 'none': no exchange calendar")
     cutoff: datetime | None = Field(
         None, description="forecast vs actual: forecast from this time inside the data; the bars at and after it "
                           "are held out and returned beside the forecast (realised, crps, hits)")

@@ -4,6 +4,8 @@ uvicorn counts every open connection against ``limit_concurrency``, including on
 a request head and then nothing; 600 of those turn every new request into a 503 for as long as they
 stay open, and uvicorn has no timeout on reading a request head. :class:`GuardedH11Protocol` adds:
 
+* a **head size limit**: a request line plus headers over ``MAX_HEAD_BYTES`` (16 KiB) is answered
+  ``431 Request Header Fields Too Large`` and the connection closed;
 * a **head timeout**: a connection's request line and headers must arrive within ``header_timeout_s``
   of the connection opening (or of the previous response on a keep-alive connection), however
   slowly they trickle in; otherwise it is closed;
@@ -39,6 +41,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.opened = next(_opened)
+        self._head_bytes = 0
+        self._head_done = False
+        self._refused = False
         self._head_timer: Any = None
         self._arm_head_timer()
         self._shed()
@@ -48,14 +53,35 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused or (self.idle and not self._head_done and self._head_too_large(data)):
+            return  # the rest of a refused head is read and dropped until the connection closes
         super().data_received(data)
         if not self.idle:
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
+        self._head_bytes, self._head_done = 0, False
         super().on_response_complete()
         if self.idle and not self.transport.is_closing():
             self._arm_head_timer()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the bytes of the request head arriving; past MAX_HEAD_BYTES answer 431 and close."""
+        end = data.find(b"\r\n\r\n")
+        self._head_bytes += len(data) if end < 0 else end + 4
+        self._head_done = end >= 0  # what follows in this request is its body, not counted
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            return False
+        body = json.dumps({"detail": f"the request head (request line and headers) is over this server's limit "
+                                     f"of {MAX_HEAD_BYTES} bytes"}).encode()
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self._cancel_head_timer()
+        self._refused = True
+        # Closing at once, with the client still sending, would reset the connection and could lose the answer;
+        # the client closes on "connection: close", and a client that goes on sending is cut off shortly.
+        self.loop.call_later(1.0, self.transport.close)
+        return True
 
     @property
     def idle(self) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..calendar import future_timestamps
+from ..calendar import check_calendar, future_timestamps
 from ..predictor import Forecast, ForecastCancelled, KronosPredictor
 from ..tables import TableError, frame_to_series, parse_table
 from .checks import check_ohlc, forecast_work
@@ -79,10 +79,41 @@ class ServiceLimits:
         return asdict(self)
 
 
+FORM_READING = ("time_column", "date_format", "dayfirst", "symbol")  # upload form fields that say how to read it
+MAX_SYMBOLS_LISTED = 500
+
+
 def form_option(name: str, value: Any = None) -> str | None:
     """How the page and the upload API name a reading option: the page's box and its form field, when there is
     one (other reading options are not offered by the service, so their fix is left out)."""
-    return "the Time column box (form field 'time_column')" if name == "time_column" else None
+    if name == "time_column":
+        return "the Time column box (form field 'time_column')"
+    if name == "date_format":
+        return "the Date format box (form field 'date_format', e.g. %d.%m.%Y)"
+    if name == "dayfirst" and isinstance(value, bool):
+        return (f"Dates: {'day first' if value else 'month first'} (form field "
+                f"dayfirst={'true' if value else 'false'})")
+    return None
+
+
+def reading_fields(fields: dict[str, str]) -> dict[str, Any]:
+    """The upload form's reading fields as ``job_from_csv`` keywords; ServiceError naming a bad one."""
+    out: dict[str, Any] = {name: (fields.get(name) or "").strip() or None for name in FORM_READING}
+    for name, value in out.items():
+        if value is not None and len(value) > 120:
+            raise ServiceError(422, f"form field '{name}' is {len(value)} characters long; at most 120")
+    if out["dayfirst"] is not None:
+        flag = out["dayfirst"].lower()
+        if flag not in ("true", "false"):
+            raise ServiceError(422, f"form field 'dayfirst' must be true or false (or empty: from the file), got "
+                                    f"{out['dayfirst']!r}")
+        out["dayfirst"] = flag == "true"
+    if out["date_format"] is not None and "%" not in out["date_format"]:
+        raise ServiceError(422, f"form field 'date_format' must be a strftime format such as %d.%m.%Y, got "
+                                f"{out['date_format']!r}")
+    if out["date_format"] is not None and out["dayfirst"] is not None:
+        raise ServiceError(422, "give form field 'date_format' or 'dayfirst', not both")
+    return out
 
 
 class ServiceError(Exception):
@@ -170,16 +201,20 @@ class ForecastService:
         if settings.samples > lim.max_samples:
             raise ServiceError(422, f"samples {settings.samples} is above this server's limit {lim.max_samples}")
 
-    def _job(self, frame: pd.DataFrame, settings: ForecastSettings, name: str, time_column: str | None) -> Job:
+    def _job(self, frame: pd.DataFrame, settings: ForecastSettings, name: str, time_column: str | None,
+             date_format: str | None = None, dayfirst: bool | None = None, symbol: str | None = None) -> Job:
         try:
-            series = frame_to_series(frame, name, time_column=time_column)
+            calendar = check_calendar(settings.calendar)
+        except ValueError as exc:
+            raise ServiceError(422, str(exc)) from exc
+        try:
+            series = frame_to_series(frame, name, time_column=time_column, date_format=date_format,
+                                     dayfirst=dayfirst)
         except TableError as exc:
             raise ServiceError(422, exc.phrased(form_option)) from exc
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ServiceError(422, str(exc)) from exc
-        if len(series) > 1:
-            raise ServiceError(422, f"{name} holds {len(series)} series (column '{series[0].id_column}'); send one "
-                                    "series at a time")
+        series = [_one_symbol(series, name, symbol)]
         try:
             bars, repairs = check_ohlc(series[0].frame(), name, lenient=self.limits.lenient)
         except ValueError as exc:
@@ -223,8 +258,12 @@ class ForecastService:
                 more, rule = future_timestamps(every.index, settings.pred_len - len(realised), settings.freq)
                 future = realised.index.append(more)
             else:
-                future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq)
-        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+                future, rule = future_timestamps(bars.index, settings.pred_len, settings.freq, calendar)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+            raise ServiceError(422, f"{name}: the {settings.pred_len} forecast bars after {bars.index[-1]} would pass "
+                                    f"{pd.Timestamp.max.date()}, the last date timestamps can hold; check the "
+                                    "timestamps") from exc
+        except (ValueError, TypeError, MemoryError) as exc:
             raise ServiceError(422, f"could not make the future timestamps: {exc}") from exc
         return Job(bars, future, rule, settings, _batch_key(settings), work=work, repairs=repairs,
                    realised=realised)
@@ -245,8 +284,9 @@ class ForecastService:
         })
         return self._job(frame, request, "bars", "timestamp")
 
-    def job_from_csv(self, data: bytes, filename: str, settings: ForecastSettings,
-                     time_column: str | None = None) -> Job:
+    def job_from_csv(self, data: bytes, filename: str, settings: ForecastSettings, time_column: str | None = None,
+                     date_format: str | None = None, dayfirst: bool | None = None,
+                     symbol: str | None = None) -> Job:
         settings = self.effective(settings)
         lim = self.limits
         try:
@@ -264,7 +304,7 @@ class ForecastService:
         if len(frame) == 0:
             raise ServiceError(422, f"{filename} has no data rows (a header only)")
         self._check_limits(settings, len(frame))
-        return self._job(frame, settings, filename, time_column)
+        return self._job(frame, settings, filename, time_column, date_format, dayfirst, symbol)
 
     # -- queue ----------------------------------------------------------------------------------------
     async def submit(self, job: Job) -> Forecast:
@@ -348,6 +388,27 @@ class ForecastService:
             if len(batch) == 1:
                 return [ServiceError(422, str(exc))]
             return [self._run_batch([job])[0] for job in batch]
+
+
+def _one_symbol(series: list, name: str, symbol: str | None) -> Any:
+    """The one series of the request: the only one, or the one named by ``symbol`` (form field 'symbol');
+    otherwise a 422 whose ``errors`` list the symbols, so the page can offer them."""
+    names = [s.name for s in series]
+    id_column = series[0].id_column
+    if symbol is not None and id_column is not None and symbol in names:
+        return series[names.index(symbol)]
+    if symbol is None and len(series) == 1:
+        return series[0]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    if id_column is None:
+        detail = f"{name} holds one series without a symbol column; leave the Symbol (form field 'symbol') empty"
+    elif symbol is None:
+        detail = (f"{name} holds {len(names)} series (column '{id_column}': {shown}); pick one with the Symbol menu "
+                  "(form field 'symbol')")
+    else:
+        detail = f"{name} has no series {symbol[:60]!r} in column '{id_column}' ({shown})"
+    errors = [{"loc": ["symbol"], "type": "symbol", "msg": detail, "symbols": names[:MAX_SYMBOLS_LISTED]}]
+    raise ServiceError(422, detail, errors if id_column is not None else None)
 
 
 def response_body(job: Job, forecast: Forecast, model_name: str, started: float) -> dict[str, Any]:

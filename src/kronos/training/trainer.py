@@ -121,6 +121,8 @@ class TrainOptions:
     id_column: str | None = None
     adjusted: bool = False
     time_unit: str | None = None
+    date_format: str | None = None
+    dayfirst: bool | None = None
     resume: bool = False
     progress: bool = True
 
@@ -191,7 +193,8 @@ class TrainOptions:
     def read_options(self) -> ReadOptions:
         """How the ``data`` files are read (see :mod:`kronos.tables`)."""
         return ReadOptions(time_column=self.time_column, sort=self.sort, nan=self.nan, rename=self.rename,
-                           id_column=self.id_column, adjusted=self.adjusted, time_unit=self.time_unit)
+                           id_column=self.id_column, adjusted=self.adjusted, time_unit=self.time_unit,
+                           date_format=self.date_format, dayfirst=self.dayfirst)
 
     @property
     def total_steps(self) -> int:

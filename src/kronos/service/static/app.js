@@ -65,6 +65,23 @@ function fillTable(result) {
   $("table").hidden = false;
 }
 
+// A file of many series: the server lists their symbols; the Symbol menu offers them for the next try.
+function offerSymbols(symbols) {
+  const menu = $("symbol");
+  menu.replaceChildren(...symbols.map((name) => {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    return option;
+  }));
+  $("symbol_label").hidden = false;
+}
+
+function forgetSymbols() {
+  $("symbol").replaceChildren();
+  $("symbol_label").hidden = true;
+}
+
 async function run(event) {
   event.preventDefault();
   const button = $("run");
@@ -86,15 +103,19 @@ async function run(event) {
     if ($("cutoff").value.trim()) {
       form.append("cutoff", $("cutoff").value.trim());
     }
-    if ($("time_column").value.trim()) {
-      form.append("time_column", $("time_column").value.trim());
+    for (const field of ["time_column", "date_format", "calendar"]) {
+      if ($(field).value.trim()) form.append(field, $(field).value.trim());
     }
+    if ($("dayfirst").value) form.append("dayfirst", $("dayfirst").value);
+    if (!$("symbol_label").hidden && $("symbol").value) form.append("symbol", $("symbol").value);
     // The X-Kronos-Client header marks the upload as this page's own: the server refuses multipart
     // posts without it, which other sites' pages cannot add.
     const response = await fetch("/v1/forecast", { method: "POST", body: form,
       headers: { "X-Kronos-Client": "page" } });
     const result = await response.json();
     if (!response.ok) {
+      const symbols = (result.errors || []).find((e) => e.type === "symbol");
+      if (symbols) offerSymbols(symbols.symbols);
       setStatus(`error ${response.status}: ${result.detail}`, "error");
       return;
     }
@@ -117,7 +138,7 @@ async function run(event) {
   }
 }
 
-$("file").addEventListener("change", () => { if ($("file").files.length) $("example").value = ""; });
-$("example").addEventListener("change", () => { if ($("example").value) $("file").value = ""; });
+$("file").addEventListener("change", () => { forgetSymbols(); if ($("file").files.length) $("example").value = ""; });
+$("example").addEventListener("change", () => { forgetSymbols(); if ($("example").value) $("file").value = ""; });
 $("form").addEventListener("submit", run);
 loadMeta();

@@ -52,6 +52,11 @@ function operation(path, method, op) {
   const section = el("section");
   section.append(el("h3", `${method.toUpperCase()} ${path}`));
   if (op.summary) section.append(el("p", op.summary));
+  if (op.description) section.append(el("p", op.description));
+  for (const param of op.parameters || []) {
+    section.append(el("p", `${param.in} ${param.name}${param.required ? " (required)" : ""}: ` +
+      `${param.description || typeOf(param.schema)}`));
+  }
   const content = (op.requestBody || {}).content || {};
   for (const [type, spec] of Object.entries(content)) {
     section.append(el("p", `request body ${type}: ${typeOf(spec.schema)}`));
