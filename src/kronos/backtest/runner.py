@@ -28,13 +28,13 @@ import pandas as pd
 
 from ..data import check_count
 from ..evaluation.walkforward import SAMPLING_SETTINGS, EvaluationConfig, _check_accepts, _valid_range
+from ..stats import cross_sectional_ic
 from ..tables import Series
 from .accounting import (
     Book,
     Strategy,
     buy_and_hold_weights,
     drawdown,
-    information_coefficients,
     metrics,
     simulate,
 )
@@ -319,7 +319,7 @@ def score_signals(scores: Mapping[str, np.ndarray | pd.DataFrame], plan: Plan, c
     for name, book in books.items():
         row = metrics(book, dates, plan.end, plan.realised)
         if name in frame:
-            ic[name], rank_ic[name] = information_coefficients(np.where(plan.eligible, frame[name], np.nan),
+            ic[name], rank_ic[name] = cross_sectional_ic(np.where(plan.eligible, frame[name], np.nan),
                                                                plan.realised)
             row.update(ic=float(np.nanmean(ic[name])) if np.isfinite(ic[name]).any() else float("nan"),
                        rank_ic=float(np.nanmean(rank_ic[name])) if np.isfinite(rank_ic[name]).any()
