@@ -38,6 +38,8 @@ from .accounting import (
     metrics,
     simulate,
 )
+from .signals import risk_scores
+from .statistics import analyse
 
 OPEN, CLOSE = 0, 3
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -271,6 +273,8 @@ class BacktestResult:
     over dates), ic_dates. equity, drawdown: one column per signal. ic, rank_ic: per date, one column per
     signal. scores: signal -> (date x name) scores; realised: (date x name) returns held; weights:
     signal -> (date x name) target weights. timing: seconds for forecasting and for accounting.
+    statistics: the tables of :func:`kronos.backtest.statistics.analyse` (IC tests, IC decay, Sharpe
+    intervals, probabilistic and deflated Sharpe per book and cost, the random-signal distribution).
     """
 
     config: BacktestConfig
@@ -286,6 +290,7 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
     model_name: str | None = None
     plan: Plan | None = None
+    statistics: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -368,6 +373,8 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
         scores.update(model_scores(predictor, series, plan, config, progress))
         timing["seconds_forecasting"] = time.perf_counter() - model_started
     scores.update(baseline_scores(series, plan, config))
+    risk, risk_notes = risk_scores(series, plan, config)
+    scores.update(risk)
     for name, make in (extra_signals or {}).items():
         values = np.asarray(make(plan), dtype=np.float64)
         if values.shape != plan.origins.shape:
@@ -375,10 +382,13 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
                              f"{plan.origins.shape} (dates x names)")
         scores[name] = values
     timing["seconds_signals"] = time.perf_counter() - started - timing.get("seconds_forecasting", 0.0)
-    notes = []
+    notes = list(risk_notes)
     dropped = [s.name for j, s in enumerate(series) if not plan.eligible[:, j].any()]
     if dropped:
         notes.append(f"never on a rebalance date (no origin in the held-out tail then): {', '.join(dropped)}")
     result = score_signals(scores, plan, config, timing, notes, model_name)
+    statistics_started = time.perf_counter()
+    result.statistics = analyse(result, series)
+    result.timing["seconds_statistics"] = time.perf_counter() - statistics_started
     result.timing["seconds_total"] = time.perf_counter() - started
     return result
