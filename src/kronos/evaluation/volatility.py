@@ -158,15 +158,19 @@ def volatility_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_by_date(records: pd.DataFrame, values: pd.Series, method: str, baseline: str) -> np.ndarray:
-    """Loss differences ``method - baseline`` averaged over the series of each origin timestamp, in time
-    order (the series of one date are not independent, so a test counts dates, not origins)."""
+    """Loss differences ``method - baseline`` summed over the series of each origin timestamp and divided by
+    the mean number of series per timestamp, in time order: the series of one date are not independent, so a
+    test counts dates, not origins, while the mean equals the mean difference over origins."""
     frame = records[["series", "origin", "method"]].assign(value=values)
     wide = frame[frame["method"].isin([method, baseline])].pivot_table(
         index=["origin", "series"], columns="method", values="value", aggfunc="first")
     if method not in wide or baseline not in wide:
         return np.array([])
     diff = (wide[method] - wide[baseline]).dropna()
-    return diff.groupby(level="origin").mean().sort_index().to_numpy()
+    by_date = diff.groupby(level="origin")
+    # per-date sums over the mean number of series per date: their mean is the mean over origins (every
+    # origin weighs the same, as in the pooled tables) while the dates stay the units of the test
+    return (by_date.sum() / by_date.size().mean()).sort_index().to_numpy()
 
 
 def dm_tests(records: pd.DataFrame, method: str, baselines: list[str], loss_frame, proxies=PROXIES,
