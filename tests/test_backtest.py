@@ -14,6 +14,8 @@ import pytest
 
 from kronos import backtest
 from kronos.backtest import BacktestConfig, Strategy
+from kronos.backtest.signals import RISK_SIGNALS
+from kronos.evaluation.garch import garch_available
 from kronos.tables import Series, load_series
 
 from .conftest import DATA
@@ -21,6 +23,7 @@ from .conftest import DATA
 STOCKS = [DATA / f"bokeh_{name}_1d.csv" for name in ("AAPL", "GOOG", "IBM", "MSFT")]
 CRYPTO = sorted(DATA.glob("freqtrade_*-BTC_5min.csv"))
 SMALL = dict(lookback=96, pred_len=5, stride=5, sample_count=4, max_dates=6, k=2, n_drop=1)
+RISK = [name for name in RISK_SIGNALS if name != "garch_scaled" or garch_available()]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,7 @@ def test_perfect_foresight_beats_every_signal(stocks, tiny_predictor, one_thread
                           extra_signals={"oracle": lambda plan: plan.realised})
     table = result.metrics
     others = table.drop(index="oracle")
-    signals = (len(backtest.MODEL_SIGNALS) if model else 0) + len(backtest.BASELINE_SIGNALS)
+    signals = (len(backtest.MODEL_SIGNALS) if model else 0) + len(backtest.BASELINE_SIGNALS) + len(RISK)
     assert len(others) == signals + 1
     assert (table.loc["oracle", "total_return"] > others["total_return"]).all()
     assert (table.loc["oracle", "sharpe"] > others["sharpe"]).all()
@@ -178,9 +181,14 @@ def test_single_series_threshold_strategies(stocks):
 def test_report_files(stocks, tmp_path):
     result = backtest.run(stocks, max_dates=8, k=2)
     written = {p.name for p in result.write(tmp_path / "out")}
-    assert written == {"report.md", "metrics.json", "equity.csv", "ic.csv", "chart.png", "chart.html"}
+    assert written == {"report.md", "metrics.json", "equity.csv", "ic.csv", "chart.png", "chart.html", "ic.png"}
     data = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(data["metrics"]) == {*backtest.BASELINE_SIGNALS, backtest.BENCHMARK}
+    assert set(data["metrics"]) == {*backtest.BASELINE_SIGNALS, *RISK, backtest.BENCHMARK}
+    assert set(data["statistics"]) == {"ic", "sharpe", "ic_decay", "random", "random_band"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    for section in ("## Information coefficients", "## RankIC decay", "## Sharpe ratios by book and cost",
+                    "## Against random signals"):
+        assert section in report
     assert (tmp_path / "out" / "chart.png").read_bytes()[:4] == b"\x89PNG"
     assert "| momentum |" in (tmp_path / "out" / "report.md").read_text()
     equity = pd.read_csv(tmp_path / "out" / "equity.csv", index_col=0)
@@ -204,3 +212,48 @@ def test_command_line_on_a_long_table(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--commission-bps -2.0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def long_run(stocks):
+    """Every rebalance date of the four stocks' tails (baselines, and a noisy oracle that sees the return)."""
+    def oracle(plan):
+        noise = np.random.default_rng(5).standard_normal(plan.realised.shape) * np.nanstd(plan.realised)
+        return plan.realised + noise
+
+    return backtest.run(stocks, max_dates=None, k=1, lookback=96, pred_len=5, stride=5,
+                        extra_signals={"oracle": oracle})
+
+
+def test_statistics_tell_an_informed_signal_from_luck(long_run):
+    stats = long_run.statistics
+    dates = len(long_run.plan.dates)
+    assert dates > 100
+    ic = stats["ic"]
+    assert ic.loc["oracle", "rank_ic_t"] > 4 and ic.loc["oracle", "rank_ic_p"] < 1e-4
+    assert ic.loc["oracle", "rank_ic_hit_rate"] > 0.55 and ic.loc["oracle", "rank_ic_dates"] == dates
+    assert ic.loc["random", "rank_ic_p"] > 0.05
+    sharpe = stats["sharpe"].set_index(["signal", "book", "cost_bps"])
+    best = sharpe.loc[("oracle", "long_short", 5.0)]
+    assert best["sharpe_lo"] > 0 and best["psr"] > 0.99 and 0.9 < best["dsr"] <= best["psr"]
+    assert best["trials"] == len(long_run.scores)
+    for signal in long_run.scores:  # costs only take away
+        for book in ("long_short", "long_only"):
+            values = [sharpe.loc[(signal, book, c), "sharpe"] for c in (0.0, 5.0, 10.0, 20.0)]
+            assert values == sorted(values, reverse=True)
+    random = stats["random"]
+    assert random.loc["oracle", "random_p"] == 0 and random.attrs["seeds"] == 200
+    assert random.attrs["random_sharpe_q5"] < random.attrs["random_sharpe_q95"]
+    band = stats["random_band"]
+    assert band.index.equals(long_run.equity.index) and (band["q5"] <= band["q95"]).all()
+    decay = stats["ic_decay"].set_index(["signal", "horizon"])["rank_ic"]
+    assert decay[("oracle", 5)] > decay[("oracle", 1)] > 0  # the oracle knows the 5-bar return best
+
+
+def test_ic_is_the_shared_cross_sectional_one(long_run):
+    from kronos.stats import cross_sectional_ic
+
+    scores = np.where(long_run.plan.eligible, long_run.scores["momentum"].to_numpy(), np.nan)
+    ic, rank_ic = cross_sectional_ic(scores, long_run.plan.realised)
+    np.testing.assert_array_equal(long_run.rank_ic["momentum"].to_numpy(), rank_ic)
+    np.testing.assert_array_equal(long_run.ic["momentum"].to_numpy(), ic)

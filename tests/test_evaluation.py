@@ -24,12 +24,13 @@ from .conftest import DATA, PARITY, need
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "kronos" / "examples_data"
 GARCH = {"garch_t"} if garch_available() else set()
 
-
 def test_the_garch_baseline_can_run_here():
     """Without arch the garch_t assertions of this file are left out: say so (and fail under CI=true)."""
     need(garch_available(), "needs arch for the garch_t baseline (pip install 'kronos-kline[garch]'); its "
                             "assertions in this file are left out")
-BASELINES = {"persistence", "rw_drift", "gaussian_rw", "bootstrap"} | GARCH
+
+
+BASELINES = {"persistence", "rw_drift", "gaussian_rw", "bootstrap", "ewma"} | GARCH  # har_rv needs > 64 bars
 
 FILES = [DATA / "bokeh_AAPL_1d.csv", DATA / "freqtrade_ETH-BTC_5min.csv", DATA / "backtesting_BTCUSD_1mo.csv"]
 SETTINGS = dict(lookback=64, pred_len=8, sample_count=8, max_origins=3, seed=0)
@@ -119,7 +120,7 @@ class TestWalkForward:
         # the mean over horizon bars of the per-bar CRPS is the pooled CRPS
         steps = evaluation.crps_steps
         assert list(steps.index) == list(range(1, 9)) and list(steps.columns) == ["kronos", "gaussian_rw", "bootstrap",
-                                                                                     *GARCH]
+                                                                                     *GARCH, "ewma"]
         np.testing.assert_allclose(steps.mean(), evaluation.pooled.loc["crps_rel", steps.columns])
 
     def test_same_inputs_and_seed_same_numbers(self, evaluation, tiny_predictor):
@@ -273,7 +274,7 @@ class TestReport:
         written = evaluation.write(tmp_path / "out")
         names = {p.name for p in written}
         assert names == {"summary.md", "summary.csv", "records.csv", "metrics.json", "fan_charts.png",
-                         "calibration.png", "metrics_by_series.png"}
+                         "calibration.png", "metrics_by_series.png", "reliability.png"}
         numbers = json.loads((tmp_path / "out" / "metrics.json").read_text())
         assert numbers["pooled"]["kronos"]["crps_rel"] == pytest.approx(evaluation.metric("crps_rel"))
         assert numbers["per_series"]["bokeh_AAPL_1d"]["persistence"]["n_origins"] == 3
@@ -283,7 +284,7 @@ class TestReport:
         assert set(summary["method"]) == {"kronos", "seasonal_naive"} | BASELINES
         assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
         markdown = (tmp_path / "out" / "summary.md").read_text()
-        methods = " | ".join(["kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", *GARCH,
+        methods = " | ".join(["kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", *GARCH, "ewma",
                               "seasonal_naive"])
         assert f"| metric | {methods} | unit |" in markdown
         assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
@@ -298,9 +299,29 @@ class TestReport:
         assert set(numbers["paired"]["gaussian_rw"]) == {"bokeh_AAPL_1d", "freqtrade_ETH-BTC_5min",
                                                          "backtesting_BTCUSD_1mo", "ALL"}
         assert len(numbers["crps_by_step"]["bootstrap"]) == 8 and numbers["notes"] == {}
-        for name in ("fan_charts.png", "calibration.png", "metrics_by_series.png"):
+        for name in ("fan_charts.png", "calibration.png", "metrics_by_series.png", "reliability.png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not list((tmp_path / "out").glob(".*.tmp"))
+
+    def test_volatility_and_probability_numbers_are_carried(self, evaluation, tmp_path):
+        evaluation.write(tmp_path / "out", plots=False)
+        numbers = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        with_paths = {"kronos", "gaussian_rw", "bootstrap", "ewma"} | GARCH
+        assert {row["method"] for row in numbers["volatility"]} == with_paths
+        assert {row["proxy"] for row in numbers["volatility"]} == {"rv_close", "rv_parkinson", "rv_gk"}
+        tests = evaluation.volatility_tests
+        assert set(tests["baseline"]) == with_paths - {"kronos"} and len(numbers["volatility_tests"]) == len(tests)
+        assert tests["dates"].max() == evaluation.run.records["origin"].nunique()  # one difference per date
+        assert {(r["method"], r["event"]) for r in numbers["probability"]} == {(m, e) for m in with_paths
+                                                                               for e in ("up", "move")}
+        for row in numbers["probability"]:
+            assert 0 <= row["brier"] <= 1 and row["log_score"] > 0
+        counts = evaluation.reliability.groupby(["method", "event"])["count"].sum()
+        origins = evaluation.probability.set_index(["method", "event"])["origins"]
+        assert counts.sort_index().to_dict() == origins.sort_index().to_dict()
+        markdown = (tmp_path / "out" / "summary.md").read_text()
+        for section in ("## Volatility forecasts", "## Probabilities", "Diebold–Mariano", "nw_t"):
+            assert section in markdown
 
     def test_out_must_not_be_a_file(self, evaluation, tmp_path):
         (tmp_path / "taken").write_text("x")

@@ -202,21 +202,3 @@ def drawdown(equity: np.ndarray) -> np.ndarray:
     """Equity over its running peak, minus 1 (0 at a new high, -0.2 twenty percent below it)."""
     equity = np.asarray(equity, dtype=np.float64)
     return equity / np.maximum.accumulate(equity) - 1
-
-
-def information_coefficients(scores: np.ndarray, realised: np.ndarray, minimum: int = 3) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
-    """Per date, Pearson (IC) and Spearman (RankIC) correlation across names of score and realised return
-    (NaN with fewer than ``minimum`` names or no spread)."""
-    ic, rank_ic = np.full(len(scores), np.nan), np.full(len(scores), np.nan)
-    for d, (s, r) in enumerate(zip(scores, realised)):
-        ok = np.isfinite(s) & np.isfinite(r)
-        if ok.sum() < minimum:
-            continue
-        x, y = s[ok], r[ok]
-        if x.std() > 0 and y.std() > 0:
-            ic[d] = float(np.corrcoef(x, y)[0, 1])
-            rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
-            if rx.std() > 0 and ry.std() > 0:
-                rank_ic[d] = float(np.corrcoef(rx, ry)[0, 1])
-    return ic, rank_ic

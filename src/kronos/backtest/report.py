@@ -1,7 +1,8 @@
-"""Write a backtest to a folder: report.md, metrics.json, equity.csv, ic.csv, chart.png and chart.html.
+"""Write a backtest to a folder: report.md, metrics.json, equity.csv, ic.csv, chart.png, chart.html and ic.png.
 
 Every file is written atomically (temporary file + rename). The chart draws the equity curve of every
-signal and of the buy-and-hold on one plot, their drawdowns below.
+signal and of the buy-and-hold on one plot over the 5–95% band of random signals' equity, their drawdowns
+below; ic.png the rolling RankIC of each signal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from ..checkpoint import atomic_write_bytes
 from ..evaluation.report import _clean, markdown_table
+from .stats_report import ic_png, statistics_dict, statistics_lines
 
 BacktestResult = Any  # kronos.backtest.BacktestResult (not imported: the runner imports this module)
 
@@ -59,6 +61,7 @@ def render_markdown(result: BacktestResult) -> str:
               "`rank_ic`: mean over dates of the Pearson and Spearman correlation across series of score and "
               "realised return (dates with at least 3 series). Annualised over calendar time.", "",
               markdown_table(metrics_table(result), "signal"), ""]
+    lines += statistics_lines(result)
     if plan is not None and len(dates) <= 60:
         ic = result.rank_ic.copy()
         ic.index = [str(d) for d in ic.index]
@@ -78,6 +81,9 @@ def matplotlib_figure(result: BacktestResult, title: str = "Backtest"):
     equity, dd = _series_for_chart(result)
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2.2, 1))
+    band = result.statistics.get("random_band")
+    if band is not None:
+        top.fill_between(band.index, band["q5"], band["q95"], color="grey", alpha=0.25, label="random signals 5–95%")
     for name in equity.columns:
         benchmark = name == "buy_and_hold"
         style = {"color": "black", "linewidth": 2.2, "linestyle": "--"} if benchmark else {"linewidth": 1.4}
@@ -136,6 +142,7 @@ def write_report(result: BacktestResult, out_dir: str | os.PathLike, chart: bool
         "metrics": result.metrics.to_dict(orient="index"),
         "ic": {str(d): row for d, row in result.ic.to_dict(orient="index").items()},
         "rank_ic": {str(d): row for d, row in result.rank_ic.to_dict(orient="index").items()},
+        "statistics": statistics_dict(result),
     }
     put("metrics.json", (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode())
     put("equity.csv", result.equity.rename_axis("timestamp").to_csv().encode())
@@ -145,4 +152,6 @@ def write_report(result: BacktestResult, out_dir: str | os.PathLike, chart: bool
         title = f"Backtest: {result.config.strategy}, {result.config.cost_bps:g} bps"
         put("chart.png", png_bytes(result, title))
         put("chart.html", html_bytes(result, title))
+        if not result.rank_ic.empty:
+            put("ic.png", ic_png(result))
     return written

@@ -28,16 +28,18 @@ import pandas as pd
 
 from ..data import check_count
 from ..evaluation.walkforward import SAMPLING_SETTINGS, EvaluationConfig, _check_accepts, _valid_range
+from ..stats import cross_sectional_ic
 from ..tables import Series
 from .accounting import (
     Book,
     Strategy,
     buy_and_hold_weights,
     drawdown,
-    information_coefficients,
     metrics,
     simulate,
 )
+from .signals import risk_scores
+from .statistics import analyse
 
 OPEN, CLOSE = 0, 3
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -271,6 +273,8 @@ class BacktestResult:
     over dates), ic_dates. equity, drawdown: one column per signal. ic, rank_ic: per date, one column per
     signal. scores: signal -> (date x name) scores; realised: (date x name) returns held; weights:
     signal -> (date x name) target weights. timing: seconds for forecasting and for accounting.
+    statistics: the tables of :func:`kronos.backtest.statistics.analyse` (IC tests, IC decay, Sharpe
+    intervals, probabilistic and deflated Sharpe per book and cost, the random-signal distribution).
     """
 
     config: BacktestConfig
@@ -286,6 +290,7 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
     model_name: str | None = None
     plan: Plan | None = None
+    statistics: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -319,7 +324,7 @@ def score_signals(scores: Mapping[str, np.ndarray | pd.DataFrame], plan: Plan, c
     for name, book in books.items():
         row = metrics(book, dates, plan.end, plan.realised)
         if name in frame:
-            ic[name], rank_ic[name] = information_coefficients(np.where(plan.eligible, frame[name], np.nan),
+            ic[name], rank_ic[name] = cross_sectional_ic(np.where(plan.eligible, frame[name], np.nan),
                                                                plan.realised)
             row.update(ic=float(np.nanmean(ic[name])) if np.isfinite(ic[name]).any() else float("nan"),
                        rank_ic=float(np.nanmean(rank_ic[name])) if np.isfinite(rank_ic[name]).any()
@@ -368,6 +373,8 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
         scores.update(model_scores(predictor, series, plan, config, progress))
         timing["seconds_forecasting"] = time.perf_counter() - model_started
     scores.update(baseline_scores(series, plan, config))
+    risk, risk_notes = risk_scores(series, plan, config)
+    scores.update(risk)
     for name, make in (extra_signals or {}).items():
         values = np.asarray(make(plan), dtype=np.float64)
         if values.shape != plan.origins.shape:
@@ -375,10 +382,13 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
                              f"{plan.origins.shape} (dates x names)")
         scores[name] = values
     timing["seconds_signals"] = time.perf_counter() - started - timing.get("seconds_forecasting", 0.0)
-    notes = []
+    notes = list(risk_notes)
     dropped = [s.name for j, s in enumerate(series) if not plan.eligible[:, j].any()]
     if dropped:
         notes.append(f"never on a rebalance date (no origin in the held-out tail then): {', '.join(dropped)}")
     result = score_signals(scores, plan, config, timing, notes, model_name)
+    statistics_started = time.perf_counter()
+    result.statistics = analyse(result, series)
+    result.timing["seconds_statistics"] = time.perf_counter() - statistics_started
     result.timing["seconds_total"] = time.perf_counter() - started
     return result

@@ -11,11 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import CALIBRATION_LEVELS, spearman
+from ..stats import cross_sectional_ic, ic_summary
+from .metrics import CALIBRATION_LEVELS
 
 POOLED = "ALL"
-METHOD_ORDER = ("kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "seasonal_naive")
+METHOD_ORDER = ("kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "ewma", "har_rv",
+                "seasonal_naive")
 MIN_CROSS_SECTION = 5
+IC_COLUMNS = ["method", "timestamps", "ics", "mean_ic", "std_ic", "icir", "nw_t", "p", "hit_rate"]
 
 # metric -> (record column, how: mean | rmse), its unit, and whether it pools across series.
 METRICS: dict[str, tuple[str, str, str, bool]] = {
@@ -98,21 +101,26 @@ def calibration(records: pd.DataFrame) -> pd.DataFrame:
 def rank_ic(records: pd.DataFrame, min_series: int = MIN_CROSS_SECTION) -> pd.DataFrame:
     """Cross-sectional Spearman IC of forecast vs realised horizon log return, per method.
 
-    For each origin timestamp shared by at least ``min_series`` series, one IC across those series; the
-    table gives per method the number of such timestamps, the mean IC (NaN ICs, e.g. from a constant
-    forecast, left out), its standard deviation and the number of ICs averaged.
+    For each origin timestamp shared by at least ``min_series`` series, one IC across those series
+    (:func:`kronos.stats.cross_sectional_ic`, the one the backtest uses); the table gives per method the
+    number of such timestamps, the number of ICs averaged (NaN ICs, e.g. from a constant forecast, left out),
+    their mean and standard deviation, the IC information ratio (mean / std), the Newey–West t-statistic
+    and p-value of the mean, and the share of positive ICs.
     """
     rows = []
     with_forecast = records.dropna(subset=["forecast_return"]) if "forecast_return" in records else records.iloc[:0]
     for method in ordered_methods(with_forecast["method"]):
         group = with_forecast[with_forecast["method"] == method]
-        ics = [spearman(g["forecast_return"], g["realised_return"])
-               for _, g in group.groupby("origin") if g["series"].nunique() >= min_series]
-        valid = np.array([ic for ic in ics if not np.isnan(ic)])
-        rows.append({"method": method, "timestamps": len(ics), "ics": len(valid),
-                     "mean_ic": float(valid.mean()) if len(valid) else float("nan"),
-                     "std_ic": float(valid.std(ddof=1)) if len(valid) > 1 else float("nan")})
-    return pd.DataFrame(rows, columns=["method", "timestamps", "ics", "mean_ic", "std_ic"])
+        forecast = group.pivot_table(index="origin", columns="series", values="forecast_return", aggfunc="first")
+        realised = group.pivot_table(index="origin", columns="series", values="realised_return", aggfunc="first")
+        realised = realised.reindex(index=forecast.index, columns=forecast.columns)
+        shared = (forecast.notna() & realised.notna()).sum(axis=1) >= min_series
+        _, ics = cross_sectional_ic(forecast.to_numpy(dtype=float), realised.to_numpy(dtype=float), min_series)
+        summary = ic_summary(ics[shared.to_numpy()])
+        rows.append({"method": method, "timestamps": int(shared.sum()), "ics": int(summary["dates"]),
+                     "mean_ic": summary["mean"], "std_ic": summary["std"], "icir": summary["icir"],
+                     "nw_t": summary["t"], "p": summary["p"], "hit_rate": summary["hit_rate"]})
+    return pd.DataFrame(rows, columns=IC_COLUMNS)
 
 
 def crps_by_step(records: pd.DataFrame, series: str | None = None) -> pd.DataFrame:

@@ -9,6 +9,11 @@
 - ``garch_t``: GARCH(1,1) with Student-t innovations fitted on the last N log returns (needs the optional
   ``arch`` package, see :mod:`kronos.evaluation.garch`); where the fit fails, the Gaussian random walk's
   paths stand in and the forecast is flagged ``fallback``.
+- ``ewma``: zero-drift Gaussian random walk whose per-bar variance is the RiskMetrics exponentially weighted
+  mean of squared log returns (lambda 0.94) at the origin (:func:`kronos.evaluation.volatility.ewma_variance`).
+- ``har_rv``: daily data only: zero-drift Gaussian random walk with the HAR-RV forecast of the mean per-bar
+  variance over the horizon (:func:`kronos.evaluation.volatility.har_variance`); left out where the history
+  is too short for its regression.
 - ``seasonal_naive``: volume only, intraday series only: each future bar's volume is the volume of the bar
   with the same time of day 1..7 days earlier (the nearest found in the history), else the last volume.
 """
@@ -22,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from .garch import fit_garch_t, garch_available, simulate_garch_t
+from .volatility import ewma_variance, har_variance
 
-BASELINES = ("persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "seasonal_naive")
-PATH_BASELINES = ("gaussian_rw", "bootstrap", "garch_t")  # the baselines with sample paths
+BASELINES = ("persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "ewma", "har_rv", "seasonal_naive")
+PATH_BASELINES = ("gaussian_rw", "bootstrap", "garch_t", "ewma", "har_rv")  # the baselines with sample paths
 CLOSE, VOLUME = 3, 4
 DAY_NS = 86_400 * 10**9
 
@@ -109,7 +115,7 @@ def baseline_forecasts(history: np.ndarray, history_ts: pd.DatetimeIndex, future
         history: (H, 6) bars open, high, low, close, volume, amount (the model's history window).
         history_ts, future_ts: timestamps of the history (H) and of the horizon (P).
         sample_count: paths of each baseline with sample paths.
-        rng: numpy generator for those paths (drawn in the order gaussian_rw, bootstrap, garch_t).
+        rng: numpy generator for those paths (drawn in the order gaussian_rw, bootstrap, garch_t, ewma, har_rv).
         vol_window: N, the number of most recent log returns for drift, volatility, bootstrap and GARCH
             (all when None).
         past: timestamps and volumes of every bar before the origin, for the seasonal-naive volume
@@ -139,11 +145,25 @@ def baseline_forecasts(history: np.ndarray, history_ts: pd.DatetimeIndex, future
     if garch and garch_available():
         out["garch_t"] = garch_forecast(returns, last_close, sample_count, pred_len, rng, out["gaussian_rw"])
         clock.lap("garch_t")
-    if is_intraday(history_ts):
+    out["ewma"] = _gaussian(last_close, ewma_variance(returns), sample_count, pred_len, rng)
+    clock.lap("ewma")
+    intraday = is_intraday(history_ts)
+    har = har_variance(returns, pred_len) if not intraday else float("nan")
+    if np.isfinite(har):
+        out["har_rv"] = _gaussian(last_close, har, sample_count, pred_len, rng)
+        clock.lap("har_rv")
+    if intraday:
         past_ts, past_volume = past if past is not None else (history_ts, history[:, VOLUME])
         volume = seasonal_naive_volume(past_ts, past_volume, future_ts)
         out["seasonal_naive"] = MethodForecast(None, volume[None, :])
     return out
+
+
+def _gaussian(last_close: float, variance: float, sample_count: int, pred_len: int,
+              rng: np.random.Generator) -> MethodForecast:
+    """Zero-drift Gaussian random-walk paths (S, P) with per-bar log-return ``variance`` (0 when not finite)."""
+    sigma = float(np.sqrt(variance)) if np.isfinite(variance) and variance > 0 else 0.0
+    return MethodForecast(paths_from_returns(last_close, rng.standard_normal((sample_count, pred_len)) * sigma), None)
 
 
 class _Clock:

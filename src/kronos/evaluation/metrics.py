@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..scores import crps_samples
+from ..stats import rankdata
 
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 PINBALL_LEVELS = CALIBRATION_LEVELS
@@ -114,19 +115,6 @@ def direction_hits(forecast_return: np.ndarray, realised_return: np.ndarray) -> 
     hits = np.where(np.sign(f) == np.sign(r), 1.0, 0.0)
     hits = np.where(f == 0, 0.5, hits)
     return np.where((r == 0) | np.isnan(r) | np.isnan(f), np.nan, hits)
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a 1-D array, ties given their average rank (as scipy.stats.rankdata 'average')."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], len(x)]
-    average = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1 .. end
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat(average, ends - starts)
-    return ranks
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

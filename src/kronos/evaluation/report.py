@@ -18,12 +18,14 @@ from ..checkpoint import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
 from .metrics import expected_sample_coverage
 from .results import EvaluationResults
+from .stats_report import probability_lines, reliability_figure, volatility_lines
 
 SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "pinball_rel",
                   "coverage_50", "coverage_80", "vol_mae", "volume_mae_rel")
 BAR_METRICS = ("crps_rel", "logret_mae", "volume_mae_rel")
 COLOURS = {"kronos": "tab:blue", "persistence": "tab:gray", "rw_drift": "tab:olive", "gaussian_rw": "tab:orange",
-           "bootstrap": "tab:green", "garch_t": "tab:red", "seasonal_naive": "tab:purple"}
+           "bootstrap": "tab:green", "garch_t": "tab:red", "ewma": "tab:brown",
+           "har_rv": "tab:pink", "seasonal_naive": "tab:purple"}
 
 
 def _number(value: Any) -> str:
@@ -148,11 +150,13 @@ def render_markdown(evaluation: EvaluationResults) -> str:
                   markdown_table(evaluation.crps_steps, "step"), ""]
     lines += ["## Cross-sectional rank IC", "",
               "Spearman correlation of forecast and realised horizon log returns across the series that share an "
-              "origin timestamp, where at least 5 do.", ""]
+              "origin timestamp, where at least 5 do: mean, standard deviation, `icir` (mean / std), Newey–West "
+              "`nw_t` and two-sided `p` of the mean, `hit_rate` (share of positive ICs).", ""]
     if evaluation.rank_ic["timestamps"].sum() == 0:
         lines += ["No origin timestamp is shared by 5 or more series: rank IC not available.", ""]
     else:
         lines += [markdown_table(evaluation.rank_ic.set_index("method"), "method"), ""]
+    lines += volatility_lines(evaluation, markdown_table) + probability_lines(evaluation, markdown_table)
     if not evaluation.calibration.empty:
         paths = config.sample_count
         lines += ["## Calibration (pooled coverage of central intervals)", "",
@@ -265,7 +269,7 @@ def metric_bars_png(evaluation: EvaluationResults) -> bytes:
 
 def write_report(evaluation: EvaluationResults, out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write summary.md, summary.csv, records.csv, metrics.json and (with ``plots``) fan_charts.png,
-    calibration.png, metrics_by_series.png into ``out_dir`` (created if missing). Returns the paths."""
+    calibration.png, metrics_by_series.png, reliability.png into ``out_dir`` (created if missing). Returns the paths."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is an existing file")
@@ -281,6 +285,8 @@ def write_report(evaluation: EvaluationResults, out_dir: str | Path, plots: bool
         files["metrics_by_series.png"] = metric_bars_png(evaluation)
         if evaluation.run.fans:
             files["fan_charts.png"] = fan_chart_png(evaluation)
+        if not evaluation.reliability.empty:
+            files["reliability.png"] = _figure_bytes(reliability_figure(evaluation, _pyplot()))
     written = []
     for name, data in files.items():
         atomic_write_bytes(out / name, data)

@@ -11,6 +11,15 @@ import pandas as pd
 from .aggregate import POOLED, calibration, crps_by_step, pooled_table, rank_ic, summarise
 from .baselines import PATH_BASELINES
 from .compare import PAIRED_COLUMNS, VERSUS_COLUMNS, paired_differences, versus
+from .probability import (
+    PROB_COLUMNS,
+    PROB_DM_COLUMNS,
+    RELIABILITY_COLUMNS,
+    probability_table,
+    probability_tests,
+    reliability,
+)
+from .volatility import DM_COLUMNS, VOL_COLUMNS, volatility_table, volatility_tests
 from .walkforward import MODEL, EvaluationRun
 
 CRPS_RATIO_GOAL = 0.95
@@ -39,13 +48,21 @@ class EvaluationResults:
     crps_steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIRED_COLUMNS))
     versus: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=VERSUS_COLUMNS))
+    volatility: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=VOL_COLUMNS))
+    volatility_tests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DM_COLUMNS))
+    probability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROB_COLUMNS))
+    probability_tests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROB_DM_COLUMNS))
+    reliability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RELIABILITY_COLUMNS))
 
     @classmethod
     def from_run(cls, run: EvaluationRun) -> EvaluationResults:
         summary = summarise(run.records)
         paired = paired_differences(run.records, MODEL)
-        return cls(run, summary, pooled_table(summary), rank_ic(run.records), calibration(run.records),
-                   crps_by_step(run.records), paired, versus(paired))
+        records = run.records
+        return cls(run, summary, pooled_table(summary), rank_ic(records), calibration(records),
+                   crps_by_step(records), paired, versus(paired), volatility_table(records),
+                   volatility_tests(records, MODEL), probability_table(records), probability_tests(records, MODEL),
+                   reliability(records))
 
     def metric(self, name: str, method: str = "kronos", series: str = POOLED) -> float:
         """One number, e.g. ``metric("crps_rel", "gaussian_rw")``; KeyError naming what exists if absent."""
@@ -98,7 +115,8 @@ class EvaluationResults:
 
     def to_dict(self) -> dict[str, Any]:
         """Every number: settings, timing, notes, pooled and per-series metrics, rank IC, calibration, CRPS by
-        horizon step, the model against each baseline (pooled and per series), targets, skipped series."""
+        horizon step, the model against each baseline (pooled and per series), targets, skipped series,
+        the volatility and probability tables with their tests, and the reliability table."""
         per_series: dict[str, dict[str, dict[str, float]]] = {}
         for row in self.summary[self.summary["series"] != POOLED].to_dict("records"):
             per_series.setdefault(row.pop("series"), {})[row.pop("method")] = row
@@ -118,6 +136,11 @@ class EvaluationResults:
             "crps_by_step": {method: self.crps_steps[method].tolist() for method in self.crps_steps.columns},
             "versus": {baseline: row for baseline, row in self.versus.to_dict("index").items()},
             "paired": _paired_dict(self.paired),
+            "volatility": self.volatility.to_dict("records"),
+            "volatility_tests": self.volatility_tests.to_dict("records"),
+            "probability": self.probability.to_dict("records"),
+            "probability_tests": self.probability_tests.to_dict("records"),
+            "reliability": self.reliability.to_dict("records"),
         }
 
 

@@ -34,6 +34,7 @@ from ..tables import load_series as read_tables
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
 from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
+from .outcomes import origin_statistics
 
 log = logging.getLogger("kronos.evaluation")
 
@@ -354,6 +355,7 @@ def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predicto
             fallbacks[name] += forecast.fallback
             numbers = score_origin(forecast.close, forecast.volume, float(history[-1, CLOSE]), future[:, CLOSE],
                                    future[:, VOLUME], volume_scale, forecast.bars)
+            numbers.update(origin_statistics(forecast.close, history, future))
             rows.append({"series": o.series, "origin": future_ts[0], "last_bar": s.timestamps[o.index - 1],
                          "history": o.index - o.start, "method": name, "fallback": forecast.fallback, **numbers})
         if o in fan_set:
