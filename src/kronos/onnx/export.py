@@ -21,6 +21,7 @@ products (``onnxruntime.quantization.quantize_dynamic``, int8 weights, per-row a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -307,11 +308,17 @@ def quantise_int8(folder: str | os.PathLike) -> list[Path]:
 
     folder = Path(folder)
     written = []
-    for name in NETWORK_GRAPHS:
-        target = folder / f"{name}.int8.onnx"
-        quantize_dynamic(folder / f"{name}.onnx", target, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm"])
-        written.append(target)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a generic pre-processing hint on the root logger
+    try:
+        for name in NETWORK_GRAPHS:
+            target = folder / f"{name}.int8.onnx"
+            quantize_dynamic(folder / f"{name}.onnx", target, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+            written.append(target)
+    finally:
+        root.setLevel(level)
     return written
 
 
