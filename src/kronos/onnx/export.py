@@ -42,6 +42,7 @@ FORMAT_VERSION = 1
 NETWORK_GRAPHS = ("prefill", "step", "s2")
 TOKENIZER_GRAPHS = ("tokenizer_encode", "tokenizer_decode")
 OPSET = 17
+MIN_POSITIONS = 2048  # rows of the rotary tables at least: max_context can be raised when running
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -338,14 +339,15 @@ def export_onnx(model: Kronos, tokenizer: KronosTokenizer, out: str | os.PathLik
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _network_graphs(model, staging, max_context)
-        _tokenizer_graphs(tokenizer, staging, max_context)
+        positions = max(int(max_context), MIN_POSITIONS)
+        _network_graphs(model, staging, positions)
+        _tokenizer_graphs(tokenizer, staging, positions)
         if int8:
             quantise_int8(staging)
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION, "model_config": model.config.to_dict(),
             "tokenizer_config": tokenizer.config.to_dict(), "max_context": int(max_context),
-            "lookback": int(lookback or max_context), "clip": float(clip), "int8": bool(int8),
+            "lookback": int(lookback or max_context), "clip": float(clip), "max_positions": positions, "int8": bool(int8),
             "sources": sources or {}, "opset": OPSET,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -98,6 +98,10 @@ class OnnxPredictor:
         self.net = OnnxKronos(folder, dtype=dtype, providers=providers, threads=threads)
         meta = self.net.meta
         self.max_context = check_count("max_context", max_context if max_context is not None else meta["max_context"])
+        positions = meta.get("max_positions", meta["max_context"])
+        if self.max_context > positions:
+            raise ValueError(f"max_context={self.max_context} is more than the {positions} positions {folder} was "
+                             "exported for")
         self.net.max_context = self.max_context
         lookback = lookback if lookback is not None else meta.get("lookback", self.max_context)
         self.lookback = min(check_count("lookback", lookback), self.max_context)
