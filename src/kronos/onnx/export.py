@@ -347,8 +347,8 @@ def export_onnx(model: Kronos, tokenizer: KronosTokenizer, out: str | os.PathLik
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION, "model_config": model.config.to_dict(),
             "tokenizer_config": tokenizer.config.to_dict(), "max_context": int(max_context),
-            "lookback": int(lookback or max_context), "clip": float(clip), "max_positions": positions, "int8": bool(int8),
-            "sources": sources or {}, "opset": OPSET,
+            "lookback": int(lookback or max_context), "clip": float(clip), "max_positions": positions,
+            "int8": bool(int8), "sources": sources or {}, "opset": OPSET,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         staging.rename(out)
