@@ -48,6 +48,16 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+ATTENTION_BUDGET = 2**24  # attention scores per head a full-window call may hold at once (rows × T × T)
+
+
+def _chunks(rows: int, length: int) -> list[slice]:
+    """Row slices for a full-window call over (rows, length) tokens, so that its T × T attention scores stay
+    within :data:`ATTENTION_BUDGET` (thousands of calibration paths would otherwise need gigabytes)."""
+    step = max(1, ATTENTION_BUDGET // max(1, length * length))
+    return [slice(i, min(i + step, rows)) for i in range(0, max(rows, 1), step)]
+
+
 class _Bound:
     """A session whose inputs and outputs are NumPy arrays bound by address."""
 
@@ -122,15 +132,21 @@ class OnnxKronos:
         return s1, s2
 
     def decode(self, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-        """s1, s2 (N, T) int64 -> reconstructed normalised bars (N, T, 6) float32."""
-        return self.decoder.run(None, {"s1": np.ascontiguousarray(s1, dtype=np.int64),
-                                       "s2": np.ascontiguousarray(s2, dtype=np.int64)})[0]
+        """s1, s2 (N, T) int64 -> reconstructed normalised bars (N, T, 6) float32 (rows in chunks)."""
+        return np.concatenate([self.decoder.run(None, {"s1": np.ascontiguousarray(s1[rows], dtype=np.int64),
+                                                       "s2": np.ascontiguousarray(s2[rows], dtype=np.int64)})[0]
+                               for rows in _chunks(*s1.shape)])
 
     # -- network ------------------------------------------------------------------------------------
     def prefill(self, s1: np.ndarray, s2: np.ndarray, stamp: np.ndarray) -> list[np.ndarray]:
-        """Windows (N, T) at positions 0..T-1 -> s1 logits, hidden, keys, values, dep_k, dep_v."""
-        return self.prefill_session.run(None, {"s1": np.ascontiguousarray(s1), "s2": np.ascontiguousarray(s2),
-                                               "stamp": np.ascontiguousarray(stamp, dtype=np.float32)})
+        """Windows (N, T) at positions 0..T-1 -> s1 logits, hidden, keys, values, dep_k, dep_v (rows in chunks)."""
+        parts = [self.prefill_session.run(None, {"s1": np.ascontiguousarray(s1[rows]),
+                                                 "s2": np.ascontiguousarray(s2[rows]),
+                                                 "stamp": np.ascontiguousarray(stamp[rows], dtype=np.float32)})
+                 for rows in _chunks(*s1.shape)]
+        if len(parts) == 1:
+            return parts[0]
+        return [np.concatenate([p[i] for p in parts], axis=1 if i in (2, 3) else 0) for i in range(len(parts[0]))]
 
     def s2_logits(self, hidden: np.ndarray, s1: np.ndarray, prefix_k: np.ndarray, prefix_v: np.ndarray,
                   suffix_k: np.ndarray, suffix_v: np.ndarray, suffix_len: int) -> np.ndarray:
