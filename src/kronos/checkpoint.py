@@ -9,10 +9,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where weights are loaded: the readers and the ONNX backend run without it
+    import torch
+    from torch import nn
 
 from . import kill_points
 
@@ -230,6 +231,8 @@ def load_weights_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: 
         if tuple(tensors[name].shape) != tuple(target.shape):
             raise CheckpointError(f"{path}: tensor {name} has shape {list(tensors[name].shape)}, "
                                   f"but the config implies {list(target.shape)}")
+    import torch
+
     with torch.no_grad():
         for name, target in expected.items():
             target.copy_(tensors[name].to(target.dtype))

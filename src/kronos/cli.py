@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "kronos.commands.evaluate",  # kronos evaluate
     "kronos.commands.serve",  # kronos serve
     "kronos.commands.backtest",  # kronos backtest
+    "kronos.commands.export",  # kronos export onnx
 )
 
 
@@ -51,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == name:  # command not part of this build
                 continue
             raise
-        module.register(subparsers)
+        try:
+            module.register(subparsers)
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            # A command that needs PyTorch, in an install without it (e.g. only the onnx extra): left out.
     return parser
 
 

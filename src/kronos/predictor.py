@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,9 @@ from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_feat
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
 from .precision import check_supported, prepare
+from .result import DEFAULT_QUANTILES, Forecast
 from .tokenizer import KronosTokenizer
 
-DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 NON_NEGATIVE = ("volume", "amount")
 PRICE_INDICES = [0, 1, 2, 3]
 CLOSE = 3
@@ -80,53 +80,6 @@ def auto_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-@dataclass
-class Forecast:
-    """Sample paths of one series' forecast, in the input's units.
-
-    ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``; volume and amount are clipped
-    at 0 in every path. ``timestamps`` index the forecast bars. ``calibration`` says how the price
-    columns' spread was rescaled from the series' own past (None when calibration was not asked for).
-    """
-
-    samples: np.ndarray
-    timestamps: pd.DatetimeIndex
-    quantile_levels: tuple[float, ...] = DEFAULT_QUANTILES
-    columns: tuple[str, ...] = field(default=FEATURE_COLUMNS)
-    calibration: Calibration | None = None
-
-    def _frame(self, values: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame(values, index=self.timestamps, columns=list(self.columns))
-
-    @property
-    def mean(self) -> pd.DataFrame:
-        """Mean over sample paths, one row per forecast bar."""
-        return self._frame(self.samples.mean(axis=0))
-
-    @property
-    def median(self) -> pd.DataFrame:
-        return self.quantile(0.5)
-
-    def quantile(self, q: float) -> pd.DataFrame:
-        """The ``q`` quantile over sample paths (linear interpolation), one row per forecast bar."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile level must be in [0, 1], got {q!r}")
-        return self._frame(np.quantile(self.samples, q, axis=0).astype(np.float32))
-
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy frame: one row per (timestamp, column) with ``mean`` and one column per quantile level."""
-        levels = np.quantile(self.samples, self.quantile_levels, axis=0)  # (Q, P, 6)
-        n_bars, n_cols = self.samples.shape[1:]
-        frame = pd.DataFrame({
-            "timestamp": np.repeat(self.timestamps.to_numpy(), n_cols),
-            "column": np.tile(np.array(self.columns, dtype=object), n_bars),
-            "mean": self.samples.mean(axis=0).reshape(-1),
-        })
-        for q, values in zip(self.quantile_levels, levels):
-            frame[f"{q:g}"] = values.reshape(-1)
-        return frame
 
 
 @dataclass
@@ -288,6 +241,15 @@ class KronosPredictor:
         predictor.sources = {"model": describe_source(model, "model"),
                              "tokenizer": describe_source(tokenizer, "tokenizer")}
         return predictor
+
+    @staticmethod
+    def from_onnx(folder: str | os.PathLike, dtype: str = "float32", **kwargs: Any):
+        """A predictor over a folder written by ``kronos export onnx``, run on ONNX Runtime: the same
+        ``forecast``/``forecast_batch``/``forecast_df`` interface (:class:`kronos.onnx.OnnxPredictor`;
+        ``dtype`` "float32" or "int8"). Without PyTorch, import it from :mod:`kronos.onnx` instead."""
+        from .onnx.predictor import OnnxPredictor
+
+        return OnnxPredictor(folder, dtype=dtype, **kwargs)
 
     # -- validation -----------------------------------------------------------------------------
     def _series(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,

@@ -57,8 +57,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
                        help="how the network's weights are stored and run: float32 (default, exact), bfloat16, "
                             "or int8 (CPU only; faster, slightly different forecasts, see docs/performance.md)")
+    group.add_argument("--backend", choices=BACKENDS, default="torch",
+                       help="torch: PyTorch (default); onnx: ONNX Runtime on a folder written by kronos export onnx "
+                            "(--model DIR; --dtype float32 or int8; runs without PyTorch: pip install "
+                            "'kronos-kline[onnx]')")
 
 
+BACKENDS = ("torch", "onnx")
 MODEL_ARGUMENTS = ("model", "tokenizer", "max_context", "lookback", "clip", "device")
 
 
@@ -72,6 +77,8 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     from ..checkpoint import read_predictor_info
     from ..default_model import resolve_source
 
+    if getattr(args, "backend", "torch") == "onnx":
+        return _check_onnx_arguments(args)
     if args.tokenizer is not None or args.model == "default":
         return
     try:
@@ -87,10 +94,12 @@ def check_model_arguments(args: argparse.Namespace) -> None:
 def load_predictor(args: argparse.Namespace):
     """A KronosPredictor from --model/--tokenizer/--max-context/--device/--dtype ('default' = the bundled weights; a
     trained model's folder supplies the tokenizer and context it records). Mismatches are reported on stderr."""
+    check_model_arguments(args)
+    if getattr(args, "backend", "torch") == "onnx":
+        return _load_onnx_predictor(args)
     from ..precision import check_supported
     from ..predictor import KronosPredictor, auto_device
 
-    check_model_arguments(args)
     dtype = getattr(args, "dtype", None)
     try:
         check_supported(dtype, args.device or auto_device())
@@ -108,6 +117,36 @@ def load_predictor(args: argparse.Namespace):
         raise UsageError(flag_names(str(exc), MODEL_ARGUMENTS)) from exc
     except RuntimeError as exc:  # e.g. an unavailable device
         raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_onnx_arguments(args: argparse.Namespace) -> None:
+    """--backend onnx: --model is an exported folder, --dtype float32 or int8, no --tokenizer."""
+    from ..onnx.runtime import read_meta
+
+    if args.model == "default":
+        raise UsageError("--backend onnx needs --model DIR, a folder written by: kronos export onnx MODEL --out DIR")
+    if args.tokenizer is not None:
+        raise UsageError("--backend onnx: the exported folder holds its tokenizer; leave --tokenizer out")
+    if getattr(args, "dtype", "float32") not in ("float32", "int8"):
+        raise UsageError(f"--backend onnx runs --dtype float32 or int8, not {args.dtype}")
+    try:
+        read_meta(args.model)
+    except ValueError as exc:
+        raise UsageError(f"--model {exc}") from exc
+
+
+def _load_onnx_predictor(args: argparse.Namespace):
+    from ..onnx.predictor import OnnxPredictor
+
+    device = args.device or "cpu"
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise UsageError(f"--backend onnx runs on --device cpu or cuda, not {device}")
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+    try:
+        return OnnxPredictor(args.model, dtype=getattr(args, "dtype", "float32"), providers=providers,
+                             max_context=args.max_context)
+    except ValueError as exc:
+        raise UsageError(flag_names(str(exc), MODEL_ARGUMENTS)) from exc
 
 
 def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:

@@ -389,13 +389,15 @@ def run(args: argparse.Namespace) -> int:
 
     _check_calendar(args)
     if _universe_mode(args):
+        if args.backend == "onnx":
+            raise UsageError("--backend onnx forecasts files one run at a time; give one FILE (no --engine)")
         if args.holdout is not None:
             raise UsageError("--holdout compares one series with its last bars; give one FILE")
         args.pred_len = args.pred_len or 20
         return run_universe(args)
 
     from ..calendar import future_timestamps, parse_freq
-    from ..generation import SamplingConfig
+    from ..onnx.sampling import Sampling as SamplingConfig  # NumPy only: the same checks as the torch backend's
 
     _check_outputs(args)
     check_model_arguments(args)
