@@ -24,6 +24,7 @@ from .conftest import DATA, PARITY, need
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "kronos" / "examples_data"
 GARCH = {"garch_t"} if garch_available() else set()
 
+
 def test_the_garch_baseline_can_run_here():
     """Without arch the garch_t assertions of this file are left out: say so (and fail under CI=true)."""
     need(garch_available(), "needs arch for the garch_t baseline (pip install 'kronos-kline[garch]'); its "
