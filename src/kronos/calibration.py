@@ -42,8 +42,10 @@ class Calibration:
     """What calibration did to one forecast.
 
     ``scale`` (P,): factor applied to every path's distance from the median at each horizon step (all 1
-    when calibration did not run). ``shrink``: factor applied to the median's move from the last close.
-    ``origins``: past origins used (0 when it did not run). ``note``: why it did not run, else empty.
+    when calibration did not run). ``shrink``: the share of the model's drift that is kept, the factor
+    applied to the median's move from the last close (0: none kept, the median stays at the last close;
+    1: all of it), also readable as ``drift_kept``. ``origins``: past origins used (0 when it did not run).
+    ``note``: why it did not run, else empty. ``summary`` says all of it in words.
     """
 
     scale: np.ndarray
@@ -55,6 +57,34 @@ class Calibration:
     @property
     def applied(self) -> bool:
         return self.origins > 0
+
+    @property
+    def drift_kept(self) -> float:
+        """Share of the model's drift kept, in [0, 1] (the same number as ``shrink``)."""
+        return self.shrink
+
+    @property
+    def summary(self) -> str:
+        """One line in words, e.g. ``calibrated on 12 past origins: drift kept: 0% (the median stays at the last
+        close), spread ×0.84–×1.10 over the horizon``; or why calibration did not run."""
+        if not self.applied:
+            return f"not calibrated: {self.note}"
+        kept = f"drift kept: {self.shrink:.0%}"
+        if round(self.shrink * 100) == 0:
+            kept += " (the median stays at the last close)"
+        elif round(self.shrink * 100) == 100:
+            kept += " (the model's drift as sampled)"
+        else:
+            kept += " of the model's"
+        return (f"calibrated on {self.origins} past origins: {kept}, spread ×{self.scale.min():.2f}–"
+                f"×{self.scale.max():.2f} over the horizon")
+
+    def __repr__(self) -> str:
+        values = [f"{v:.3g}" for v in np.asarray(self.scale, dtype=float)]
+        scale = "[" + ", ".join(values if len(values) <= 6 else [*values[:3], "...", *values[-3:]]) + "]"
+        note = f", note={self.note!r}" if self.note else ""
+        return (f"Calibration(origins={self.origins}, drift_kept={self.shrink:.0%}, scale={scale}, "
+                f"paths_per_origin={self.paths_per_origin}{note})")
 
     @classmethod
     def skipped(cls, pred_len: int, note: str) -> Calibration:
