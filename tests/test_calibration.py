@@ -89,6 +89,24 @@ def test_fit_shrink_recovers_how_much_of_the_median_move_happens():
     assert fit_shrink(paths, last[:, None] - 5 * np.median(move, axis=1), last) == 0.0  # clipped into [0, 1]
 
 
+def test_fit_shrink_keeps_an_exact_drift_and_barely_moves_with_the_draws():
+    rng = np.random.default_rng(8)
+    k, s, p = 12, 16, 20
+    last = np.full(k, 100.0)
+    drift = np.cumsum(rng.standard_normal((k, 1, p)), axis=2)
+    paths = last[:, None, None] + drift + rng.standard_normal((k, s, p))
+    exact = np.median(paths, axis=1)
+    assert fit_shrink(paths, exact, last) == pytest.approx(1.0)  # a drift that came true exactly is kept whole
+    assert fit_shrink(paths, exact, last, regularisation=0.0) == pytest.approx(1.0)
+    # realised moves that the drift explains little of, forecast again with other draws: the plain factor swings,
+    # the regularised one stays near 0
+    realised = last[:, None] + 0.3 * drift[:, 0] + 2 * np.cumsum(rng.standard_normal((k, p)), axis=1)
+    draws = [last[:, None, None] + drift + 3 * rng.standard_normal((k, s, p)) for _ in range(20)]
+    plain = [fit_shrink(d, realised, last, regularisation=0.0) for d in draws]
+    steady = [fit_shrink(d, realised, last) for d in draws]
+    assert np.ptp(plain) > 0.05 and np.ptp(steady) < np.ptp(plain) / 2 and max(steady) < max(plain)
+
+
 def test_recentre_moves_the_median_and_keeps_the_spread():
     rng = np.random.default_rng(4)
     paths = 10 + rng.standard_normal((31, PRED))

@@ -51,8 +51,22 @@ def test_given_a_real_csv_when_forecasting_then_tidy_csv_on_stdout_and_progress_
     assert sorted(frame["timestamp"].unique()) == list(pd.bdate_range("2013-03-04", periods=5))
     stderr = result.stderr.decode()
     assert "read 196 bars" in stderr and "forecasting 5 bars" in stderr
-    assert re.search(r"calibrated on \d+ past origins: drift shrink [\d.]+, spread ×[\d.]+–×[\d.]+", stderr), stderr
+    assert re.search(r"calibrated on \d+ past origins: drift kept: \d+%.*, spread ×[\d.]+–×[\d.]+", stderr), stderr
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_given_default_settings_when_forecasting_twice_then_the_same_bytes(tmp_path, one_thread):
+    """Steady defaults: seed 0 unless --seed says otherwise; the table and the chart repeat byte for byte."""
+    def forecast(name: str, *extra: str) -> tuple[bytes, bytes]:
+        out, chart = tmp_path / f"{name}.csv", tmp_path / f"{name}.svg"
+        assert main(["forecast", str(FB), "--pred-len", "5", "--samples", "4", *TINY_ARGS, "--quiet",
+                     "--out", str(out), "--plot", str(chart), *extra]) == 0
+        return out.read_bytes(), chart.read_bytes()
+
+    first = forecast("first")
+    assert forecast("second") == first
+    assert forecast("zero", "--seed", "0") == first
+    assert forecast("one", "--seed", "1")[0] != first[0]
 
 
 def test_given_stdin_and_freq_when_forecasting_to_parquet_then_file_has_those_timestamps(tmp_path, monkeypatch,

@@ -14,9 +14,12 @@ from scipy import integrate, stats
 from kronos.evaluation.aggregate import calibration, crps_by_step, rank_ic, summarise
 from kronos.evaluation.baselines import (
     baseline_forecasts,
+    bootstrap_bars,
     bootstrap_returns,
     garch_forecast,
+    history_returns,
     is_intraday,
+    paths_from_returns,
     seasonal_naive_volume,
 )
 from kronos.evaluation.compare import geometric_mean_ratio, paired_differences, paired_stats, versus
@@ -344,6 +347,32 @@ class TestBaselines:
             assert nearest.max() < 1e-12  # every drawn return is one of the pool's
             assert len(np.unique(np.round(steps, 12))) == len(np.unique(np.round(pool, 12)))  # all get drawn
         np.testing.assert_allclose(out["bootstrap"].close[:, 0], history[-1, 3] * np.exp(steps[:, 0]))
+
+    def test_bootstrap_bars_are_history_bars_on_the_same_draws(self):
+        bars = pd.read_csv(EXAMPLES / "AAPL_1d.csv")
+        history = np.c_[bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)[:200], np.zeros(200)]
+        closes, paths = bootstrap_bars(history, 50, 300, 8, np.random.default_rng(4))
+        same = paths_from_returns(history[-1, 3], bootstrap_returns(history_returns(history[:, 3], 50), 300, 8,
+                                                                    np.random.default_rng(4)))
+        np.testing.assert_allclose(closes, same)  # the closes the bootstrap always drew
+        np.testing.assert_allclose(paths[..., 3], closes)
+        assert ohlc_break_rates(paths)["any_break"] == 0.0  # valid history bars give valid bars
+        previous = np.concatenate([np.full((300, 1), history[-1, 3]), closes[:, :-1]], axis=1)
+        shapes = np.stack([paths[..., 0] / previous, paths[..., 1] / closes, paths[..., 2] / closes], -1)
+        known = np.stack([history[1:, 0] / history[:-1, 3], history[1:, 1] / history[1:, 3],
+                          history[1:, 2] / history[1:, 3]], -1)[-50:]
+        nearest = np.abs(shapes.reshape(-1, 1, 3) - known[None]).max(-1).min(-1)
+        assert nearest.max() < 1e-9  # each bar's open, high and low ratios are one history bar's, together
+
+    def test_score_origin_scores_highs_and_lows(self):
+        rng = np.random.default_rng(5)
+        bars = 100 + rng.normal(size=(30, 6, 6))
+        realised = 100 + rng.normal(size=(6, 6))
+        got = score_origin(bars[..., 3], None, 100.0, realised[:, 3], realised[:, 4], 1.0, bars, realised_bars=realised)
+        assert got["crps_high_rel"] == pytest.approx(crps_samples(bars[..., 1], realised[:, 1]).mean() / 100)
+        assert got["crps_low_rel"] == pytest.approx(crps_samples(bars[..., 2], realised[:, 2]).mean() / 100)
+        assert "crps_high_rel" not in score_origin(bars[..., 3], None, 100.0, realised[:, 3], realised[:, 4], 1.0,
+                                                   bars)
 
     def test_bootstrap_keeps_the_history_mean(self):
         returns = np.array([0.01, 0.02, 0.03])  # all positive: no demeaning, so every path goes up

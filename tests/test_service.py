@@ -102,6 +102,25 @@ def test_given_a_seed_when_forecasting_twice_then_identical_answers(client):
     assert first["quantiles"] == second["quantiles"] and first["mean"] == second["mean"]
 
 
+def test_given_no_seed_then_the_default_seed_gives_the_same_answer_alone_or_batched(client):
+    """Steady defaults: seed 0 unless the request says otherwise, and each request keeps its own stream when
+    concurrent requests share a model call; ``seed: null`` draws fresh paths."""
+    request = {"bars": real_bars(50), "pred_len": 3, "samples": 4}
+    alone = client.post("/v1/forecast", json=request)
+    assert alone.status_code == 200, alone.text
+    body = alone.json()
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda _: client.post("/v1/forecast", json=request).json(), range(6)))
+    for other in together:
+        assert other["quantiles"] == body["quantiles"] and other["mean"] == body["mean"]
+    assert client.post("/v1/forecast", json={**request, "seed": 0}).json()["mean"] == body["mean"]
+    assert client.post("/v1/forecast", json={**request, "seed": 5}).json()["mean"] != body["mean"]
+    fresh = [client.post("/v1/forecast", json={**request, "seed": None}).json()["mean"] for _ in range(2)]
+    assert fresh[0] != fresh[1]
+    calibration = body["calibration"]
+    assert calibration["drift_kept"] == calibration["shrink"] and "drift kept: " in calibration["summary"]
+
+
 def test_given_a_csv_upload_when_asking_for_a_chart_then_plotly_figure_is_returned(client):
     lines = (DATA / "kronos_XSHG-600977_5min.csv").read_bytes().splitlines(keepends=True)
     data = b"".join(lines[:1] + lines[-300:])  # the server takes at most 1000 rows

@@ -103,3 +103,24 @@ def test_the_api_docs_page_renders_offline_under_the_content_security_policy(bro
     assert scripts == [url + "/static/docs.js"]
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+def test_the_same_file_twice_with_the_default_seed_gives_the_same_forecast(browser, url):
+    """Steady defaults: the page sends seed 0 unless told otherwise, so a rerun shows the same table; the status
+    says the seed and the calibration in words."""
+    browser.get(url + "/")
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#example option")) == 4)
+    assert browser.find_element(By.ID, "seed").get_attribute("value") == "0"
+    browser.find_element(By.ID, "file").send_keys(str(DATA / "bokeh_GOOG_1d.csv"))
+    tables = []
+    for _ in range(2):
+        assert forecast_on_page(browser, 8) == "done"
+        tables.append(browser.find_element(By.CSS_SELECTOR, "#table tbody").text)
+    assert tables[0] == tables[1] and len(tables[0].splitlines()) == 8
+    status = browser.find_element(By.ID, "status").text
+    assert "seed 0" in status and "drift kept: " in status, status
+    seed = browser.find_element(By.ID, "seed")
+    seed.clear()
+    seed.send_keys("5")
+    assert forecast_on_page(browser, 8) == "done"
+    assert browser.find_element(By.CSS_SELECTOR, "#table tbody").text != tables[0]

@@ -187,14 +187,20 @@ def plotly_json(history: pd.DataFrame, forecast: Forecast, history_bars: int = 1
 
 def chart_bytes(history: pd.DataFrame, forecast: Forecast, fmt: str, history_bars: int = 120,
                 title: str = "", realised: pd.DataFrame | None = None) -> bytes:
-    """The chart as PNG, SVG or self-contained HTML (plotly.js inlined: opens offline) bytes."""
+    """The chart as PNG, SVG or self-contained HTML (plotly.js inlined: opens offline) bytes. The same forecast
+    gives the same bytes: no creation date in the file, fixed SVG element ids and HTML div id."""
     fmt = fmt.lower().lstrip(".")
     if fmt in ("png", "svg"):
+        import matplotlib
+
         buffer = io.BytesIO()
-        matplotlib_figure(history, forecast, history_bars, title, realised).savefig(buffer, format=fmt)
+        with matplotlib.rc_context({"svg.hashsalt": "kronos"}):
+            figure = matplotlib_figure(history, forecast, history_bars, title, realised)
+            figure.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
         return buffer.getvalue()
     if fmt == "html":
-        return plotly_figure(history, forecast, history_bars, title, realised).to_html(include_plotlyjs=True).encode()
+        figure = plotly_figure(history, forecast, history_bars, title, realised)
+        return figure.to_html(include_plotlyjs=True, div_id="kronos-chart").encode()
     raise ValueError(f"chart format must be png, svg or html, got {fmt!r}")
 
 

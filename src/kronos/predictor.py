@@ -24,6 +24,7 @@ from .calibration import (
     recentre,
     rescale_paths,
 )
+from .candles import valid_candles
 from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
@@ -409,7 +410,7 @@ class KronosPredictor:
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
-                  dequantise: bool, should_stop: Any = None) -> list[Forecast]:
+                  dequantise: bool, should_stop: Any = None, valid: bool = True) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -428,7 +429,8 @@ class KronosPredictor:
         series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
         run = dict(levels=levels, sampling=sampling, sample_count=sample_count, use_cache=use_cache, verbose=verbose,
-                   truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop)
+                   truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop,
+                   valid=valid)
         if not _is_seed_list(seed):
             return self._forecast_series(series, self._generator(seed), **run)
         seeds = list(seed)
@@ -448,12 +450,15 @@ class KronosPredictor:
     def _forecast_series(self, series: list[_Series], generator: torch.Generator | SeriesGenerators | None, *,
                          levels: tuple[float, ...], sampling: SamplingConfig, sample_count: int, use_cache: bool,
                          verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
-                         should_stop: Any = None) -> list[Forecast]:
+                         should_stop: Any = None, valid: bool = True) -> list[Forecast]:
+        """Sample, calibrate (when asked) and, with ``valid``, repair every bar (:func:`kronos.candles.valid_candles`)
+        as the very last step."""
         used = self._truncate(series) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
                                    should_stop)
+        finish = valid_candles if valid else (lambda p: p)
         if not calibrate:
-            return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
+            return [Forecast(finish(p), s.y_index, levels) for p, s in zip(paths, series)]
         calibrations = self._calibrations(series, sampling, generator, use_cache, dequantise, should_stop)
         forecasts = []
         for p, s, c in zip(paths, series, calibrations):
@@ -462,7 +467,7 @@ class KronosPredictor:
             last = float(s.bars[-1, CLOSE])
             if c.applied:
                 p = rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, last, c.shrink)
-            forecasts.append(Forecast(p, s.y_index, levels, calibration=c))
+            forecasts.append(Forecast(finish(p), s.y_index, levels, calibration=c))
         return forecasts
 
     # -- public API -----------------------------------------------------------------------------
@@ -484,6 +489,9 @@ class KronosPredictor:
         series' own history (the difference between each history bar and its decoding from its own tokens),
         so that paths drawing the same token differ by what the token cannot tell apart; without it the
         first forecast bar takes only as many values as distinct tokens were drawn.
+        Every sample bar is a valid candle: after sampling and calibration, :func:`kronos.candles.valid_candles`
+        raises a high below the body to ``max(open, close)`` and lowers a low above it to ``min(open, close)``
+        (open and close stay as sampled) and clips volume and amount at 0.
         ``seed``: an int (or a ``torch.Generator``) gives the whole batch one random stream; a list of ints,
         one per series, gives each series its own stream, so that a series' paths do not depend on which
         other series share its batch (:mod:`kronos.batch` derives them from a run seed and the series' id).
@@ -561,12 +569,13 @@ class KronosPredictor:
         after ``pred_len`` is keyword-only (``T``, ``top_k``, ``top_p``, ``sample_count``, ``verbose`` ...).
 
         As in the original, the whole given history is normalised and encoded (the network still sees at
-        most ``max_context`` tokens), and nothing is calibrated.
+        most ``max_context`` tokens), nothing is calibrated, and the bars are the decoded ones: a high may
+        lie below the open or close (``forecast()`` repairs that, :mod:`kronos.candles`).
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count,
                                    T=T, top_k=top_k, top_p=top_p, quantiles=(), seed=seed, use_cache=use_cache,
-                                   verbose=verbose, truncate=False, calibrate=False, dequantise=False)
+                                   verbose=verbose, truncate=False, calibrate=False, dequantise=False, valid=False)
         return [f.mean for f in forecasts]
 
     def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *, T: float = 1.0,

@@ -20,8 +20,10 @@ DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 class Forecast:
     """Sample paths of one series' forecast, in the input's units.
 
-    ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``; volume and amount are clipped
-    at 0 in every path. ``timestamps`` index the forecast bars. ``calibration`` says how the price
+    ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``. Every bar of every path from
+    ``forecast``/``forecast_batch``/``forecast_df`` is a valid candle, ``low <= min(open, close) <=
+    max(open, close) <= high`` with volume and amount ``>= 0`` (:func:`kronos.candles.valid_candles`, applied
+    last, after calibration). ``timestamps`` index the forecast bars. ``calibration`` says how the price
     columns' spread was rescaled from the series' own past (None when calibration was not asked for).
     """
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..generation import DEFAULT_SEED
 from .common import (
     UsageError,
     add_model_arguments,
@@ -129,9 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=True,
                           help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
                                "paths (default: on)")
-    sampling.add_argument("--seed", type=int, default=None,
-                          help="random seed for reproducible paths (default: none; 0 for a universe, where each "
-                               "series draws from a seed derived from this one and its id)")
+    sampling.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                          help=f"random seed of the sample paths (default {DEFAULT_SEED}: the same input gives the "
+                               "same forecast; another seed draws other paths; in a universe each series draws from "
+                               "a seed derived from this one and its id)")
     sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
                           help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
     add_model_arguments(parser)
@@ -281,13 +283,7 @@ def _calibration_note(args: argparse.Namespace, forecasts: list) -> None:
         applied = sum(c.applied for c in calibrations)
         progress(args, f"calibrated {applied} of {len(forecasts)} series on past origins of their history")
         return
-    calibration = calibrations[0]
-    if calibration.applied:
-        progress(args, f"calibrated on {calibration.origins} past origins: drift shrink "
-                       f"{calibration.shrink:.2f}, spread ×{calibration.scale.min():.2f}"
-                       f"–×{calibration.scale.max():.2f} over the horizon")
-    else:
-        progress(args, f"not calibrated: {calibration.note}")
+    progress(args, calibrations[0].summary)
 
 
 def _universe_mode(args: argparse.Namespace) -> bool:

@@ -5,7 +5,9 @@
 - ``gaussian_rw``: zero-drift Gaussian random walk in log price with the standard deviation (ddof 1) of the
   last N log returns; gives sample paths, hence CRPS and interval coverage.
 - ``bootstrap``: historical simulation: each path's log returns are drawn i.i.d. with replacement from the
-  last N log returns (not demeaned), cumulated from the last close.
+  last N log returns (not demeaned), cumulated from the last close. Each drawn return brings its whole
+  bar: the open as a ratio to the previous close, the high and low as ratios to the close, so the
+  bootstrap also forecasts highs and lows (scored as ``crps_high_rel``, ``crps_low_rel``).
 - ``garch_t``: GARCH(1,1) with Student-t innovations fitted on the last N log returns (needs the optional
   ``arch`` package, see :mod:`kronos.evaluation.garch`); where the fit fails, the Gaussian random walk's
   paths stand in and the forecast is flagged ``fallback``.
@@ -38,8 +40,8 @@ DAY_NS = 86_400 * 10**9
 @dataclass(frozen=True)
 class MethodForecast:
     """One method's forecast at one origin: (S, P) closes and volumes (None where the method has none)
-    and (S, P, 6) full bars (model only). ``fallback``: the method could not be fitted at this origin and
-    these are the Gaussian random walk's paths."""
+    and (S, P, 6) full bars (the model and the bootstrap). ``fallback``: the method could not be fitted at
+    this origin and these are the Gaussian random walk's paths."""
 
     close: np.ndarray | None
     volume: np.ndarray | None
@@ -95,6 +97,39 @@ def bootstrap_returns(returns: np.ndarray, sample_count: int, pred_len: int, rng
     return np.asarray(returns, dtype=np.float64)[rng.integers(0, len(returns), size=(sample_count, pred_len))]
 
 
+def bootstrap_bars(history: np.ndarray, window: int | None, sample_count: int, pred_len: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Historical simulation of whole bars: ((S, P) closes, (S, P, 6) bars) from the history (H, 6).
+
+    The draws are those of :func:`bootstrap_returns` on :func:`history_returns` (same ``rng`` calls, same
+    closes); a drawn return's bar also gives the path's open (its ratio to the previous close), high and low
+    (their ratios to its close). Volume and amount are 0.
+    """
+    history = np.asarray(history, dtype=np.float64)
+    last_close = float(history[-1, CLOSE])
+    kept = history[history[:, CLOSE] > 0]
+    returns = history_returns(history[:, CLOSE], window)
+    if len(returns) == 0:
+        closes = np.full((sample_count, pred_len), last_close)
+        bars = np.zeros((sample_count, pred_len, 6))
+        bars[..., :4] = closes[..., None]
+        return closes, bars
+    shape = kept[1:][-len(returns):]  # the bar that ends each return
+    previous = kept[:-1, CLOSE][-len(returns):]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.stack([shape[:, 0] / previous, shape[:, 1] / shape[:, CLOSE], shape[:, 2] / shape[:, CLOSE]], 1)
+    ratios = np.where(np.isfinite(ratios), ratios, 1.0)
+    idx = rng.integers(0, len(returns), size=(sample_count, pred_len))
+    closes = paths_from_returns(last_close, returns[idx])
+    before = np.concatenate([np.full((sample_count, 1), last_close), closes[:, :-1]], axis=1)
+    bars = np.zeros((sample_count, pred_len, 6))
+    bars[..., 0] = before * ratios[idx, 0]
+    bars[..., 1] = closes * ratios[idx, 1]
+    bars[..., 2] = closes * ratios[idx, 2]
+    bars[..., 3] = closes
+    return closes, bars
+
+
 def garch_forecast(returns: np.ndarray, last_close: float, sample_count: int, pred_len: int,
                    rng: np.random.Generator, fallback: MethodForecast) -> MethodForecast:
     """The ``garch_t`` forecast: (S, P) closes from a GARCH(1,1)-t fitted on ``returns`` (N,), or
@@ -139,8 +174,8 @@ def baseline_forecasts(history: np.ndarray, history_ts: pd.DatetimeIndex, future
     shocks = rng.standard_normal((sample_count, pred_len)) * sigma
     out["gaussian_rw"] = MethodForecast(paths_from_returns(last_close, shocks), None)
     clock.lap("gaussian_rw")
-    out["bootstrap"] = MethodForecast(
-        paths_from_returns(last_close, bootstrap_returns(returns, sample_count, pred_len, rng)), None)
+    closes, bars = bootstrap_bars(history, vol_window, sample_count, pred_len, rng)
+    out["bootstrap"] = MethodForecast(closes, None, bars)
     clock.lap("bootstrap")
     if garch and garch_available():
         out["garch_t"] = garch_forecast(returns, last_close, sample_count, pred_len, rng, out["gaussian_rw"])

@@ -145,7 +145,7 @@ def ohlc_break_rates(bars: np.ndarray) -> dict[str, float]:
 
 def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None, last_close: float,
                  realised_close: np.ndarray, realised_volume: np.ndarray, volume_scale: float,
-                 bars: np.ndarray | None = None) -> dict[str, float]:
+                 bars: np.ndarray | None = None, realised_bars: np.ndarray | None = None) -> dict[str, float]:
     """All per-origin numbers of one method at one forecast origin.
 
     Args:
@@ -155,6 +155,9 @@ def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None
         realised_close, realised_volume: (P,) what happened.
         volume_scale: mean volume of the history window (the scale of ``volume_ae_rel``).
         bars: (S, P, 4+) full forecast bars for the OHLC-consistency rates, or None.
+        realised_bars: (P, 4+) the bars that happened; with ``bars`` they give ``crps_high_rel`` and
+            ``crps_low_rel``, the CRPS of the forecast highs and lows (mean over the horizon, fraction of
+            ``last_close``).
 
     The point forecast is the mean over paths (what ``KronosPredictor.predict`` returns). Point numbers
     are at the horizon (the last bar); CRPS, pinball loss and coverage average over every bar of the horizon.
@@ -200,4 +203,8 @@ def score_origin(close_paths: np.ndarray | None, volume_paths: np.ndarray | None
         mean_rates = ohlc_break_rates(np.asarray(bars).mean(axis=0))
         out.update(ohlc_break=rates["any_break"], ohlc_high_break=rates["high_break"],
                    ohlc_low_break=rates["low_break"], ohlc_break_mean=mean_rates["any_break"])
+        if realised_bars is not None:
+            bars, realised_bars = np.asarray(bars, dtype=np.float64), np.asarray(realised_bars, dtype=np.float64)
+            for name, j in (("high", 1), ("low", 2)):
+                out[f"crps_{name}_rel"] = float(crps_samples(bars[..., j], realised_bars[:, j]).mean()) / last_close
     return out

@@ -171,7 +171,8 @@ def render_markdown(evaluation: EvaluationResults) -> str:
         breaks = evaluation.pooled.loc[["ohlc_break", "ohlc_break_mean"], "kronos"].tolist()
         lines += ["## Candle consistency of the model's bars", "",
                   f"{_number(breaks[0])} of sample-path bars (and {_number(breaks[1])} of mean-forecast bars) break "
-                  "high >= max(open, close) or low <= min(open, close); the forecasts are reported as generated.", ""]
+                  "high >= max(open, close) or low <= min(open, close). `forecast()` repairs every bar as its last "
+                  "step (`kronos.candles.valid_candles`), so a predictor that uses it scores 0 here.", ""]
     per_series = evaluation.summary[evaluation.summary["series"] != POOLED]
     table = per_series[["series", "method", *SERIES_COLUMNS]].reset_index(drop=True)
     lines += ["## Per series", "", markdown_table(table), ""]

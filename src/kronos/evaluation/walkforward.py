@@ -354,7 +354,7 @@ def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predicto
         for name, forecast in methods.items():
             fallbacks[name] += forecast.fallback
             numbers = score_origin(forecast.close, forecast.volume, float(history[-1, CLOSE]), future[:, CLOSE],
-                                   future[:, VOLUME], volume_scale, forecast.bars)
+                                   future[:, VOLUME], volume_scale, forecast.bars, realised_bars=future)
             numbers.update(origin_statistics(forecast.close, history, future))
             rows.append({"series": o.series, "origin": future_ts[0], "last_bar": s.timestamps[o.index - 1],
                          "history": o.index - o.start, "method": name, "fallback": forecast.fallback, **numbers})

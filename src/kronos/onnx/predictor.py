@@ -29,6 +29,7 @@ from ..calibration import (
     recentre,
     rescale_paths,
 )
+from ..candles import valid_candles
 from ..data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from ..result import DEFAULT_QUANTILES, Forecast
 from .runtime import OnnxKronos
@@ -229,7 +230,9 @@ class OnnxPredictor:
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: Any, truncate: bool,
-                  calibrate: bool, dequantise: bool) -> list[Forecast]:
+                  calibrate: bool, dequantise: bool, valid: bool = True) -> list[Forecast]:
+        """As :meth:`KronosPredictor._forecast`: sample, calibrate (when asked) and, with ``valid``, repair every
+        bar last (:func:`kronos.candles.valid_candles`)."""
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -251,15 +254,16 @@ class OnnxPredictor:
         generators = self._generators(seed, n, sample_count)
         used = self._truncate(series) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generators, dequantise)
+        finish = valid_candles if valid else (lambda p: p)
         if not calibrate:
-            return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
+            return [Forecast(finish(p), s.y_index, levels) for p, s in zip(paths, series)]
         forecasts = []
         for p, s, c in zip(paths, series, self._calibrations(series, sampling, generators, dequantise)):
             if not c.applied:
                 log.info("no calibration: %s", c.note)
             else:
                 p = rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, float(s.bars[-1, CLOSE]), c.shrink)
-            forecasts.append(Forecast(p, s.y_index, levels, calibration=c))
+            forecasts.append(Forecast(finish(p), s.y_index, levels, calibration=c))
         return forecasts
 
     # -- public API (as KronosPredictor) -----------------------------------------------------------
@@ -315,7 +319,7 @@ class OnnxPredictor:
         """Mean forecast per series, the original's ``predict_batch`` (whole history normalised, no calibration)."""
         forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count,
                                    T=T, top_k=top_k, top_p=top_p, quantiles=(), seed=seed, truncate=False,
-                                   calibrate=False, dequantise=False)
+                                   calibrate=False, dequantise=False, valid=False)
         return [f.mean for f in forecasts]
 
     def predict(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..generation import MIN_TEMPERATURE
+from ..generation import DEFAULT_SEED, MIN_TEMPERATURE
 
 MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
 HARD_MAX_ROWS = 1_000_000
@@ -56,7 +56,9 @@ class ForecastSettings(_Strict):
                                               "history")
     dequantise: bool = Field(True, description="add the tokenizer's reconstruction residuals, drawn from the "
                                                "history, to the paths")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed: same seed, same paths")
+    seed: int | None = Field(DEFAULT_SEED, ge=0, le=2**63 - 1,
+                             description=f"random seed of the sample paths (default {DEFAULT_SEED}: the same request "
+                                         "gives the same forecast; null draws fresh paths every time)")
     quantiles: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: list(DEFAULT_QUANTILES), min_length=1, max_length=19,
         description="quantile levels in [0, 1] (a list, or comma-separated text in a form)")
@@ -105,8 +107,9 @@ class ForecastResponse(BaseModel):
     model: str
     elapsed_ms: float = Field(description="time from request to answer, queueing included")
     calibration: dict[str, Any] | None = Field(
-        None, description="what calibration did: past origins used, spread factor per forecast bar, or why it "
-                          "did not run")
+        None, description="what calibration did: past origins used, drift_kept (share of the model's drift kept, "
+                          "0 to 1; shrink is the same number), spread factor per forecast bar (scale), a summary "
+                          "in words, or why it did not run (note)")
     chart: dict[str, Any] | None = None
     repairs: list[str] = Field(default_factory=list, description="what a lenient server repaired in the bars "
                                                                  "(empty when nothing was)")

@@ -1,10 +1,12 @@
 """Serving logic: request -> validated bars -> queued, batched model call -> response body.
 
 One worker task owns the model. Requests wait in a bounded queue; the worker takes the oldest and
-every other waiting request with the same sampling settings (and no seed), up to ``max_batch_series``
-series and ``max_batch_paths`` sample paths, and runs them as one ``forecast_batch`` call in a
-thread. So at most one model call runs at a time and its memory is bounded, whatever the number
-of concurrent clients; a full queue answers 429 and a request that waits past the timeout 503.
+every other waiting request with the same sampling settings, up to ``max_batch_series`` series and
+``max_batch_paths`` sample paths, and runs them as one ``forecast_batch`` call in a thread. Each
+request draws from its own seed (``seed``, default 0; a random one when the request sets ``null``), so
+its answer does not depend on which requests share its call: the same request gives the same forecast.
+At most one model call runs at a time, so memory is bounded whatever the number of concurrent
+clients; a full queue answers 429 and a request that waits past the timeout 503.
 
 Every request's cost is estimated before it is queued (:func:`~kronos.service.checks.forecast_work`)
 and refused over ``max_work``. A model call stops between generation steps once every request in
@@ -14,9 +16,9 @@ it has been given up (timed out, or its client disconnected), and the worker mov
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -140,16 +142,18 @@ class Job:
     cancelled: bool = False  # given up (timed out, or the client went away): the worker may drop it
     deadline: float = float("inf")  # time.monotonic() after which nobody waits for the answer
     realised: pd.DataFrame | None = None  # with a cutoff: the bars at and after it, inside the horizon
-
-
-_solo = itertools.count()
+    seed: int = 0  # this request's own random stream (see _seed)
 
 
 def _batch_key(settings: ForecastSettings) -> tuple:
-    """Requests with equal keys may share a model call; a seeded request runs alone (reproducible)."""
-    seed_part = ("seed", next(_solo)) if settings.seed is not None else ("unseeded",)
+    """Requests with equal keys may share a model call (each keeps its own seed, :func:`_seed`)."""
     return (settings.samples, settings.temperature, settings.top_k, settings.top_p, settings.calibrate,
-            settings.dequantise, *seed_part)
+            settings.dequantise)
+
+
+def _seed(settings: ForecastSettings) -> int:
+    """The request's seed; a fresh random one when it asked for none (``seed: null``)."""
+    return settings.seed if settings.seed is not None else secrets.randbelow(2**63)
 
 
 class ForecastService:
@@ -266,7 +270,7 @@ class ForecastService:
         except (ValueError, TypeError, MemoryError) as exc:
             raise ServiceError(422, f"could not make the future timestamps: {exc}") from exc
         return Job(bars, future, rule, settings, _batch_key(settings), work=work, repairs=repairs,
-                   realised=realised)
+                   realised=realised, seed=_seed(settings))
 
     def work(self, rows: int, settings: ForecastSettings) -> int:
         """The request's token work (compared with ``max_work``)."""
@@ -378,7 +382,7 @@ class ForecastService:
             return self.predictor.forecast_batch(
                 [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
                 [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
-                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=s.seed, calibrate=s.calibrate,
+                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=[job.seed for job in batch], calibrate=s.calibrate,
                 dequantise=s.dequantise, should_stop=given_up)
         except ForecastCancelled as exc:
             self.cancelled_calls += 1
@@ -486,5 +490,5 @@ def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:
     c = forecast.calibration
     if c is None:
         return None
-    return {"origins": c.origins, "shrink": round(c.shrink, 4), "scale": [round(float(v), 4) for v in c.scale],
-            "note": c.note}
+    return {"origins": c.origins, "shrink": round(c.shrink, 4), "drift_kept": round(c.shrink, 4),
+            "scale": [round(float(v), 4) for v in c.scale], "note": c.note, "summary": c.summary}

@@ -97,6 +97,7 @@ async function run(event) {
     form.append("file", file);
     form.append("pred_len", $("pred_len").value);
     form.append("samples", $("samples").value);
+    form.append("seed", $("seed").value.trim() || "0");
     form.append("history_bars", $("history_bars").value);
     form.append("quantiles", "0.1,0.25,0.5,0.75,0.9");
     form.append("chart", "true");
@@ -129,8 +130,9 @@ async function run(event) {
     const versus = h ? `; against the ${h.bars} realised bars: close CRPS ${fmt(h.crps_close)} ` +
       `(${(100 * h.crps_close_rel).toFixed(2)}% of the last close), inside the 50% band ` +
       `${Math.round(100 * h.coverage_50)}%, the 80% band ${Math.round(100 * h.coverage_80)}%` : "";
+    const calibrated = result.calibration ? `; ${result.calibration.summary}` : "";
     setStatus(`done in ${(result.elapsed_ms / 1000).toFixed(2)} s: ${result.history_rows} history bars, ` +
-      `model ${result.model}${versus}`, "done");
+      `model ${result.model}, seed ${$("seed").value.trim() || "0"}${calibrated}${versus}`, "done");
   } catch (err) {
     setStatus(`error: ${err.message || err}`, "error");
   } finally {
