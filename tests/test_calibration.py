@@ -39,7 +39,8 @@ def test_plan_origins_lie_inside_the_history_on_a_grid_anchored_to_its_first_bar
         assert all(e + 24 <= grown for e in later)
     # A short history spreads its origins over its second half on a finer grid.
     short = plan_origins(history=150, pred_len=24, lookback=128, max_origins=12)
-    assert len(short) == 12 and short[0] >= 63 and short[-1] + 24 <= 150 and len({b - a for a, b in zip(short, short[1:])}) == 1
+    assert len(short) == 12 and short[0] >= 63 and short[-1] + 24 <= 150
+    assert len({b - a for a, b in zip(short, short[1:])}) == 1
 
 
 def test_plan_origins_empty_when_history_is_too_short():

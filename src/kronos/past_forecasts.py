@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DEFAULT_CAPACITY = 32768  # past forecasts kept (close paths only: 16 paths x 24 steps take 1.5 KiB each)
+DEFAULT_MAX_BYTES = 256 * 2**20  # close paths kept: 16 paths x 24 steps take 1.5 KiB, so about 170,000 past forecasts
 
 
 def past_seed(bars: np.ndarray, timestamps: Any, horizon: Any, calibration_seed: int = 0) -> int:
@@ -55,17 +55,27 @@ def _content_digest(bars: np.ndarray, timestamps: Any, horizon: Any, calibration
 
 
 class PastForecasts:
-    """A bounded, thread-safe store of past forecasts' close paths (S, P) by key, least recently used
-    dropped first. ``hits`` and ``misses`` count look-ups."""
+    """A bounded, thread-safe store of past forecasts' close paths (S, P) float32 by key, least recently
+    used dropped first once they take more than ``max_bytes``. ``hits`` and ``misses`` count look-ups."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY):
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"capacity must be an int >= 0, got {capacity!r}")
-        self.capacity = capacity
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # a lock cannot be pickled (Ray sends the predictor to workers)
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -81,17 +91,21 @@ class PastForecasts:
             return value
 
     def put(self, key: bytes, closes: np.ndarray) -> None:
-        if self.capacity == 0:
-            return
         value = np.array(closes, dtype=np.float32)
+        if value.nbytes > self.max_bytes:
+            return
         value.setflags(write=False)
         with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
             self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self.bytes -= dropped.nbytes
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self.hits = self.misses = 0
+            self.bytes = self.hits = self.misses = 0

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .calibration import (
+    MAX_ORIGINS,
     PATHS_PER_ORIGIN,
     Calibration,
     fit_scale,
@@ -25,10 +26,10 @@ from .calibration import (
     rescale_paths,
 )
 from .checkpoint import read_predictor_info
-from .past_forecasts import PastForecasts, past_key, past_seed
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
+from .past_forecasts import PastForecasts, past_key, past_seed
 from .precision import check_supported, prepare
 from .tokenizer import KronosTokenizer
 
@@ -259,6 +260,8 @@ class KronosPredictor:
         self.sources: dict[str, str] = {}  # from_pretrained: the model and tokenizer it loaded
         # calibration's past-origin forecasts, by content (see kronos.past_forecasts)
         self.past_forecasts = PastForecasts()
+        self.calibration_paths = PATHS_PER_ORIGIN  # sample paths per past origin
+        self.calibration_origins = MAX_ORIGINS  # most past origins per forecast
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
@@ -427,34 +430,34 @@ class KronosPredictor:
         return out  # type: ignore[return-value]
 
     # -- calibration ----------------------------------------------------------------------------
-    def _truncate(self, series: list[_Series]) -> list[_Series]:
+    def _truncate(self, series: list[_Series], lookback: int) -> list[_Series]:
         """Each series' last ``lookback`` bars; says once (logging) that longer histories are cut."""
         longest = max(len(s.bars) for s in series)
-        if longest > self.lookback and not self._said_lookback:
+        if longest > lookback and not self._said_lookback:
             log.info("forecast() feeds the network the last %d bars of each history (the model's lookback) and "
                      "normalises on them; earlier bars serve only calibration (a history of %d bars was given)",
-                     self.lookback, longest)
+                     lookback, longest)
             self._said_lookback = True
-        return [s.tail(self.lookback) if len(s.bars) > self.lookback else s for s in series]
+        return [s.tail(lookback) if len(s.bars) > lookback else s for s in series]
 
-    def _past_settings(self, sampling: SamplingConfig, use_cache: bool, dequantise: bool,
+    def _past_settings(self, sampling: SamplingConfig, use_cache: bool, dequantise: bool, lookback: int,
                        calibration_seed: int) -> tuple[Any, ...]:
         """What a past forecast depends on besides its bars: the networks (their parameters' storage and
         in-place versions, so a trained or reloaded network is never served stale), how they run, the
         sampling options, the paths drawn and the calibration seed."""
         weights = tuple((p.data_ptr(), p._version) for net in (self.model, self.tokenizer)
                         for p in net.parameters())
-        return (hash(weights), str(self.dtype), str(self.device), self.max_context, self.lookback, self.clip,
-                sampling.temperature, sampling.top_k, sampling.top_p, use_cache, dequantise, PATHS_PER_ORIGIN,
+        return (hash(weights), str(self.dtype), str(self.device), self.max_context, lookback, self.clip,
+                sampling.temperature, sampling.top_k, sampling.top_p, use_cache, dequantise, self.calibration_paths,
                 int(calibration_seed))
 
     def _past_closes(self, series: list[_Series], plans: list[list[int]], settings: tuple[Any, ...],
-                     sampling: SamplingConfig, use_cache: bool, dequantise: bool,
+                     sampling: SamplingConfig, use_cache: bool, dequantise: bool, lookback: int,
                      should_stop: Any = None) -> list[list[np.ndarray]]:
         """Per series, the (S, P) close paths of its past origins ``plans[i]``: from
         :attr:`past_forecasts` where already made, else forecast (all missing ones of one horizon in one
         network batch), each drawn with its own seed derived from its key, and stored."""
-        keys = [[self._past_key(s, end, settings) for end in ends] for s, ends in zip(series, plans)]
+        keys = [[self._past_key(s, end, lookback, settings) for end in ends] for s, ends in zip(series, plans)]
         found: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, _Series] = {}
         for s, ends, row in zip(series, plans, keys):
@@ -463,37 +466,37 @@ class KronosPredictor:
                     continue
                 closes = self.past_forecasts.get(key)
                 if closes is None:
-                    missing[key] = s.past_origin(end, self.lookback)
+                    missing[key] = s.past_origin(end, lookback)
                 else:
                     found[key] = closes
         for length in sorted({p.pred_len for p in missing.values()}):
             group = [k for k, p in missing.items() if p.pred_len == length]
             generators = SeriesGenerators([torch.Generator(device=self.device).manual_seed(
                 past_seed(missing[k].bars, missing[k].x_index, missing[k].y_index, settings[-1])) for k in group],
-                PATHS_PER_ORIGIN)
-            paths = self._sample_paths([missing[k] for k in group], sampling, PATHS_PER_ORIGIN, generators,
+                self.calibration_paths)
+            paths = self._sample_paths([missing[k] for k in group], sampling, self.calibration_paths, generators,
                                        use_cache, dequantise=dequantise, should_stop=should_stop)
             for key, p in zip(group, paths):
                 found[key] = np.ascontiguousarray(p[..., CLOSE])
                 self.past_forecasts.put(key, found[key])
         return [[found[k] for k in row] for row in keys]
 
-    def _past_key(self, s: _Series, end: int, settings: tuple[Any, ...]) -> bytes:
-        start = max(0, end - self.lookback)
+    def _past_key(self, s: _Series, end: int, lookback: int, settings: tuple[Any, ...]) -> bytes:
+        start = max(0, end - lookback)
         return past_key(s.bars[start:end], s.x_index[start:end], s.x_index[end:end + s.pred_len], settings[-1],
                         settings)
 
     def _calibrations(self, series: list[_Series], sampling: SamplingConfig, use_cache: bool, dequantise: bool,
-                      calibration_seed: int, should_stop: Any = None) -> list[Calibration]:
+                      lookback: int, calibration_seed: int, should_stop: Any = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
         :mod:`kronos.calibration`); past forecasts not made before go through the network together."""
-        plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
-        settings = self._past_settings(sampling, use_cache, dequantise, calibration_seed)
-        past = self._past_closes(series, plans, settings, sampling, use_cache, dequantise, should_stop)
+        plans = [plan_origins(len(s.bars), s.pred_len, lookback, self.calibration_origins) for s in series]
+        settings = self._past_settings(sampling, use_cache, dequantise, lookback, calibration_seed)
+        past = self._past_closes(series, plans, settings, sampling, use_cache, dequantise, lookback, should_stop)
         out = []
         for s, ends, paths in zip(series, plans, past):
             if not ends:
-                need = minimum_history(s.pred_len, self.lookback)
+                need = minimum_history(s.pred_len, lookback)
                 out.append(Calibration.skipped(s.pred_len, f"history of {len(s.bars)} bars is too short to "
                                                            f"calibrate {s.pred_len} steps: it needs {need}"))
                 continue
@@ -503,7 +506,7 @@ class KronosPredictor:
             shrink = fit_shrink(closes, realised, last)
             closes = recentre(closes, last[:, None, None], shrink)
             out.append(Calibration(fit_scale(closes, realised), len(ends), shrink=shrink,
-                                   paths_per_origin=PATHS_PER_ORIGIN, ends=tuple(ends)))
+                                   paths_per_origin=self.calibration_paths, ends=tuple(ends)))
         return out
 
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
@@ -511,7 +514,7 @@ class KronosPredictor:
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
                   dequantise: bool, should_stop: Any = None, calibration: Any = None,
-                  calibration_seed: int = 0) -> list[Forecast]:
+                  calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -535,7 +538,8 @@ class KronosPredictor:
             raise TypeError(f"calibration_seed must be an int >= 0, got {calibration_seed!r}")
         run = dict(levels=levels, sampling=sampling, sample_count=sample_count, use_cache=use_cache, verbose=verbose,
                    truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop,
-                   calibration_seed=int(calibration_seed))
+                   calibration_seed=int(calibration_seed),
+                   lookback=self.lookback if lookback is None else check_count("lookback", lookback))
         if not _is_seed_list(seed):
             return self._forecast_series(series, self._generator(seed), given=given, **run)
         seeds = list(seed)
@@ -557,16 +561,17 @@ class KronosPredictor:
                          levels: tuple[float, ...], sampling: SamplingConfig, sample_count: int, use_cache: bool,
                          verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
                          should_stop: Any = None, given: list[Calibration | None] | None = None,
-                         calibration_seed: int = 0) -> list[Forecast]:
-        used = self._truncate(series) if truncate else series
+                         calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
+        lookback = lookback or self.lookback
+        used = self._truncate(series, lookback) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
                                    should_stop)
         if not calibrate:
             return [Forecast(p, s.y_index, levels) for p, s in zip(paths, series)]
         given = given or [None] * len(series)
         todo = [i for i, c in enumerate(given) if c is None]
-        fitted = self._calibrations([series[i] for i in todo], sampling, use_cache, dequantise, calibration_seed,
-                                    should_stop) if todo else []
+        fitted = self._calibrations([series[i] for i in todo], sampling, use_cache, dequantise, lookback,
+                                    calibration_seed, should_stop) if todo else []
         calibrations = list(given)
         for i, c in zip(todo, fitted):
             calibrations[i] = c
@@ -588,11 +593,12 @@ class KronosPredictor:
                        seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
                        verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
                        should_stop: Any = None, calibration: Calibration | Sequence[Calibration | None] | None = None,
-                       calibration_seed: int = 0) -> list[Forecast]:
+                       calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only.
 
-        The network sees each history's last ``lookback`` bars, normalised on those bars. With
+        The network sees each history's last ``lookback`` bars (the predictor's own unless given here),
+        normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
         forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
         reports the factors); histories too short for that are left as sampled, with a note.
@@ -618,7 +624,8 @@ class KronosPredictor:
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
                               top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                               verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise,
-                              should_stop=should_stop, calibration=calibration, calibration_seed=calibration_seed)
+                              should_stop=should_stop, calibration=calibration, calibration_seed=calibration_seed,
+                              lookback=lookback)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
