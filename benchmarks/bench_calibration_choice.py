@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-SETTINGS = ((16, 12), (8, 12), (4, 12), (16, 8), (8, 8), (8, 6), (4, 8))
+SETTINGS = ((16, 12), (8, 12), (4, 12), (8, 8))
 
 
 def main() -> None:

@@ -77,10 +77,10 @@ def evaluate(args: argparse.Namespace) -> None:
     options = ["--lookback", str(args.lookback), "--pred-len", str(args.pred_len), "--samples", str(args.samples),
                "--origins", str(args.origins), "--no-plots", "-q", *args.extra]
     files = [str(Path(f).resolve()) for f in args.files]
-    if args.series:
+    if args.every > 1:
         chosen = sorted(p for f in files for p in (Path(f).glob("*.csv") if Path(f).is_dir() else [Path(f)]))
-        files = [str(p) for p in chosen[:args.series]]
-    sides = {"baseline": str(Path(args.baseline).resolve()), "current": str(ROOT / "src")}
+        files = [str(p) for p in chosen[::args.every]]
+    sides = {"baseline": str(Path(args.baseline).resolve()), "current": str(Path(args.current).resolve())}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, src in sides.items():
@@ -116,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> None:
 def forecast(args: argparse.Namespace) -> None:
     file = str(Path(args.file).resolve())
     times = {}
-    for name, src in (("baseline", str(Path(args.baseline).resolve())), ("current", str(ROOT / "src"))):
+    for name, src in (("baseline", str(Path(args.baseline).resolve())), ("current", str(Path(args.current).resolve()))):
         before = _load()
         _, out = _run(src, ["-c", FORECAST_SNIPPET, file, str(args.rows), str(args.threads)])
         times[name] = json.loads(out.strip().splitlines()[-1])
@@ -137,17 +137,19 @@ def main() -> None:
     ev.add_argument("--pred-len", type=int, default=24)
     ev.add_argument("--samples", type=int, default=100)
     ev.add_argument("--origins", type=int, default=10)
-    ev.add_argument("--series", type=int, default=0, help="only the first N files of the folders (0: all)")
+    ev.add_argument("--every", type=int, default=1, help="only every N-th file of the folders (sorted by name)")
     ev.add_argument("--json", help="also write the timings here")
-    ev.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more kronos evaluate options")
+    ev.add_argument("--extra", default="", help="more kronos evaluate options, in one string")
     fc = sub.add_parser("forecast")
     fc.add_argument("--baseline", required=True)
     fc.add_argument("--file", default=str(ROOT / "src" / "kronos" / "examples_data" / "AAPL_1d.csv"))
     fc.add_argument("--rows", type=int, default=2000, help="history bars given to forecast()")
     fc.add_argument("--threads", type=int, default=2)
+    for sub_parser in (ev, fc):
+        sub_parser.add_argument("--current", default=str(ROOT / "src"), help="the src folder measured (default: ours)")
     args = parser.parse_args()
     if args.what == "evaluate":
-        args.extra = [a for a in args.extra if a != "--"]
+        args.extra = args.extra.split()
         evaluate(args)
     else:
         forecast(args)

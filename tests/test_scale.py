@@ -93,9 +93,7 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, tiny_pre
     tiny_predictor.past_forecasts.clear()
     local = evaluate(files, tiny_predictor, **settings).run.records
     remote = evaluate(files, tiny_predictor, engine=engine, **settings).run.records
-    assert list(local.columns) == list(remote.columns) and len(local) == len(remote)
-    for column in local.columns:
-        assert np.array_equal(local[column].to_numpy(), remote[column].to_numpy()), column
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)  # exact: no tolerance
 
     series = load_series([DATA / f"bokeh_{n}_1d.csv" for n in ("AAPL", "GOOG", "IBM")])
     config = BacktestConfig(lookback=64, pred_len=5, sample_count=4, max_dates=4, k=1, batch_size=3)

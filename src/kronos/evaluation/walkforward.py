@@ -277,8 +277,9 @@ def model_settings(predictor: Any, config: EvaluationConfig) -> dict[str, Any]:
     _check_accepts(predictor.forecast_batch, settings)
     if _accepts(predictor.forecast_batch, "calibration_seed"):
         settings["calibration_seed"] = int(config.seed)
-    if _accepts(predictor.forecast_batch, "lookback"):
-        settings["lookback"] = config.lookback
+    if _accepts(predictor.forecast_batch, "lookback"):  # never more than the model's own lookback
+        own = getattr(predictor, "lookback", None)
+        settings["lookback"] = min(config.lookback, own) if isinstance(own, int) else config.lookback
     return settings
 
 
