@@ -104,6 +104,30 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, tiny_pre
     assert np.array_equal(here.metrics.to_numpy(), there.metrics.to_numpy(), equal_nan=True)
 
 
+def test_past_forecast_store_is_bounded_and_drops_the_least_recently_used():
+    import pickle
+
+    from kronos.past_forecasts import PastForecasts, past_key, past_seed
+
+    store = PastForecasts(max_bytes=3 * 16 * 4 * 4)  # three (16, 4) float32 entries
+    keys = [bytes([k]) * 32 for k in range(4)]
+    for k in keys[:3]:
+        store.put(k, np.zeros((16, 4)))
+    assert store.get(keys[0]) is not None  # now the most recently used
+    store.put(keys[3], np.ones((16, 4)))
+    assert store.get(keys[1]) is None and store.get(keys[0]) is not None and len(store) == 3
+    assert store.bytes == 3 * 16 * 4 * 4 and (store.hits, store.misses) == (2, 1)
+    assert len(pickle.loads(pickle.dumps(store))) == 0  # a worker starts with its own empty store
+    with pytest.raises(ValueError, match="read-only"):
+        store.get(keys[0])[0, 0] = 1.0
+    bars, stamps = np.ones((10, 6), np.float32), pd.date_range("2024-01-01", periods=12, freq="D")
+    seed = past_seed(bars, stamps[:10], stamps[10:])
+    assert seed == past_seed(bars.astype(np.float64), stamps[:10], stamps[10:])  # read as float32
+    assert seed != past_seed(bars, stamps[:10], stamps[10:], calibration_seed=1)
+    assert seed != past_seed(bars * 1.001, stamps[:10], stamps[10:])
+    assert past_key(bars, stamps[:10], stamps[10:], 0, ("a",)) != past_key(bars, stamps[:10], stamps[10:], 0, ("b",))
+
+
 def test_engine_is_checked():
     with pytest.raises(ValueError, match="engine must be local or ray, got 'spark'"):
         Engine("spark")

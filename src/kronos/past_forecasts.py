@@ -68,9 +68,11 @@ class PastForecasts:
         self.hits = 0
         self.misses = 0
 
-    def __getstate__(self) -> dict[str, Any]:  # a lock cannot be pickled (Ray sends the predictor to workers)
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled empty and without its lock (Ray sends the predictor to workers; each fills its own)."""
         state = dict(self.__dict__)
         del state["_lock"]
+        state.update(_items=OrderedDict(), bytes=0, hits=0, misses=0)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet/JSON bar files or folders of them")
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
-    walk.add_argument("--lookback", type=positive_int, default=512, help="history bars per forecast (default 512)")
+    walk.add_argument("--lookback", type=positive_int, default=512,
+                      help="most history bars the network sees per forecast (default 512; never more than the "
+                           "model's own lookback); the earlier bars serve its calibration")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="forecast horizon in bars (default 24)")
     walk.add_argument("--samples", type=positive_int, default=20, help="sample paths per forecast (default 20)")
     walk.add_argument("--stride", type=positive_int, default=None,

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
     walk.add_argument("--lookback", type=positive_int, default=512,
-                      help="history bars given to the model per origin (default 512; the model sees its own "
-                           "lookback, earlier bars serve its calibration)")
+                      help="most history bars the network sees per origin (default 512; never more than the "
+                           "model's own lookback); the earlier bars serve its calibration")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="horizon bars (default 24)")
     walk.add_argument("--samples", type=positive_int, default=20,
                       help="sample paths per origin, EvaluationConfig.sample_count (default 20)")
