@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         model_name = args.model if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
 
-    report, close_bar = origin_progress(args)
+    report, close_bar = origin_progress(args) if predictor is not None else (None, lambda: None)
     try:
         result = run_backtest(series, predictor, config, model_name=model_name, progress=report,
                               engine=engine_of(args))

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args)
         model_name = predictor.sources.get("model", args.model) if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
-    report, close_bar = origin_progress(args)
+    report, close_bar = origin_progress(args) if predictor is not None else (None, lambda: None)
     try:
         evaluation = evaluate(series, predictor, config, model_name=model_name, progress=report,
                               engine=engine_of(args))
