@@ -9,6 +9,8 @@ import pytest
 
 from kronos.calibration import (
     MIN_ORIGINS,
+    PATHS_PER_ORIGIN,
+    Calibration,
     fit_scale,
     fit_shrink,
     minimum_history,
@@ -17,16 +19,28 @@ from kronos.calibration import (
     rescale_paths,
 )
 from kronos.checkpoint import read_predictor_info, write_predictor_info
+from kronos.data import bar_features
+from kronos.past_forecasts import past_seed
 from kronos.scores import crps_samples
 
 PRED = 6
 
 
-def test_plan_origins_lie_inside_the_history_with_half_a_lookback_before_them():
-    ends = plan_origins(history=300, pred_len=24, lookback=128, max_origins=12)
+def test_plan_origins_lie_inside_the_history_on_a_grid_anchored_to_its_first_bar():
+    ends = plan_origins(history=500, pred_len=24, lookback=128, max_origins=12)
     assert len(ends) == 12 and ends == sorted(ends)
-    assert ends[-1] == 300 - 24  # the last past horizon ends at the last history bar
-    assert ends[0] >= 64  # at least lookback // 2 history bars before every origin
+    assert all(e + 24 <= 500 for e in ends)  # every past horizon ended inside the history
+    assert ends[-1] > 500 - 2 * 24 and ends[0] >= 128  # the most recent ones, each from a full lookback
+    assert all(e % 24 == 0 for e in ends)  # on the grid: multiples of one horizon from the first bar
+    # A history grown by new bars keeps its older grid points: their forecasts can be reused.
+    for grown in (501, 523, 524, 600):
+        later = plan_origins(history=grown, pred_len=24, lookback=128, max_origins=12)
+        assert set(ends) & set(later) == set(ends) - set(range(0, later[0]))
+        assert all(e + 24 <= grown for e in later)
+    # A short history spreads its origins over its second half on a finer grid.
+    short = plan_origins(history=150, pred_len=24, lookback=128, max_origins=12)
+    assert len(short) == 12 and short[0] >= 63 and short[-1] + 24 <= 150
+    assert len({b - a for a, b in zip(short, short[1:])}) == 1
 
 
 def test_plan_origins_empty_when_history_is_too_short():
@@ -211,3 +225,86 @@ def test_dequantise_spreads_paths_that_drew_the_same_token(predictor, long_histo
     assert len(np.unique(coarse)) <= 4 and len(np.unique(fine)) >= 28
     # The residuals are the size of the tokenizer's reconstruction error, not of a new forecast.
     assert np.abs(np.median(fine) - np.median(coarse)) < 5 * history["close"].std()
+
+
+# -- the predictor's calibration, rebuilt from the public API ------------------------------------------
+
+def _rebuilt_calibration(predictor, history, x_ts, pred_len, ends, shift=0):
+    """Scale and shrink fitted from past forecasts made one by one with ``predictor.forecast`` at each end row,
+    each drawn with its published seed, scored on the closes read from the frame ``shift`` bars late."""
+    closes = bar_features(history)[:, 3]
+    paths, realised, last = [], [], []
+    for end in ends:
+        start = max(0, end - predictor.lookback)
+        bars, stamps, horizon = history.iloc[start:end], x_ts.iloc[start:end], x_ts.iloc[end:end + pred_len]
+        seed = past_seed(bar_features(bars), stamps, horizon)
+        past = predictor.forecast(bars, stamps, horizon, pred_len, sample_count=PATHS_PER_ORIGIN, seed=seed,
+                                  calibrate=False)
+        paths.append(past.samples[..., 3])
+        realised.append(closes[end + shift:end + shift + pred_len])
+        last.append(float(closes[end - 1]))
+    paths, realised, last = np.stack(paths), np.stack(realised), np.array(last)
+    shrink = fit_shrink(paths, realised, last)
+    return fit_scale(recentre(paths, last[:, None, None], shrink), realised), shrink
+
+
+def _matches(calibration, scale, shrink) -> bool:
+    return bool(np.allclose(calibration.scale, scale, rtol=1e-6) and abs(calibration.shrink - shrink) < 1e-6)
+
+
+def test_calibration_equals_one_rebuilt_from_past_forecasts_and_not_a_shifted_one(predictor, xshg, one_thread):
+    """Past forecasts rebuilt independently, scored on the realised closes, give the forecast's own factors;
+    scored one bar late (the realised window misaligned) they do not, so this test catches that bug."""
+    history = xshg.iloc[:260].reset_index(drop=True)
+    x_ts, y_ts = history["timestamps"], xshg["timestamps"].iloc[260:260 + PRED]
+    predictor.past_forecasts.clear()
+    raw = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, calibrate=False)
+    forecast = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5)
+    c = forecast.calibration
+    assert list(c.ends) == plan_origins(len(history), PRED, predictor.lookback) and c.origins == len(c.ends) == 12
+    scale, shrink = _rebuilt_calibration(predictor, history, x_ts, PRED, c.ends)
+    assert _matches(c, scale, shrink)
+    np.testing.assert_allclose(forecast.samples, rescale_paths(raw.samples, scale, [0, 1, 2, 3], 3,
+                                                               float(bar_features(history)[-1, 3]), shrink),
+                               rtol=1e-6)
+    # the mutation: the realised window shifted by one bar must not pass
+    assert not _matches(c, *_rebuilt_calibration(predictor, history, x_ts, PRED, c.ends, shift=1))
+
+
+def test_past_forecasts_are_made_once_and_reused_exactly(predictor, xshg, one_thread):
+    """A history that grew by one horizon reuses all but one of its past forecasts; reused or made afresh
+    (another batch, an empty store), the calibration is the same to the bit."""
+    series = xshg.iloc[:300].reset_index(drop=True)
+    grown, y_ts = series.iloc[:260 + PRED], xshg["timestamps"].iloc[260 + PRED:260 + 2 * PRED]
+    predictor.past_forecasts.clear()
+    predictor.forecast(series.iloc[:260], series["timestamps"].iloc[:260], series["timestamps"].iloc[260:260 + PRED],
+                       PRED, sample_count=4, seed=1)
+    assert (predictor.past_forecasts.hits, predictor.past_forecasts.misses) == (0, 12)
+    reused = predictor.forecast(grown, grown["timestamps"], y_ts, PRED, sample_count=4, seed=1)
+    assert (predictor.past_forecasts.hits, predictor.past_forecasts.misses) == (11, 13)
+    predictor.past_forecasts.clear()
+    fresh = predictor.forecast(grown, grown["timestamps"], y_ts, PRED, sample_count=4, seed=1)
+    assert reused.calibration.ends == fresh.calibration.ends
+    assert np.array_equal(reused.calibration.scale, fresh.calibration.scale)
+    assert reused.calibration.shrink == fresh.calibration.shrink
+    assert np.array_equal(reused.samples, fresh.samples)
+
+
+def test_calibration_seed_draws_other_past_forecasts(predictor, long_history, one_thread):
+    history, x_ts, y_ts = long_history
+    one = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=4, seed=1).calibration
+    other = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=4, seed=1, calibration_seed=7).calibration
+    assert one.ends == other.ends
+    assert not np.array_equal(one.scale, other.scale) or one.shrink != other.shrink
+
+
+def test_a_fitted_calibration_given_back_is_applied_without_past_forecasts(predictor, long_history, one_thread):
+    history, x_ts, y_ts = long_history
+    fitted = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5)
+    looked_up = predictor.past_forecasts.hits + predictor.past_forecasts.misses
+    again = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5,
+                               calibration=Calibration.from_dict(fitted.calibration.to_dict()))
+    assert predictor.past_forecasts.hits + predictor.past_forecasts.misses == looked_up  # no past forecast asked for
+    np.testing.assert_array_equal(again.samples, fitted.samples)
+    with pytest.raises(ValueError, match="has 3 scale factors for pred_len 6"):
+        predictor.forecast(history, x_ts, y_ts, PRED, calibration=Calibration(np.ones(3), 4))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import kill_points
+from .calibration import Calibration
 from .predictor import DEFAULT_QUANTILES, KronosPredictor
 from .tables import ReadOptions, Series, TableError, read_series, table_stem
 
@@ -47,6 +49,7 @@ ENGINES = ("local", "ray")
 FORMATS = ("parquet", "csv")
 PARTITIONS = ("series", "run")
 ERRORS_FILE = "_errors.csv"
+CALIBRATIONS_FILE = "_calibrations.json"
 GLOB_CHARS = "*?["
 
 
@@ -86,6 +89,7 @@ class _Task:
     timestamps: pd.DatetimeIndex
     future: pd.DatetimeIndex
     seed: int
+    calibration: Calibration | None = None  # a fitted one to apply instead of fitting
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class _Settings:
     calibrate: bool
     dequantise: bool
     paths: bool
+    calibration_seed: int = 0
+    samples: bool = False  # workers return the (S, P, 6) sample paths instead of the tidy frame
+    lookback: int | None = None  # bars the network sees (None: the predictor's own)
 
 
 # -- reading -------------------------------------------------------------------------------------------
@@ -257,6 +264,18 @@ class _Dataset:
             data = frame.to_csv(index=False).encode()
         atomic_write_bytes(path, data)
 
+    def write_calibrations(self, fitted: dict[str, Calibration]) -> None:
+        """Merge ``fitted`` into ``_calibrations.json`` (rewritten atomically)."""
+        if not fitted:
+            return
+        from .checkpoint import atomic_write_bytes
+
+        path = self.base / CALIBRATIONS_FILE
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        stored.update({i: c.to_dict() for i, c in fitted.items()})
+        self.base.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(stored, sort_keys=True).encode())
+
     def write_errors(self, failed: dict[str, str]) -> Path | None:
         from .checkpoint import atomic_write_bytes
 
@@ -273,6 +292,31 @@ class _Dataset:
 def _segment(value: str) -> str:
     """A partition folder name: the value URI-escaped (what pyarrow's hive partitioning reads back)."""
     return urllib.parse.quote(str(value), safe="")
+
+
+def read_calibrations(out: str | os.PathLike, run: str | None = None) -> dict[str, Calibration]:
+    """The fitted calibrations stored beside a dataset's forecasts (id -> Calibration); {} when none."""
+    root = Path(out)
+    path = (root / f"run={_segment(run)}" if run is not None else root) / CALIBRATIONS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+        return {str(i): Calibration.from_dict(c) for i, c in stored.items()}
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _given(calibrations: Any, run: str | None) -> dict[str, Calibration]:
+    if calibrations is None:
+        return {}
+    if isinstance(calibrations, (str, os.PathLike)):
+        return read_calibrations(calibrations, run)
+    out = dict(calibrations)
+    bad = [i for i, c in out.items() if not isinstance(c, Calibration)]
+    if bad:
+        raise TypeError(f"calibrations[{bad[0]!r}] must be a Calibration")
+    return out
 
 
 def read_universe(out: str | os.PathLike, run: str | None = None) -> pd.DataFrame:
@@ -308,22 +352,25 @@ def _frame(forecast: Any, settings: _Settings) -> pd.DataFrame:
 
 
 def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
-                   settings: _Settings) -> list[tuple[str, pd.DataFrame | None, str | None]]:
-    """(id, frame, None) or (id, None, reason) per task; a batch that fails is retried series by series so
-    that only the bad series fails (with per-series seeds the good ones come out the same)."""
+                   settings: _Settings) -> list[tuple[str, Any, str | None, Calibration | None]]:
+    """(id, frame, None, calibration) or (id, None, reason, None) per task (the (S, P, 6) sample paths
+    instead of the frame with ``settings.samples``); a batch that fails is retried series by series so that
+    only the bad series fails (with per-series seeds the good ones come out the same)."""
     def run(part: list[_Task]) -> list[Any]:
         return predictor.forecast_batch(
             [pd.DataFrame(t.bars, columns=["open", "high", "low", "close", "volume", "amount"]) for t in part],
             [t.timestamps for t in part], [t.future for t in part], settings.pred_len,
             sample_count=settings.sample_count, T=settings.T, top_k=settings.top_k, top_p=settings.top_p,
             quantiles=settings.quantiles, seed=[t.seed for t in part], calibrate=settings.calibrate,
-            dequantise=settings.dequantise)
+            dequantise=settings.dequantise, calibration=[t.calibration for t in part],
+            calibration_seed=settings.calibration_seed, lookback=settings.lookback)
 
     try:
-        return [(t.id, _frame(f, settings), None) for t, f in zip(tasks, run(tasks))]
+        return [(t.id, f.samples if settings.samples else _frame(f, settings), None, f.calibration)
+                for t, f in zip(tasks, run(tasks))]
     except Exception as exc:  # any failure belongs to this batch: find its series, report it per series
         if len(tasks) == 1:
-            return [(tasks[0].id, None, _one_line(exc))]
+            return [(tasks[0].id, None, _one_line(exc), None)]
     out = []
     for t in tasks:
         out += forecast_tasks(predictor, [t], settings)
@@ -331,6 +378,26 @@ def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
 
 
 # -- engines ---------------------------------------------------------------------------------------------
+
+def run_batches(predictor: KronosPredictor | None, batches: list[list[_Task]], settings: _Settings, *,
+                engine: str = "local", loader: dict[str, Any] | None = None, address: str | None = None,
+                workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Iterator[list[Any]]:
+    """The results of :func:`forecast_tasks` for each batch, in order, on ``engine`` ("local": ``predictor``
+    in this process; "ray": an actor pool, each actor loading ``predictor`` or ``loader``'s model once).
+    Starts a local Ray instance when none runs and no ``address`` is given, and shuts it down after."""
+    if engine == "local":
+        yield from _run_local(predictor or KronosPredictor.from_pretrained(**(loader or {})), batches, settings)
+        return
+    started = _ray_init(address, workers, cpus_per_worker, gpus_per_worker)
+    try:
+        yield from _run_ray(predictor, loader if predictor is None else None, batches, settings, workers=workers,
+                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
 
 def _run_local(predictor: KronosPredictor, batches: list[list[_Task]], settings: _Settings) -> Iterator[list[Any]]:
     for batch in batches:
@@ -413,7 +480,8 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                       run: str | None = None, paths: bool = False, overwrite: bool = False,
                       address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
                       gpus_per_worker: float = 0, progress: bool | Callable[[int, int], None] = True,
-                      options: ReadOptions | None = None, **read_keywords: Any) -> UniverseResult:
+                      calibrations: Any = None, options: ReadOptions | None = None,
+                      **read_keywords: Any) -> UniverseResult:
     """Forecast every series of ``source`` and write them to the dataset folder ``out``.
 
     ``source``: a file (a long table with a symbol column holds many series), a folder (its table files),
@@ -441,6 +509,12 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     the batches on ``workers`` Ray actors of ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs each,
     on the cluster at ``address`` (``"auto"``, ``"ray://head:10001"``) or on a Ray instance started here.
     ``progress``: a progress bar on stderr (True), none (False), or a callback ``(done, total)``.
+
+    Each series' fitted calibration is stored beside its forecasts, in ``_calibrations.json`` (id ->
+    :meth:`Calibration.to_dict`) next to ``_errors.csv``. ``calibrations``: fitted calibrations to apply
+    instead of fitting, a mapping id -> :class:`~kronos.calibration.Calibration` or a dataset folder
+    written before (its ``_calibrations.json``, :func:`read_calibrations`); series without one are fitted.
+    So a daily refresh can fit every N runs and reuse the factors in between.
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -481,6 +555,10 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
     check_calendar(calendar)  # a bad name fails here, not in every series
     tasks = {t.id: t for t in _tasks(series, pred_len, freq, lookback, int(seed), result.failed, calendar)}
+    given = _given(calibrations, run) if calibrate else {}
+    for i, c in given.items():
+        if i in tasks:
+            tasks[i].calibration = c
     done = set() if overwrite else dataset.written() & set(tasks)
     result.skipped = sorted(done)
     plan = plan_batches({i: len(t.bars) for i, t in tasks.items()}, batch_size)
@@ -506,14 +584,15 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
         try:
             written = 0
             for batch in results:
-                frames = {i: f for i, f, _ in batch if f is not None and i not in done}
+                frames = {i: f for i, f, _, _ in batch if f is not None and i not in done}
                 dataset.write(frames)
                 kill_points.reached("universe-batch")
-                for i, f, reason in batch:
+                dataset.write_calibrations({i: c for i, f, _, c in batch if i in frames and c is not None})
+                for i, f, reason, _ in batch:
                     if f is None:
                         result.failed[i] = reason or "failed"
                 result.written += sorted(frames)
-                written += len([i for i, _, _ in batch if i not in done])
+                written += len([i for i, _, _, _ in batch if i not in done])
                 report(unusable + written)
         finally:
             if bar is not None:

@@ -48,7 +48,11 @@ class Calibration:
     when calibration did not run). ``shrink``: the share of the model's drift that is kept, the factor
     applied to the median's move from the last close (0: none kept, the median stays at the last close;
     1: all of it), also readable as ``drift_kept``. ``origins``: past origins used (0 when it did not run).
-    ``note``: why it did not run, else empty. ``summary`` says all of it in words.
+    ``ends``: their end rows (exclusive) in the history that was given, oldest first: past origin ``e``
+    was forecast from the bars before row ``e`` and scored on the closes of rows ``[e, e + pred_len)``.
+    ``note``: why it did not run, else empty. ``summary`` says all of it in words. A fitted calibration
+    can be given back to ``forecast_batch(calibration=...)`` to apply the same factors without forecasting
+    the past origins again.
     """
 
     scale: np.ndarray
@@ -56,6 +60,7 @@ class Calibration:
     shrink: float = 1.0
     paths_per_origin: int = 0
     note: str = ""
+    ends: tuple[int, ...] = ()
 
     @property
     def applied(self) -> bool:
@@ -93,23 +98,65 @@ class Calibration:
     def skipped(cls, pred_len: int, note: str) -> Calibration:
         return cls(np.ones(pred_len), 0, note=note)
 
+    def to_dict(self) -> dict:
+        """JSON-ready form (:meth:`from_dict` reads it back)."""
+        return {"scale": [float(v) for v in self.scale], "origins": self.origins, "shrink": float(self.shrink),
+                "paths_per_origin": self.paths_per_origin, "note": self.note, "ends": list(self.ends)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        try:
+            scale = np.asarray(data["scale"], dtype=np.float64)
+            out = cls(scale, int(data["origins"]), float(data.get("shrink", 1.0)),
+                      int(data.get("paths_per_origin", 0)), str(data.get("note", "")),
+                      tuple(int(e) for e in data.get("ends", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a calibration record: {exc}") from None
+        if scale.ndim != 1 or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+            raise ValueError("not a calibration record: scale must be a list of positive numbers")
+        return out
+
+
+def grid_step(pred_len: int) -> int:
+    """Bars between neighbouring past origins on a long history's grid: one horizon, so the realised
+    windows of neighbouring past origins do not overlap."""
+    return pred_len
+
 
 def plan_origins(history: int, pred_len: int, lookback: int, max_origins: int = MAX_ORIGINS) -> list[int]:
     """End rows (exclusive) of the past origins' histories inside a history of ``history`` bars.
 
-    Each origin ``e`` forecasts bars ``[e, e + pred_len)``, all inside the history, from ``lookback`` bars
-    before it when the history allows :data:`MIN_ORIGINS` such origins (histories of equal length share
-    the network's batches); a shorter history spreads its origins over its second half, each forecast
-    from at least :data:`MIN_PAST_HISTORY` bars. Up to ``max_origins`` ends, evenly spaced, the last one at
-    ``history - pred_len``; an empty list when fewer than :data:`MIN_ORIGINS` fit.
+    The ends lie on a grid anchored to the history's first bar: multiples of a step counted from row 0,
+    so that two forecasts of one series from the same first bar (neighbouring origins of a walk-forward
+    evaluation, a history that grew by new bars) share their past origins and a past forecast is made
+    once. Each origin ``e`` forecasts bars ``[e, e + pred_len)``, all inside the history (only horizons
+    that ended before the forecast's own origin are used).
+
+    A history long enough for ``max_origins`` ends at least ``lookback`` bars in (all forecast from a full
+    lookback) uses the step :func:`grid_step`; a shorter one spreads its origins over its second half
+    (each forecast from at least :data:`MIN_PAST_HISTORY` bars) on the coarsest of the steps
+    ``pred_len, pred_len / 2, pred_len / 4, ..., 1`` that holds ``max_origins`` ends (else step 1). The
+    last ``max_origins`` grid ends are kept, oldest first; an empty list when fewer than
+    :data:`MIN_ORIGINS` fit.
     """
     last = history - pred_len
-    first = lookback if last - lookback + 1 >= MIN_ORIGINS else max(MIN_PAST_HISTORY, last // 2)
-    available = last - first + 1
-    if available < MIN_ORIGINS:
+    step = grid_step(pred_len)
+    if _grid(lookback, last, step) >= max_origins:
+        first = lookback
+    else:
+        first = max(MIN_PAST_HISTORY, min(lookback, last // 2))
+        while step > 1 and _grid(first, last, step) < max_origins:
+            step = (step + 1) // 2
+    if last < first:
         return []
-    count = min(max_origins, available)
-    return sorted({last - round(i * (last - first) / max(count - 1, 1)) for i in range(count)})
+    ends = list(range(last - last % step, first - 1, -step))[:max_origins]
+    ends = [e for e in ends if e >= first]
+    return sorted(ends) if len(ends) >= MIN_ORIGINS else []
+
+
+def _grid(first: int, last: int, step: int) -> int:
+    """How many multiples of ``step`` lie in [first, last]."""
+    return max(0, last // step - (first - 1) // step) if last >= first else 0
 
 
 def minimum_history(pred_len: int, lookback: int) -> int:

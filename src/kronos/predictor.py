@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .calibration import (
+    MAX_ORIGINS,
     PATHS_PER_ORIGIN,
     Calibration,
     fit_scale,
@@ -29,6 +30,7 @@ from .checkpoint import read_predictor_info
 from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
+from .past_forecasts import PastForecasts, past_key, past_seed
 from .precision import check_supported, prepare
 from .result import DEFAULT_QUANTILES, Forecast
 from .tokenizer import KronosTokenizer
@@ -89,6 +91,7 @@ class _Series:
     x_stamp: np.ndarray  # (T, 5)
     y_stamp: np.ndarray  # (P, 5)
     y_index: pd.DatetimeIndex
+    x_index: pd.DatetimeIndex  # (T,) timestamps of the history bars
 
     @property
     def pred_len(self) -> int:
@@ -96,13 +99,14 @@ class _Series:
 
     def tail(self, bars: int) -> _Series:
         """The same forecast from only the last ``bars`` history bars."""
-        return _Series(self.bars[-bars:], self.x_stamp[-bars:], self.y_stamp, self.y_index)
+        return _Series(self.bars[-bars:], self.x_stamp[-bars:], self.y_stamp, self.y_index, self.x_index[-bars:])
 
     def past_origin(self, end: int, lookback: int) -> _Series:
         """A forecast of history bars ``[end, end + pred_len)`` from at most ``lookback`` bars before them."""
         start = max(0, end - lookback)
         horizon = self.x_stamp[end:end + self.pred_len]
-        return _Series(self.bars[start:end], self.x_stamp[start:end], horizon, self.y_index)
+        return _Series(self.bars[start:end], self.x_stamp[start:end], horizon, self.x_index[end:end + self.pred_len],
+                       self.x_index[start:end])
 
 
 def _window_tokens(hist: list[torch.Tensor], generated: torch.Tensor, series: list[int], keep_hist: int,
@@ -136,6 +140,24 @@ def _dequantise(z: np.ndarray, residual: np.ndarray, norm: Normalizer) -> np.nda
 def _own_generator(generator: torch.Generator | SeriesGenerators | None, series: int) -> torch.Generator | None:
     """The generator series number ``series`` draws from."""
     return generator.generators[series] if isinstance(generator, SeriesGenerators) else generator
+
+
+def _given_calibrations(calibration: Any, pred_lens: list[int]) -> list[Calibration | None]:
+    """Per series, the fitted calibration given for it (None: fit one), checked against its pred_len."""
+    n = len(pred_lens)
+    if calibration is None or isinstance(calibration, Calibration):
+        given = [calibration] * n
+    else:
+        given = list(calibration)
+        if len(given) != n:
+            raise ValueError(f"calibration has {len(given)} entries for {n} series")
+    for i, (c, p) in enumerate(zip(given, pred_lens)):
+        if c is not None and not isinstance(c, Calibration):
+            raise TypeError(f"calibration[{i}] must be a Calibration or None, got {type(c).__name__}")
+        if c is not None and len(c.scale) != p:
+            raise ValueError(f"calibration{'' if n == 1 else f'[{i}]'} has {len(c.scale)} scale factors for "
+                             f"pred_len {p}")
+    return given
 
 
 def _is_seed_list(seed: Any) -> bool:
@@ -191,6 +213,10 @@ class KronosPredictor:
         self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
         self._said_lookback = False
         self.sources: dict[str, str] = {}  # from_pretrained: the model and tokenizer it loaded
+        # calibration's past-origin forecasts, by content (see kronos.past_forecasts)
+        self.past_forecasts = PastForecasts()
+        self.calibration_paths = PATHS_PER_ORIGIN  # sample paths per past origin
+        self.calibration_origins = MAX_ORIGINS  # most past origins per forecast
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "default", tokenizer: str | os.PathLike | None = None,
@@ -265,7 +291,7 @@ class KronosPredictor:
         if y_index[0] <= x_index[-1]:
             raise ValueError(f"y_timestamp must start after the last x_timestamp ({x_index[-1]}), "
                              f"got {y_index[0]}")
-        return _Series(bars, time_features(x_index), time_features(y_index), y_index)
+        return _Series(bars, time_features(x_index), time_features(y_index), y_index, x_index)
 
     @staticmethod
     def _sampling(T: float, top_k: int | None, top_p: float, sample_count: int) -> SamplingConfig:
@@ -368,49 +394,91 @@ class KronosPredictor:
         return out  # type: ignore[return-value]
 
     # -- calibration ----------------------------------------------------------------------------
-    def _truncate(self, series: list[_Series]) -> list[_Series]:
+    def _truncate(self, series: list[_Series], lookback: int) -> list[_Series]:
         """Each series' last ``lookback`` bars; says once (logging) that longer histories are cut."""
         longest = max(len(s.bars) for s in series)
-        if longest > self.lookback and not self._said_lookback:
+        if longest > lookback and not self._said_lookback:
             log.info("forecast() feeds the network the last %d bars of each history (the model's lookback) and "
                      "normalises on them; earlier bars serve only calibration (a history of %d bars was given)",
-                     self.lookback, longest)
+                     lookback, longest)
             self._said_lookback = True
-        return [s.tail(self.lookback) if len(s.bars) > self.lookback else s for s in series]
+        return [s.tail(lookback) if len(s.bars) > lookback else s for s in series]
 
-    def _calibrations(self, series: list[_Series], sampling: SamplingConfig, generator: torch.Generator | None,
-                      use_cache: bool, dequantise: bool, should_stop: Any = None) -> list[Calibration]:
+    def _past_settings(self, sampling: SamplingConfig, use_cache: bool, dequantise: bool, lookback: int,
+                       calibration_seed: int) -> tuple[Any, ...]:
+        """What a past forecast depends on besides its bars: the networks (their parameters' storage and
+        in-place versions, so a trained or reloaded network is never served stale), how they run, the
+        sampling options, the paths drawn and the calibration seed."""
+        weights = tuple((p.data_ptr(), p._version) for net in (self.model, self.tokenizer)
+                        for p in net.parameters())
+        return (hash(weights), str(self.dtype), str(self.device), self.max_context, lookback, self.clip,
+                sampling.temperature, sampling.top_k, sampling.top_p, use_cache, dequantise, self.calibration_paths,
+                int(calibration_seed))
+
+    def _past_closes(self, series: list[_Series], plans: list[list[int]], settings: tuple[Any, ...],
+                     sampling: SamplingConfig, use_cache: bool, dequantise: bool, lookback: int,
+                     should_stop: Any = None) -> list[list[np.ndarray]]:
+        """Per series, the (S, P) close paths of its past origins ``plans[i]``: from
+        :attr:`past_forecasts` where already made, else forecast (all missing ones of one horizon in one
+        network batch), each drawn with its own seed derived from its key, and stored."""
+        keys = [[self._past_key(s, end, lookback, settings) for end in ends] for s, ends in zip(series, plans)]
+        found: dict[bytes, np.ndarray] = {}
+        missing: dict[bytes, _Series] = {}
+        for s, ends, row in zip(series, plans, keys):
+            for end, key in zip(ends, row):
+                if key in found or key in missing:
+                    continue
+                closes = self.past_forecasts.get(key)
+                if closes is None:
+                    missing[key] = s.past_origin(end, lookback)
+                else:
+                    found[key] = closes
+        for length in sorted({p.pred_len for p in missing.values()}):
+            group = [k for k, p in missing.items() if p.pred_len == length]
+            generators = SeriesGenerators([torch.Generator(device=self.device).manual_seed(
+                past_seed(missing[k].bars, missing[k].x_index, missing[k].y_index, settings[-1])) for k in group],
+                self.calibration_paths)
+            paths = self._sample_paths([missing[k] for k in group], sampling, self.calibration_paths, generators,
+                                       use_cache, dequantise=dequantise, should_stop=should_stop)
+            for key, p in zip(group, paths):
+                found[key] = np.ascontiguousarray(p[..., CLOSE])
+                self.past_forecasts.put(key, found[key])
+        return [[found[k] for k in row] for row in keys]
+
+    def _past_key(self, s: _Series, end: int, lookback: int, settings: tuple[Any, ...]) -> bytes:
+        start = max(0, end - lookback)
+        return past_key(s.bars[start:end], s.x_index[start:end], s.x_index[end:end + s.pred_len], settings[-1],
+                        settings)
+
+    def _calibrations(self, series: list[_Series], sampling: SamplingConfig, use_cache: bool, dequantise: bool,
+                      lookback: int, calibration_seed: int, should_stop: Any = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
-        :mod:`kronos.calibration`); all past origins of all series go through the network in one batch."""
-        plans = [plan_origins(len(s.bars), s.pred_len, self.lookback) for s in series]
-        past = [s.past_origin(end, self.lookback) for s, ends in zip(series, plans) for end in ends]
-        if isinstance(generator, SeriesGenerators):  # each past origin draws from its own series' generator
-            generator = SeriesGenerators([g for g, ends in zip(generator.generators, plans) for _ in ends],
-                                         PATHS_PER_ORIGIN)
-        paths = self._sample_paths(past, sampling, PATHS_PER_ORIGIN, generator, use_cache,
-                                   dequantise=dequantise, should_stop=should_stop) if past else []
-        out, used = [], 0
-        for s, ends in zip(series, plans):
+        :mod:`kronos.calibration`); past forecasts not made before go through the network together."""
+        plans = [plan_origins(len(s.bars), s.pred_len, lookback, self.calibration_origins) for s in series]
+        settings = self._past_settings(sampling, use_cache, dequantise, lookback, calibration_seed)
+        past = self._past_closes(series, plans, settings, sampling, use_cache, dequantise, lookback, should_stop)
+        out = []
+        for s, ends, paths in zip(series, plans, past):
             if not ends:
-                need = minimum_history(s.pred_len, self.lookback)
+                need = minimum_history(s.pred_len, lookback)
                 out.append(Calibration.skipped(s.pred_len, f"history of {len(s.bars)} bars is too short to "
                                                            f"calibrate {s.pred_len} steps: it needs {need}"))
                 continue
-            closes = np.stack([p[..., CLOSE] for p in paths[used:used + len(ends)]])  # (K, S, P)
+            closes = np.stack(paths).astype(np.float32)  # (K, S, P)
             realised = np.stack([s.bars[end:end + s.pred_len, CLOSE] for end in ends])  # (K, P)
-            used += len(ends)
             last = np.array([s.bars[end - 1, CLOSE] for end in ends], dtype=np.float64)
             shrink = fit_shrink(closes, realised, last)
             closes = recentre(closes, last[:, None, None], shrink)
             out.append(Calibration(fit_scale(closes, realised), len(ends), shrink=shrink,
-                                   paths_per_origin=PATHS_PER_ORIGIN))
+                                   paths_per_origin=self.calibration_paths, ends=tuple(ends)))
         return out
 
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
-                  dequantise: bool, should_stop: Any = None, valid: bool = True) -> list[Forecast]:
+                  dequantise: bool, should_stop: Any = None, calibration: Any = None, valid: bool = True,
+                  calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -428,11 +496,16 @@ class KronosPredictor:
         sampling = self._sampling(T, top_k, top_p, sample_count)
         series = [self._series(df, xt, yt, p, name=f"df_list[{i}]" if n > 1 else "df")
                   for i, (df, xt, yt, p) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, pred_lens))]
+        given = _given_calibrations(calibration, pred_lens) if calibrate else [None] * n
+        if isinstance(calibration_seed, bool) or not isinstance(calibration_seed, (int, np.integer)) \
+                or calibration_seed < 0:
+            raise TypeError(f"calibration_seed must be an int >= 0, got {calibration_seed!r}")
         run = dict(levels=levels, sampling=sampling, sample_count=sample_count, use_cache=use_cache, verbose=verbose,
                    truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop,
-                   valid=valid)
+                   valid=valid, calibration_seed=int(calibration_seed),
+                   lookback=self.lookback if lookback is None else check_count("lookback", lookback))
         if not _is_seed_list(seed):
-            return self._forecast_series(series, self._generator(seed), **run)
+            return self._forecast_series(series, self._generator(seed), given=given, **run)
         seeds = list(seed)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
             raise TypeError(f"seed as a list takes one int >= 0 per series, got {seeds[:5]!r}")
@@ -442,7 +515,8 @@ class KronosPredictor:
         for length in sorted(set(pred_lens)):  # series of one pred_len share every generation step
             idx = [i for i in range(n) if pred_lens[i] == length]
             generators = [torch.Generator(device=self.device).manual_seed(seeds[i]) for i in idx]
-            part = self._forecast_series([series[i] for i in idx], SeriesGenerators(generators, sample_count), **run)
+            part = self._forecast_series([series[i] for i in idx], SeriesGenerators(generators, sample_count),
+                                         given=[given[i] for i in idx], **run)
             for i, forecast in zip(idx, part):
                 out[i] = forecast
         return out  # type: ignore[return-value]
@@ -450,16 +524,24 @@ class KronosPredictor:
     def _forecast_series(self, series: list[_Series], generator: torch.Generator | SeriesGenerators | None, *,
                          levels: tuple[float, ...], sampling: SamplingConfig, sample_count: int, use_cache: bool,
                          verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
-                         should_stop: Any = None, valid: bool = True) -> list[Forecast]:
+                         should_stop: Any = None, given: list[Calibration | None] | None = None,
+                         calibration_seed: int = 0, lookback: int | None = None, valid: bool = True) -> list[Forecast]:
         """Sample, calibrate (when asked) and, with ``valid``, repair every bar (:func:`kronos.candles.valid_candles`)
         as the very last step."""
-        used = self._truncate(series) if truncate else series
+        lookback = lookback or self.lookback
+        used = self._truncate(series, lookback) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
                                    should_stop)
         finish = valid_candles if valid else (lambda p: p)
         if not calibrate:
             return [Forecast(finish(p), s.y_index, levels) for p, s in zip(paths, series)]
-        calibrations = self._calibrations(series, sampling, generator, use_cache, dequantise, should_stop)
+        given = given or [None] * len(series)
+        todo = [i for i, c in enumerate(given) if c is None]
+        fitted = self._calibrations([series[i] for i in todo], sampling, use_cache, dequantise, lookback,
+                                    calibration_seed, should_stop) if todo else []
+        calibrations = list(given)
+        for i, c in zip(todo, fitted):
+            calibrations[i] = c
         forecasts = []
         for p, s, c in zip(paths, series, calibrations):
             if not c.applied:
@@ -477,11 +559,13 @@ class KronosPredictor:
                        quantiles: Sequence[float] = DEFAULT_QUANTILES,
                        seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
                        verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
-                       should_stop: Any = None) -> list[Forecast]:
+                       should_stop: Any = None, calibration: Calibration | Sequence[Calibration | None] | None = None,
+                       calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only.
 
-        The network sees each history's last ``lookback`` bars, normalised on those bars. With
+        The network sees each history's last ``lookback`` bars (the predictor's own unless given here),
+        normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
         forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
         reports the factors); histories too short for that are left as sampled, with a note.
@@ -498,22 +582,33 @@ class KronosPredictor:
         ``verbose`` shows a progress bar over the generation steps on stderr. ``should_stop``, a callable
         without arguments, is asked after every generation step; when it returns True the forecast stops
         there with :class:`ForecastCancelled` (a server uses it to drop work nobody waits for).
+
+        Past-origin forecasts are made once: each is keyed by the bars before its end row, its horizon's
+        timestamps, the network and the sampling options, drawn with its own seed derived from that key
+        and ``calibration_seed`` (not from ``seed``), and kept in :attr:`past_forecasts` (a bounded
+        store), so later forecasts of the same series reuse it. ``calibration``: a fitted
+        :class:`~kronos.calibration.Calibration` (one for all series, or one per series, None where it is
+        to be fitted) applied as it is, without forecasting past origins; its ``scale`` must have
+        ``pred_len`` entries.
         """
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
                               top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                               verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise,
-                              should_stop=should_stop)
+                              should_stop=should_stop, calibration=calibration, calibration_seed=calibration_seed,
+                              lookback=lookback)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
                  sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
-                 dequantise: bool = True) -> Forecast:
+                 dequantise: bool = True, calibration: Calibration | None = None,
+                 calibration_seed: int = 0) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count=sample_count, T=T,
                                    top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
-                                   verbose=verbose, calibrate=calibrate, dequantise=dequantise)[0]
+                                   verbose=verbose, calibrate=calibrate, dequantise=dequantise,
+                                   calibration=calibration, calibration_seed=calibration_seed)[0]
 
     def forecast_df(self, df: pd.DataFrame, *, pred_len: int, id_column: str | None = None,
                     timestamp_column: str | None = None, freq: str | None = None, calendar: str | None = None,

@@ -27,7 +27,17 @@ import numpy as np
 import pandas as pd
 
 from ..data import check_count
-from ..evaluation.walkforward import SAMPLING_SETTINGS, EvaluationConfig, _check_accepts, _valid_range
+from ..evaluation.walkforward import (
+    SAMPLING_SETTINGS,
+    Engine,
+    EvaluationConfig,
+    _check_accepts,
+    _valid_range,
+    engine_batches,
+    history_start,
+    model_settings,
+    origin_seed,
+)
 from ..stats import cross_sectional_ic
 from ..tables import Series
 from .accounting import (
@@ -61,6 +71,7 @@ class BacktestConfig:
     trade on a date (default: 2, or 1 for a single series). strategy, k, n_drop, threshold: see
     :class:`kronos.backtest.Strategy`. commission_bps, slippage_bps: costs in basis points of traded value,
     charged on turnover. momentum_window, reversal_window: bars of past return for those baselines.
+    batch_size: origins (of any dates and series) per model call.
     """
 
     lookback: int = 512
@@ -82,6 +93,7 @@ class BacktestConfig:
     slippage_bps: float = 0.0
     momentum_window: int = 20
     reversal_window: int = 5
+    batch_size: int = 32
     T: float | None = None
     top_k: int | None = None
     top_p: float | None = None
@@ -90,7 +102,7 @@ class BacktestConfig:
 
     def __post_init__(self) -> None:
         _ = self.walk  # the walk-forward settings are checked by the evaluation's own config
-        for name in ("momentum_window", "reversal_window"):
+        for name in ("momentum_window", "reversal_window", "batch_size"):
             check_count(name, getattr(self, name))
         for name in ("max_dates", "min_names"):
             if getattr(self, name) is not None:
@@ -113,7 +125,7 @@ class BacktestConfig:
         """The same walk-forward rules as ``kronos evaluate``."""
         return EvaluationConfig(lookback=self.lookback, pred_len=self.pred_len, sample_count=self.sample_count,
                                 stride=self.stride, max_origins=None, tail_fraction=self.tail_fraction,
-                                min_history=self.min_history, seed=self.seed,
+                                min_history=self.min_history, seed=self.seed, batch_size=self.batch_size,
                                 **{name: getattr(self, name) for name in SAMPLING_SETTINGS})
 
     @property
@@ -223,41 +235,55 @@ def path_signals(close_paths: np.ndarray, last_close: float, step: int) -> dict[
 
 
 def forecast_origins(predictor: Any, requests: Sequence[tuple[Series, int]], config: BacktestConfig,
-                     seed: int) -> list[np.ndarray]:
+                     seed: int | None = None) -> list[np.ndarray]:
     """(S, P) close paths for each (series, origin) request, in one ``forecast_batch`` call.
 
-    The one place the backtest calls the model: swap it for another batch runner with the same inputs
-    and outputs to spread the work over machines.
+    Each request is sent with its series' whole history before the origin (the predictor forecasts from
+    the last ``lookback`` bars and calibrates on earlier ones, sharing past forecasts between origins)
+    and its own seed, from the run seed, the series' name and the origin (``seed`` overrides the run
+    seed). The one place the backtest calls the model: swap it for another batch runner with the same
+    inputs and outputs to spread the work over machines.
     """
+    run_seed = config.seed if seed is None else seed
+    settings = model_settings(predictor, config.walk)
     frames, x_ts, y_ts = [], [], []
     for s, o in requests:
-        start = max(0, o - config.lookback)
-        frames.append(pd.DataFrame(s.bars[start:o], columns=list(COLUMNS)))
-        x_ts.append(s.timestamps[start:o])
+        first = history_start(o, config.walk, settings)
+        frames.append(pd.DataFrame(s.bars[first:o], columns=list(COLUMNS)))
+        x_ts.append(s.timestamps[first:o])
         y_ts.append(s.timestamps[o:o + config.pred_len])
     forecasts = predictor.forecast_batch(frames, x_ts, y_ts, pred_len=config.pred_len,
-                                         sample_count=config.sample_count, quantiles=(), seed=seed,
-                                         **config.walk.sampling)
+                                         sample_count=config.sample_count, quantiles=(),
+                                         seed=[origin_seed(run_seed, s.name, o) for s, o in requests], **settings)
     return [f.samples[..., CLOSE] for f in forecasts]
 
 
 def model_scores(predictor: Any, series: Sequence[Series], plan: Plan, config: BacktestConfig,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """The model's signals at every (date, series) that trades: one batch per date, seeded by the date's
-    position (so a date's forecasts depend only on the bars before it)."""
+                 progress: Callable[[int, int], None] | None = None,
+                 engine: Engine | None = None) -> dict[str, np.ndarray]:
+    """The model's signals at every (date, series) that trades, in batches of ``batch_size`` origins taken
+    date after date (several dates and series per model call), on ``engine`` (default this process). Each
+    origin's paths depend only on the bars before it and its own seed, not on its batch or engine.
+    ``progress(done, total)`` counts origins."""
     _check_accepts(predictor.forecast_batch, config.walk.sampling)
     out = {name: np.full(plan.origins.shape, np.nan) for name in MODEL_SIGNALS}
     step = min(config.step, config.pred_len)
-    for d in range(len(plan.dates)):
-        who = np.flatnonzero(plan.origins[d] >= 0)
-        requests = [(series[j], int(plan.origins[d, j])) for j in who]
-        if requests:
-            paths = forecast_origins(predictor, requests, config, seed=config.seed + d)
-            for j, p, (s, o) in zip(who, paths, requests):
-                for name, value in path_signals(p, float(s.bars[o - 1, CLOSE]), step).items():
-                    out[name][d, j] = value
+    cells = [(d, int(j)) for d in range(len(plan.dates)) for j in np.flatnonzero(plan.origins[d] >= 0)]
+    batches = [cells[first:first + config.batch_size] for first in range(0, len(cells), config.batch_size)]
+    requests = [[(series[j], int(plan.origins[d, j])) for d, j in batch] for batch in batches]
+    if engine is None or engine.name == "local":
+        results = (forecast_origins(predictor, r, config) for r in requests)
+    else:
+        results = ([p[..., CLOSE] for p in paths] for paths in engine_batches(
+            predictor, requests, config.walk, model_settings(predictor, config.walk), engine))
+    done = 0
+    for batch, batch_requests, paths in zip(batches, requests, results):
+        done += len(batch)
+        for (d, j), p, (s, o) in zip(batch, paths, batch_requests):
+            for name, value in path_signals(p, float(s.bars[o - 1, CLOSE]), step).items():
+                out[name][d, j] = value
         if progress is not None:
-            progress(d + 1, len(plan.dates))
+            progress(done, len(cells))
     return out
 
 
@@ -346,12 +372,14 @@ def score_signals(scores: Mapping[str, np.ndarray | pd.DataFrame], plan: Plan, c
 def run(series: Sequence[Series], predictor: Any | None = None, config: BacktestConfig | None = None, *,
         extra_signals: Mapping[str, Callable[[Plan], np.ndarray]] | None = None,
         model_name: str | None = None, progress: Callable[[int, int], None] | None = None,
-        **settings: Any) -> BacktestResult:
+        engine: Engine | None = None, **settings: Any) -> BacktestResult:
     """Backtest the model's signals (when ``predictor`` is given) and the baselines over ``series``.
 
     ``config`` or keywords of :class:`BacktestConfig` (not both). ``extra_signals`` maps a name to a
     function of the :class:`Plan` returning (dates x names) scores, traded like the others (e.g. a signal
-    of your own). ``progress(done, total)`` is called after each rebalance date's forecasts.
+    of your own). ``progress(done, total)`` is called after each model batch with the origins forecast so far.
+    ``engine``: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`; default this
+    process), with the same results on each.
     """
     if config is not None and settings:
         raise TypeError("give either config or keywords of BacktestConfig, not both")
@@ -370,7 +398,7 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
               "positions": float(plan.eligible.sum())}
     if predictor is not None:
         model_started = time.perf_counter()
-        scores.update(model_scores(predictor, series, plan, config, progress))
+        scores.update(model_scores(predictor, series, plan, config, progress, engine))
         timing["seconds_forecasting"] = time.perf_counter() - model_started
     scores.update(baseline_scores(series, plan, config))
     risk, risk_notes = risk_scores(series, plan, config)

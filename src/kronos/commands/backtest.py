@@ -7,11 +7,14 @@ import sys
 
 from .common import (
     UsageError,
+    add_engine_arguments,
     add_model_arguments,
     add_table_arguments,
     check_out_folder,
+    engine_of,
     flag_names,
     load_predictor,
+    origin_progress,
     positive_int,
     progress,
     read_options,
@@ -47,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="CSV/Parquet/JSON bar files or folders of them")
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
-    walk.add_argument("--lookback", type=positive_int, default=512, help="history bars per forecast (default 512)")
+    walk.add_argument("--lookback", type=positive_int, default=512,
+                      help="most history bars the network sees per forecast (default 512; never more than the "
+                           "model's own lookback); the earlier bars serve its calibration")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="forecast horizon in bars (default 24)")
     walk.add_argument("--samples", type=positive_int, default=20, help="sample paths per forecast (default 20)")
     walk.add_argument("--stride", type=positive_int, default=None,
@@ -82,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baselines-only", action="store_true", help="only the baseline signals (no model)")
     parser.add_argument("--no-chart", action="store_true", help="skip chart.png and chart.html")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    add_engine_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -113,13 +119,14 @@ def run(args: argparse.Namespace) -> int:
         model_name = args.model if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
 
-    def report(done: int, total: int) -> None:
-        progress(args, f"forecast rebalance date {done}/{total}")
-
+    report, close_bar = origin_progress(args) if predictor is not None else (None, lambda: None)
     try:
-        result = run_backtest(series, predictor, config, model_name=model_name, progress=report)
+        result = run_backtest(series, predictor, config, model_name=model_name, progress=report,
+                              engine=engine_of(args))
     except ValueError as exc:
         raise UsageError(flag_names(str(exc), ("lookback", "pred_len", "tail_fraction"))) from exc
+    finally:
+        close_bar()
     for note in result.notes:
         progress(args, note)
     written = result.write(args.out, chart=not args.no_chart)

@@ -255,3 +255,40 @@ class StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine and the Ray actor pool's options, as ``kronos forecast`` has them."""
+    group = parser.add_argument_group("engine (where the model's batches run; the same numbers on each)")
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: Ray Data actors (pip install 'kronos-kline[ray]')")
+    group.add_argument("--address", default=None,
+                       help="Ray cluster to join (auto, ray://head:10001); default: start Ray on this machine")
+    group.add_argument("--workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
+    group.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per Ray actor (default 1)")
+    group.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0)")
+
+
+def engine_of(args: argparse.Namespace):
+    """The :class:`kronos.evaluation.walkforward.Engine` the engine arguments ask for."""
+    from ..evaluation.walkforward import Engine
+
+    if not args.cpus_per_worker > 0 or args.gpus_per_worker < 0:
+        raise UsageError(f"--cpus-per-worker must be > 0 and --gpus-per-worker >= 0, got {args.cpus_per_worker} "
+                         f"and {args.gpus_per_worker}")
+    return Engine(args.engine, args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)
+
+
+def origin_progress(args: argparse.Namespace):
+    """(callback(done, total), close()) for a progress bar over forecast origins on stderr (none with --quiet)."""
+    if args.quiet:
+        return None, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="forecast", unit="origin", file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar.close

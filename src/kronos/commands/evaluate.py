@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 from .common import (
     UsageError,
+    add_engine_arguments,
     add_model_arguments,
     add_table_arguments,
     check_model_arguments,
     check_out_folder,
+    engine_of,
     load_predictor,
+    origin_progress,
     positive_int,
     progress,
     read_options,
@@ -50,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", "-o", required=True, help="folder for the report files (created if missing)")
     walk = parser.add_argument_group("walk-forward")
     walk.add_argument("--lookback", type=positive_int, default=512,
-                      help="history bars given to the model per origin (default 512; the model sees its own "
-                           "lookback, earlier bars serve its calibration)")
+                      help="most history bars the network sees per origin (default 512; never more than the "
+                           "model's own lookback); the earlier bars serve its calibration")
     walk.add_argument("--pred-len", type=positive_int, default=24, help="horizon bars (default 24)")
     walk.add_argument("--samples", type=positive_int, default=20,
                       help="sample paths per origin, EvaluationConfig.sample_count (default 20)")
@@ -86,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    add_engine_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -106,10 +110,12 @@ def run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args)
         model_name = predictor.sources.get("model", args.model) if args.model != "default" else "default (bundled)"
         progress(args, f"loaded model {model_name} on {predictor.device}")
-    def report(done: int, total: int) -> None:
-        progress(args, f"forecast {done}/{total} origins")
-
-    evaluation = evaluate(series, predictor, config, model_name=model_name, progress=report)
+    report, close_bar = origin_progress(args) if predictor is not None else (None, lambda: None)
+    try:
+        evaluation = evaluate(series, predictor, config, model_name=model_name, progress=report,
+                              engine=engine_of(args))
+    finally:
+        close_bar()
     progress(args, f"evaluated {len(series)} series")
     for name, why in evaluation.run.skipped.items():
         progress(args, f"skipped {name}: {why}")

@@ -13,7 +13,7 @@ import pandas as pd
 from ..tables import ReadOptions, Series
 from .report import write_report
 from .results import EvaluationResults
-from .walkforward import EvaluationConfig, load_series, run_walkforward
+from .walkforward import Engine, EvaluationConfig, load_series, run_walkforward
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Evaluation(EvaluationResults):
 def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] | Sequence[Series],
              predictor: Any | None = None, config: EvaluationConfig | None = None, model_name: str | None = None,
              progress: Callable[[int, int], None] | None = None, read_options: ReadOptions | None = None,
-             **settings: Any) -> Evaluation:
+             engine: Engine | None = None, **settings: Any) -> Evaluation:
     """Walk-forward evaluation of ``predictor`` (a ``KronosPredictor``; None: baselines only) and the baselines.
 
     Args:
@@ -39,6 +39,8 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
         progress: called as ``progress(origins_done, origins_total)`` after each model batch.
         read_options: how files and frames are read (:class:`kronos.tables.ReadOptions`: time_column, sort,
             nan, rename, id_column, adjusted, time_unit).
+        engine: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`: this process
+            by default, or a Ray actor pool), with the same results on each.
 
     Example:
         >>> ev = evaluate(["AAPL.csv", "MSFT.csv"], KronosPredictor.from_pretrained(), pred_len=12)
@@ -53,5 +55,5 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
         raise TypeError("give either config or keyword settings, not both")
     config = config or EvaluationConfig(**settings)
     series = load_series(sources, read_options)
-    run = run_walkforward(series, config, predictor, model_name=model_name, progress=progress)
+    run = run_walkforward(series, config, predictor, model_name=model_name, progress=progress, engine=engine)
     return Evaluation.from_run(run)

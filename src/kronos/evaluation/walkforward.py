@@ -15,13 +15,14 @@ taken from that file); ``start`` (a date) puts the first horizon at or after tha
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,7 +62,8 @@ class EvaluationConfig:
     min_history: fewest history bars an origin may have (default min(64, lookback)).
     vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines (None:
     the whole history).
-    batch_size: origins per model call. seed: seeds the model (per batch) and the baselines (per origin).
+    batch_size: origins per model call. seed: seeds the model and the baselines (per origin; see
+    :func:`origin_seed`) and the calibration's past forecasts (``calibration_seed``).
     T, top_k, top_p, calibrate, dequantise: sampling settings passed to ``predictor.forecast_batch`` by keyword; None
     (the default) passes nothing, so the predictor's own default applies.
     """
@@ -216,40 +218,149 @@ def plan_origins(series: Sequence[Series], config: EvaluationConfig) -> tuple[li
     return origins, skipped
 
 
-class _ModelRunner:
-    """Batches origins through ``predictor.forecast_batch`` (histories of equal length together)."""
+@dataclass(frozen=True)
+class Engine:
+    """Where the model's batches run: ``"local"`` (this process) or ``"ray"`` (an actor pool of ``workers``
+    actors of ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs, on the cluster at ``address`` or a Ray
+    instance started here), as for ``kronos forecast``. The batches and per-origin seeds are the same on
+    both, so both give the same numbers."""
 
-    def __init__(self, predictor: Any, config: EvaluationConfig, progress: Callable[[int, int], None] | None = None):
+    name: str = "local"
+    address: str | None = None
+    workers: int = 2
+    cpus_per_worker: float = 1
+    gpus_per_worker: float = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("local", "ray"):
+            raise ValueError(f"engine must be local or ray, got {self.name!r}")
+        check_count("workers", self.workers)
+
+    def options(self) -> dict[str, Any]:
+        return {"engine": self.name, "address": self.address, "workers": self.workers,
+                "cpus_per_worker": self.cpus_per_worker, "gpus_per_worker": self.gpus_per_worker}
+
+
+def engine_batches(predictor: Any, batches: list[list[tuple[Series, int]]], config: EvaluationConfig,
+                   settings: dict[str, Any], engine: Engine) -> Iterator[list[np.ndarray]]:
+    """Per batch of (series, origin row) requests, the (S, P, 6) sample paths of each, computed on
+    ``engine`` by :func:`kronos.batch.run_batches`: each request with its series' whole history before the
+    origin, its :func:`origin_seed` and the sampling ``settings`` (those unset take the predictor's
+    defaults)."""
+    from ..batch import _Settings, _Task, run_batches
+
+    tasks = [[_Task(f"{s.name}\x00{o}", s.bars[:o], s.timestamps[:o], s.timestamps[o:o + config.pred_len],
+                    origin_seed(config.seed, s.name, o)) for s, o in batch] for batch in batches]
+    defaults = {name: p.default for name, p in inspect.signature(predictor.forecast_batch).parameters.items()}
+    chosen = {name: settings.get(name, defaults.get(name)) for name in SAMPLING_SETTINGS}
+    spec = _Settings(config.pred_len, config.sample_count, (), chosen["T"], chosen["top_k"], chosen["top_p"],
+                     chosen["calibrate"], chosen["dequantise"], False,
+                     calibration_seed=settings.get("calibration_seed", 0), samples=True,
+                     lookback=settings.get("lookback"))
+    for batch, result in zip(tasks, run_batches(predictor, tasks, spec, **engine.options())):
+        for task, (_, samples, reason, _) in zip(batch, result):
+            if samples is None:
+                raise RuntimeError(f"{task.id.replace(chr(0), ' at row ')}: {reason}")
+        yield [samples for _, samples, _, _ in result]
+
+
+def origin_seed(seed: int, series: str, index: int) -> int:
+    """The seed of the model's paths at one origin: a 63-bit hash of the run ``seed``, the series' name and
+    the origin's row, so an origin's forecast does not depend on which origins share its batch or engine."""
+    digest = hashlib.sha256(f"{int(seed)}\x00{series}\x00{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def model_settings(predictor: Any, config: EvaluationConfig) -> dict[str, Any]:
+    """Keywords for ``predictor.forecast_batch``: the sampling settings that are set, and the run seed as
+    the calibration seed where the predictor takes one."""
+    settings = config.sampling
+    _check_accepts(predictor.forecast_batch, settings)
+    if _accepts(predictor.forecast_batch, "calibration_seed"):
+        settings["calibration_seed"] = int(config.seed)
+    if _accepts(predictor.forecast_batch, "lookback"):  # never more than the model's own lookback
+        own = getattr(predictor, "lookback", None)
+        settings["lookback"] = min(config.lookback, own) if isinstance(own, int) else config.lookback
+    return settings
+
+
+def history_start(origin: int, config: EvaluationConfig, settings: dict[str, Any]) -> int:
+    """First bar sent for an origin: the series' first when the predictor takes ``lookback`` (it forecasts
+    from the last ``lookback`` bars and calibrates on earlier ones), else ``lookback`` bars back."""
+    return 0 if "lookback" in settings else max(0, origin - config.lookback)
+
+
+class _ModelRunner:
+    """Batches origins through ``predictor.forecast_batch`` (histories of equal length together).
+
+    Each origin is sent with its series' whole history before it (the predictor forecasts from the last
+    ``lookback`` bars and calibrates on earlier ones, on a grid anchored to the series' first bar, so
+    neighbouring origins share their past forecasts) and its own seed (:func:`origin_seed`)."""
+
+    def __init__(self, predictor: Any, config: EvaluationConfig, progress: Callable[[int, int], None] | None = None,
+                 engine: Engine | None = None):
         self.predictor, self.config, self.progress = predictor, config, progress
+        self.engine = engine or Engine()
         self.seconds = 0.0
-        self.settings = config.sampling
-        _check_accepts(predictor.forecast_batch, self.settings)
+        self.settings = model_settings(predictor, config)
+
+    def batches(self, origins: list[Origin]) -> list[list[Origin]]:
+        """The model calls: ``batch_size`` origins each, histories of equal length and one series together."""
+        ordered = sorted(origins, key=lambda o: (o.index - o.start, o.series, o.index))
+        return [ordered[i:i + self.config.batch_size] for i in range(0, len(ordered), self.config.batch_size)]
 
     def run(self, by_name: dict[str, Series], origins: list[Origin]) -> dict[Origin, np.ndarray]:
         """(S, P, 6) sample paths per origin."""
-        config = self.config
-        ordered = sorted(origins, key=lambda o: (o.index - o.start, o.series, o.index))
+        if self.engine.name == "local":
+            return self._run_local(by_name, origins)
+        return self._run_engine(by_name, origins)
+
+    def _run_engine(self, by_name: dict[str, Series], origins: list[Origin]) -> dict[Origin, np.ndarray]:
+        """The same batches and seeds through :func:`kronos.batch.run_batches` (an actor pool on Ray)."""
+        batches = self.batches(origins)
+        requests = [[(by_name[o.series], o.index) for o in batch] for batch in batches]
+        started = time.perf_counter()
         out: dict[Origin, np.ndarray] = {}
-        for b, first in enumerate(range(0, len(ordered), config.batch_size)):
-            batch = ordered[first:first + config.batch_size]
+        for batch, result in zip(batches, engine_batches(self.predictor, requests, self.config, self.settings,
+                                                         self.engine)):
+            out.update(zip(batch, result))
+            if self.progress is not None:
+                self.progress(len(out), len(origins))
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def _run_local(self, by_name: dict[str, Series], origins: list[Origin]) -> dict[Origin, np.ndarray]:
+        config = self.config
+        out: dict[Origin, np.ndarray] = {}
+        for batch in self.batches(origins):
             frames, x_ts, y_ts = [], [], []
             for o in batch:
                 s = by_name[o.series]
-                frames.append(pd.DataFrame(s.bars[o.start:o.index], columns=list(_COLUMNS)))
-                x_ts.append(s.timestamps[o.start:o.index])
+                first = history_start(o.index, config, self.settings)
+                frames.append(pd.DataFrame(s.bars[first:o.index], columns=list(_COLUMNS)))
+                x_ts.append(s.timestamps[first:o.index])
                 y_ts.append(s.timestamps[o.index:o.index + config.pred_len])
             started = time.perf_counter()
-            forecasts = self.predictor.forecast_batch(frames, x_ts, y_ts, pred_len=config.pred_len,
-                                                      sample_count=config.sample_count, quantiles=(),
-                                                      seed=config.seed + b, **self.settings)
+            forecasts = self.predictor.forecast_batch(
+                frames, x_ts, y_ts, pred_len=config.pred_len, sample_count=config.sample_count, quantiles=(),
+                seed=[origin_seed(config.seed, o.series, o.index) for o in batch], **self.settings)
             self.seconds += time.perf_counter() - started
             out.update({o: f.samples for o, f in zip(batch, forecasts)})
             if self.progress is not None:
-                self.progress(len(out), len(ordered))
+                self.progress(len(out), len(origins))
         return out
 
 
 _COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+
+
+def _accepts(method: Callable[..., Any], name: str) -> bool:
+    """Whether ``method`` takes the keyword ``name`` (or any keyword)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _check_accepts(method: Callable[..., Any], settings: dict[str, Any]) -> None:
@@ -315,10 +426,12 @@ def _garch_notes() -> dict[str, str]:
 
 def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predictor: Any | None = None,
                     fan_count: int = 4, model_name: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> EvaluationRun:
+                    progress: Callable[[int, int], None] | None = None,
+                    engine: Engine | None = None) -> EvaluationRun:
     """Forecast every origin with the model (when ``predictor`` is given) and the baselines; score them.
 
     ``progress(done, total)`` is called after each model batch with the number of origins forecast so far.
+    ``engine``: where the model's batches run (:class:`Engine`; default this process).
 
     Returns the per-(origin, method) records (columns ``series, origin, last_bar, history, method,
     fallback`` and the numbers of :func:`kronos.evaluation.metrics.score_origin`). ``timing`` holds
@@ -333,7 +446,7 @@ def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predicto
                          f"{config.pred_len}, tail_fraction {config.tail_fraction}): {reasons}")
     by_name = {s.name: s for s in series}
     started = time.perf_counter()
-    runner = _ModelRunner(predictor, config, progress) if predictor is not None else None
+    runner = _ModelRunner(predictor, config, progress, engine) if predictor is not None else None
     notes = _garch_notes()
     model_paths = runner.run(by_name, origins) if runner is not None else {}
     fan_set = _fan_origins(origins, fan_count)

@@ -491,4 +491,4 @@ def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:
     if c is None:
         return None
     return {"origins": c.origins, "shrink": round(c.shrink, 4), "drift_kept": round(c.shrink, 4),
-            "scale": [round(float(v), 4) for v in c.scale], "note": c.note, "summary": c.summary}
+            "scale": [round(float(v), 4) for v in c.scale], "ends": list(c.ends), "note": c.note, "summary": c.summary}

@@ -1,0 +1,159 @@
+"""Forecasts at scale against a baseline source tree, in one run: ``kronos evaluate`` wall time and
+forecast quality, and the cost of one default ``forecast()``.
+
+The baseline is another checkout's ``src`` folder (e.g. ``git archive <commit> src | tar -x -C /tmp/base``);
+each side runs in its own subprocess with ``PYTHONPATH`` pointing at its sources, one after the other,
+with the same files and options. Prints seconds, origins/s and the ratio, the load average around each
+run, pooled CRPS (fraction of the last close) and 50%/80% coverage of the model and the baselines from
+each side's records, and per-series model CRPS before and after.
+
+    python benchmarks/bench_scale.py evaluate --baseline /tmp/base/src ../shared/data/ohlcv \\
+        --samples 100 --origins 10
+    python benchmarks/bench_scale.py forecast --baseline /tmp/base/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("kronos", "random_walk", "bootstrap", "garch_t")
+
+FORECAST_SNIPPET = r"""
+import json, sys, time
+import pandas as pd
+import torch
+from kronos import KronosPredictor
+from kronos.calendar import future_timestamps
+from kronos.tables import read_series
+torch.set_num_threads(int(sys.argv[3]))
+series = read_series(sys.argv[1])[0]
+predictor = KronosPredictor.from_pretrained("default", device="cpu")
+rows = int(sys.argv[2])
+times = []
+for k in range(4):  # histories ending 0, 1, 2, 3 bars before the last: new series each time
+    end = len(series.bars) - 3 + k
+    frame = series.frame().iloc[end - rows:end]
+    stamps = series.timestamps[end - rows:end]
+    future = future_timestamps(stamps, 24)[0]
+    started = time.perf_counter()
+    predictor.forecast(frame, stamps, future, 24, seed=0)
+    times.append(time.perf_counter() - started)
+print(json.dumps(times))
+"""
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def _run(src: str, args: list[str], env_extra: dict[str, str] | None = None) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": src, **(env_extra or {})}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{src}: {' '.join(args[:3])} failed:\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
+
+
+def _quality(records_csv: Path):
+    import pandas as pd
+
+    records = pd.read_csv(records_csv)
+    pooled = records.groupby("method")[["crps_rel", "coverage_50", "coverage_80"]].mean()
+    per_series = records[records["method"] == "kronos"].groupby("series")["crps_rel"].mean()
+    return pooled, per_series, int((records["method"] == "kronos").sum())
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    options = ["--lookback", str(args.lookback), "--pred-len", str(args.pred_len), "--samples", str(args.samples),
+               "--origins", str(args.origins), "--no-plots", "-q", *args.extra]
+    files = [str(Path(f).resolve()) for f in args.files]
+    if args.every > 1:
+        chosen = sorted(p for f in files for p in (Path(f).glob("*.csv") if Path(f).is_dir() else [Path(f)]))
+        files = [str(p) for p in chosen[::args.every]]
+    sides = {"baseline": str(Path(args.baseline).resolve()), "current": str(Path(args.current).resolve())}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, src in sides.items():
+            before = _load()
+            out = Path(tmp) / name
+            seconds, _ = _run(src, ["-m", "kronos", "evaluate", *files, "--out", str(out), *options])
+            results[name] = (seconds, _load(), before, *_quality(out / "records.csv"))
+            print(f"{name}: {seconds:.1f} s, load before {before}, after {results[name][1]}", flush=True)
+    (b_s, _, _, b_pool, b_series, n), (c_s, _, _, c_pool, c_series, n2) = results["baseline"], results["current"]
+    print(f"\nkronos evaluate {len(files)} file(s) {' '.join(options)}; {n} origins (current {n2})")
+    print(f"baseline {b_s:.1f} s ({n / b_s:.2f} origins/s), current {c_s:.1f} s ({n2 / c_s:.2f} origins/s): "
+          f"{b_s / c_s:.2f}x faster")
+    print("\n| method | side | CRPS (rel) | coverage 50 | coverage 80 |\n|---|---|---|---|---|")
+    for method in METHODS:
+        for side, pool in (("baseline", b_pool), ("current", c_pool)):
+            if method in pool.index:
+                row = pool.loc[method]
+                print(f"| {method} | {side} | {row['crps_rel']:.5f} | {row['coverage_50']:.3f} | "
+                      f"{row['coverage_80']:.3f} |")
+    change = c_pool.loc["kronos", "crps_rel"] / b_pool.loc["kronos", "crps_rel"] - 1
+    moved = {level: 100 * (c_pool.loc["kronos", f"coverage_{level}"] - b_pool.loc["kronos", f"coverage_{level}"])
+             for level in (50, 80)}
+    print(f"\nmodel CRPS {change:+.2%}; coverage 50 {moved[50]:+.1f} points, coverage 80 {moved[80]:+.1f} points")
+    print("\nper series, model CRPS (rel): baseline, current, change")
+    for series in b_series.index:
+        now = c_series.get(series, float("nan"))
+        print(f"  {series}: {b_series[series]:.5f} {now:.5f} {now / b_series[series] - 1:+.1%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"baseline_s": b_s, "current_s": c_s, "origins": n,
+                                               "load": {k: v[1:3] for k, v in results.items()}}))
+
+
+def forecast(args: argparse.Namespace) -> None:
+    file = str(Path(args.file).resolve())
+    times = {}
+    for name, src in (("baseline", str(Path(args.baseline).resolve())), ("current", str(Path(args.current).resolve()))):
+        before = _load()
+        _, out = _run(src, ["-c", FORECAST_SNIPPET, file, str(args.rows), str(args.threads)])
+        times[name] = json.loads(out.strip().splitlines()[-1])
+        print(f"{name}: forecast() {' '.join(f'{t:.3f}' for t in times[name])} s (first call warms up), "
+              f"load before {before}, after {_load()}", flush=True)
+    base, cur = (min(times[k][1:]) for k in ("baseline", "current"))
+    print(f"\nforecast() defaults, {args.rows} bars, pred_len 24, 20 paths, {args.threads} thread(s): baseline "
+          f"{base:.3f} s, current {cur:.3f} s per series: {base / cur:.2f}x faster")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("files", nargs="+")
+    ev.add_argument("--baseline", required=True, help="the baseline's src folder")
+    ev.add_argument("--lookback", type=int, default=512)
+    ev.add_argument("--pred-len", type=int, default=24)
+    ev.add_argument("--samples", type=int, default=100)
+    ev.add_argument("--origins", type=int, default=10)
+    ev.add_argument("--every", type=int, default=1, help="only every N-th file of the folders (sorted by name)")
+    ev.add_argument("--json", help="also write the timings here")
+    ev.add_argument("--extra", default="", help="more kronos evaluate options, in one string")
+    fc = sub.add_parser("forecast")
+    fc.add_argument("--baseline", required=True)
+    fc.add_argument("--file", default=str(ROOT / "src" / "kronos" / "examples_data" / "AAPL_1d.csv"))
+    fc.add_argument("--rows", type=int, default=2000, help="history bars given to forecast()")
+    fc.add_argument("--threads", type=int, default=2)
+    for sub_parser in (ev, fc):
+        sub_parser.add_argument("--current", default=str(ROOT / "src"), help="the src folder measured (default: ours)")
+    args = parser.parse_args()
+    if args.what == "evaluate":
+        args.extra = args.extra.split()
+        evaluate(args)
+    else:
+        forecast(args)
+
+
+if __name__ == "__main__":
+    main()
