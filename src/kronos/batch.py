@@ -41,6 +41,7 @@ import pandas as pd
 from . import kill_points
 from .calibration import Calibration
 from .predictor import DEFAULT_QUANTILES, KronosPredictor
+from .result import DEFAULT_PATHS
 from .tables import ReadOptions, Series, TableError, read_series, table_stem
 
 log = logging.getLogger("kronos.batch")
@@ -472,7 +473,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                       predictor: KronosPredictor | None = None, model: str | os.PathLike = "default",
                       tokenizer: str | os.PathLike | None = None, device: str | None = None,
                       max_context: int | None = None, engine: str = "local", pred_len: int = 20,
-                      sample_count: int = 20, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
+                      sample_count: int = DEFAULT_PATHS, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0, calibrate: bool = True,
                       dequantise: bool = True, freq: str | None = None, calendar: str | None = None,
                       lookback: int | None = None,

@@ -32,7 +32,7 @@ from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .network import Kronos
 from .past_forecasts import PastForecasts, past_key, past_seed
 from .precision import check_supported, prepare
-from .result import DEFAULT_QUANTILES, Forecast
+from .result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
 from .tokenizer import KronosTokenizer
 
 NON_NEGATIVE = ("volume", "amount")
@@ -554,8 +554,8 @@ class KronosPredictor:
 
     # -- public API -----------------------------------------------------------------------------
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int = 20,
-                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
+                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *,
+                       sample_count: int = DEFAULT_PATHS, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES,
                        seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
                        verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
@@ -598,7 +598,7 @@ class KronosPredictor:
                               lookback=lookback)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
-                 sample_count: int = 20, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
+                 sample_count: int = DEFAULT_PATHS, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                  dequantise: bool = True, calibration: Calibration | None = None,

@@ -14,6 +14,11 @@ from .calibration import Calibration
 from .data import FEATURE_COLUMNS
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+# Sample paths of forecast() and of the forecasting commands, page and service when none is given. Chosen on
+# the validation part: 50 paths score a lower quantile loss than 20 with linear quantiles (0.00570 against
+# 0.00590) and their band edges are smoother than 20 paths with a Harrell-Davis estimator; they cost about 6%
+# more per calibrated forecast, whose past origins dominate its cost.
+DEFAULT_PATHS = 50
 
 
 @dataclass

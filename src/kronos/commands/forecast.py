@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..generation import DEFAULT_SEED
+from ..result import DEFAULT_PATHS
 from .common import (
     UsageError,
     add_model_arguments,
@@ -118,8 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="forecast only this series of a long table (its symbol column); needed by --plot "
                              "for a file holding many series")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--samples", type=positive_int, default=20,
-                          help="sample paths, forecast()'s sample_count (default 20)")
+    sampling.add_argument("--samples", type=positive_int, default=DEFAULT_PATHS,
+                          help=f"sample paths, forecast()'s sample_count (default {DEFAULT_PATHS})")
     sampling.add_argument("--temperature", "-T", type=float, default=1.0,
                           help="sampling temperature, forecast()'s T (default 1)")
     sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 = off, 1 = greedy")

@@ -31,7 +31,7 @@ from ..calibration import (
 )
 from ..candles import valid_candles
 from ..data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
-from ..result import DEFAULT_QUANTILES, Forecast
+from ..result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
 from .runtime import OnnxKronos
 from .sampling import RowGenerators, Sampling
 
@@ -268,8 +268,8 @@ class OnnxPredictor:
 
     # -- public API (as KronosPredictor) -----------------------------------------------------------
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
-                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int = 20,
-                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
+                       y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *,
+                       sample_count: int = DEFAULT_PATHS, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: Any = None, calibrate: bool = True,
                        dequantise: bool = True, verbose: bool = False) -> list[Forecast]:
         """Forecasts for many series (see :meth:`kronos.predictor.KronosPredictor.forecast_batch`). ``seed``:

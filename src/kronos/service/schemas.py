@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..generation import DEFAULT_SEED, MIN_TEMPERATURE
+from ..result import DEFAULT_PATHS
 
 MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
 HARD_MAX_ROWS = 1_000_000
@@ -45,7 +46,7 @@ class ForecastSettings(_Strict):
     """How to forecast: horizon, sampling, quantile levels and output options."""
 
     pred_len: int = Field(20, ge=1, le=4096, description="bars to forecast (server limit: GET /v1/model)")
-    samples: int = Field(20, ge=1, le=4096,
+    samples: int = Field(DEFAULT_PATHS, ge=1, le=4096,
                          description="sample paths (forecast()'s sample_count; server limit: GET /v1/model)")
     temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=100,
                                description=f"sampling temperature (forecast()'s T; at least {MIN_TEMPERATURE:g}; "
