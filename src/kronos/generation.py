@@ -25,7 +25,6 @@ from .kv_cache import KVCache, SharedPrefixCache, SplitKV
 from .network import Kronos, positions_and_mask
 
 MIN_TEMPERATURE = 1e-3
-DEFAULT_SEED = 0  # the seed of `kronos forecast`, the page and the service when none is given: same input, same output
 
 
 @dataclass(frozen=True)

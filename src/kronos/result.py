@@ -19,6 +19,7 @@ DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # 0.00590) and their band edges are smoother than 20 paths with a Harrell-Davis estimator; they cost about 6%
 # more per calibrated forecast, whose past origins dominate its cost.
 DEFAULT_PATHS = 50
+DEFAULT_SEED = 0  # the seed of `kronos forecast`, the page and the service when none is given: same input, same output
 
 
 @dataclass

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..generation import DEFAULT_SEED
-from ..result import DEFAULT_PATHS
+from ..result import DEFAULT_PATHS, DEFAULT_SEED
 from .common import (
     UsageError,
     add_model_arguments,

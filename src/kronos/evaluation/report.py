@@ -17,15 +17,12 @@ import pandas as pd
 from ..checkpoint import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
 from .metrics import expected_sample_coverage
-from .results import EvaluationResults
+from .results import COLOURS, EvaluationResults
 from .stats_report import probability_lines, reliability_figure, volatility_lines
 
 SERIES_COLUMNS = ("n_origins", "close_mae_rel", "logret_mae", "direction_acc", "crps_rel", "pinball_rel",
                   "coverage_50", "coverage_80", "vol_mae", "volume_mae_rel")
 BAR_METRICS = ("crps_rel", "logret_mae", "volume_mae_rel")
-COLOURS = {"kronos": "tab:blue", "persistence": "tab:gray", "rw_drift": "tab:olive", "gaussian_rw": "tab:orange",
-           "bootstrap": "tab:green", "garch_t": "tab:red", "ewma": "tab:brown",
-           "har_rv": "tab:pink", "seasonal_naive": "tab:purple"}
 
 
 def _number(value: Any) -> str:

@@ -22,6 +22,11 @@ from .probability import (
 from .volatility import DM_COLUMNS, VOL_COLUMNS, volatility_table, volatility_tests
 from .walkforward import MODEL, EvaluationRun
 
+# Chart colour of each method, shared by every evaluation chart.
+COLOURS = {"kronos": "tab:blue", "persistence": "tab:gray", "rw_drift": "tab:olive", "gaussian_rw": "tab:orange",
+           "bootstrap": "tab:green", "garch_t": "tab:red", "ewma": "tab:brown",
+           "har_rv": "tab:pink", "seasonal_naive": "tab:purple"}
+
 CRPS_RATIO_GOAL = 0.95
 COVERAGE_TARGETS = ((80, 0.75, 0.85), (50, 0.45, 0.55))  # nominal %, lowest and highest pooled coverage met
 TARGET_COLUMNS = ["target", "value", "reference", "met"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from .results import EvaluationResults
+from .results import COLOURS, EvaluationResults
 
 SIGNIFICANCE = 0.05
 
@@ -66,8 +66,6 @@ def probability_lines(evaluation: EvaluationResults, table) -> list[str]:
 
 def reliability_figure(evaluation: EvaluationResults, plt: Any) -> Any:
     """Reliability diagram, one panel per event, one line per method (marker size: forecasts in the bin)."""
-    from .report import COLOURS
-
     table = evaluation.reliability
     events = list(dict.fromkeys(table["event"]))
     figure, axes = plt.subplots(1, len(events), figsize=(4.6 * len(events), 4.4), squeeze=False)

@@ -333,7 +333,7 @@ def export_onnx(model: Kronos, tokenizer: KronosTokenizer, out: str | os.PathLik
     """
     out = Path(out)
     if out.exists():
-        raise FileExistsError(f"--out {out} already exists; give a new folder")
+        raise FileExistsError(f"out={out} already exists; give a new folder")
     model = model.float().cpu().eval()
     tokenizer = tokenizer.float().cpu().eval()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise ValueError(f"{folder} is not an exported ONNX folder: it has no {META_FILE} "
-                         "(write one with: kronos export onnx MODEL --out DIR)")
+                         "(write one with kronos.onnx.export.export_onnx, or the command kronos export onnx)")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT_VERSION}; export the model again")
@@ -99,7 +99,7 @@ class OnnxKronos:
         self.folder = Path(folder)
         self.meta = read_meta(folder)
         if dtype == "int8" and not self.meta.get("int8"):
-            raise ValueError(f"{folder} was exported without int8 graphs; export again without --no-int8")
+            raise ValueError(f"{folder} was exported without int8 graphs; export again with int8=True")
         self.dtype = dtype
         cfg = self.meta["model_config"]
         self.n_layers, self.d_model = cfg["n_layers"], cfg["d_model"]

@@ -25,6 +25,7 @@ import itertools
 import json
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -60,7 +61,9 @@ class GuardedH11Protocol(H11Protocol):
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
-        self._head_bytes, self._head_done = 0, False
+        # A response sent before the client finished its body (a 413 for an oversized upload): what still
+        # arrives is that body, not a new request's head, so it is not counted against the head limit.
+        self._head_bytes, self._head_done = 0, self.conn.their_state is h11.SEND_BODY
         super().on_response_complete()
         if self.idle and not self.transport.is_closing():
             self._arm_head_timer()
