@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+from .conftest import import_or_need  # noqa: E402
+
+import_or_need("onnxruntime", module_level=True)
+import_or_need("onnx", module_level=True)
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer  # noqa: E402
 from kronos.config import KRONOS_SIZES  # noqa: E402

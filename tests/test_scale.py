@@ -16,7 +16,7 @@ from kronos.evaluation import Engine, EvaluationConfig, evaluate
 from kronos.evaluation.walkforward import _in_float64, _ModelRunner, load_series, plan_origins
 from kronos.tables import Series
 
-from .conftest import DATA, PARITY
+from .conftest import DATA, PARITY, import_or_need
 
 SETTINGS = dict(lookback=64, pred_len=6, sample_count=4, max_origins=4, seed=3)
 
@@ -78,8 +78,8 @@ def test_universe_stores_its_calibrations_and_takes_them_back(tiny_predictor, tm
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+    ray = import_or_need("ray")
+    import_or_need("ray.data")
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -14,6 +14,8 @@ from scipy import stats as scipy_stats
 from kronos import stats
 from kronos.evaluation import probability, volatility
 
+from .conftest import import_or_need
+
 
 def ar1(n: int, phi: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -27,7 +29,7 @@ def ar1(n: int, phi: float, seed: int) -> np.ndarray:
 class TestNeweyWest:
     @pytest.mark.parametrize("lags", [0, 1, 4, 12])
     def test_matches_statsmodels_hac(self, lags):
-        sm = pytest.importorskip("statsmodels.api")
+        sm = import_or_need("statsmodels.api")
         x = ar1(300, 0.6, seed=1)
         fit = sm.OLS(x, np.ones(len(x))).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": False})
         test = stats.newey_west(x, lags)
@@ -59,7 +61,7 @@ class TestNeweyWest:
 
 class TestBootstrap:
     def test_indices_match_arch_circular_block_bootstrap(self):
-        bootstrap = pytest.importorskip("arch.bootstrap")
+        bootstrap = import_or_need("arch.bootstrap")
         x = ar1(97, 0.5, seed=5)
         reference = bootstrap.CircularBlockBootstrap(6, x, seed=np.random.default_rng(11))
         rng = np.random.default_rng(11)
@@ -67,7 +69,7 @@ class TestBootstrap:
             np.testing.assert_array_equal(x[stats.block_bootstrap_indices(len(x), 6, rng)], data)
 
     def test_sharpe_interval_matches_arch_percentile_interval(self):
-        bootstrap = pytest.importorskip("arch.bootstrap")
+        bootstrap = import_or_need("arch.bootstrap")
         r = 0.001 + 0.01 * ar1(400, 0.2, seed=6) / 1.1
         block = stats.default_block(len(r))
         reference = bootstrap.CircularBlockBootstrap(block, r, seed=np.random.default_rng(3))
