@@ -42,7 +42,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
     """--model, --tokenizer, --max-context, --device: the options every command that loads a model shares."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="default",
@@ -57,6 +57,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
                        help="how the network's weights are stored and run: float32 (default, exact), bfloat16, "
                             "or int8 (CPU only; faster, slightly different forecasts, see docs/performance.md)")
+    if not backend:  # commands that describe or serve a PyTorch model (info, serve) run on PyTorch only
+        return
     group.add_argument("--backend", choices=BACKENDS, default="torch",
                        help="torch: PyTorch (default); onnx: ONNX Runtime on a folder written by kronos export onnx "
                             "(--model DIR; --dtype float32 or int8; runs without PyTorch: pip install "

@@ -485,7 +485,7 @@ def register_info(subparsers: argparse._SubParsersAction) -> None:
         description="Print library versions, the device that would be used, and the loaded model's "
                     "configuration, parameter counts and size.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
+    add_model_arguments(parser, backend=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_info)
 

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, backend=False)
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body, MiB (default 8)")
     limits.add_argument("--max-rows", type=positive_int, default=20_000, help="most bars per request (default 20000)")
