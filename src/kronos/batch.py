@@ -587,8 +587,8 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
             for batch in results:
                 frames = {i: f for i, f, _, _ in batch if f is not None and i not in done}
                 dataset.write(frames)
-                kill_points.reached("universe-batch")
                 dataset.write_calibrations({i: c for i, f, _, c in batch if i in frames and c is not None})
+                kill_points.reached("universe-batch")  # the batch is done: its forecasts and calibrations are written
                 for i, f, reason, _ in batch:
                     if f is None:
                         result.failed[i] = reason or "failed"
