@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from kronos import backtest
-from kronos.predictor import KronosPredictor
-from kronos.tables import load_series
+from kronos.data.tables import load_series
+from kronos.forecasting.predictor import KronosPredictor
 
 DATA = Path(os.environ.get("KRONOS_FULL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlcv"))
 UNIVERSES = {

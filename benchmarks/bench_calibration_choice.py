@@ -35,8 +35,8 @@ def main() -> None:
     import torch
 
     from kronos import KronosPredictor
+    from kronos.data.tables import Series
     from kronos.evaluation.walkforward import EvaluationConfig, load_series, run_walkforward
-    from kronos.tables import Series
 
     torch.set_num_threads(args.threads)
     files = sorted(Path(args.folder).glob("*.csv"))[::args.every]

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    import kronos.generation as generation
-    import kronos.predictor as predictor_module
+    import kronos.forecasting.generation as generation
+    import kronos.forecasting.predictor as predictor_module
     from kronos import Kronos, KronosPredictor, KronosTokenizer
 
     if not torch.cuda.is_available():

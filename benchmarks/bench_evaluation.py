@@ -30,7 +30,7 @@ def build_predictor(layout: str, device: str, max_context: int):
     import torch
 
     from kronos import Kronos, KronosConfig, KronosTokenizer, TokenizerConfig
-    from kronos.predictor import KronosPredictor
+    from kronos.forecasting.predictor import KronosPredictor
 
     if layout == "tiny":
         model = Kronos.from_pretrained(ROOT / "tests" / "fixtures" / "parity-tiny" / "model")

@@ -27,7 +27,7 @@ import numpy as np
 
 def held_out_scores(model_dir, series, n_test: int, origins: int, samples: int, seed: int, device: str,
                     calibrated: bool = True) -> dict:
-    from kronos.predictor import KronosPredictor
+    from kronos.forecasting.predictor import KronosPredictor
     from kronos.training.quality import ValidationForecasts
 
     predictor = KronosPredictor.from_pretrained(model_dir, device=device)
@@ -68,7 +68,7 @@ def main() -> None:
 
     import torch
 
-    from kronos.tables import load_series
+    from kronos.data.tables import load_series
     from kronos.training.splits import split_by_time
     from kronos.training.trainer import TrainOptions, train
 

@@ -44,7 +44,7 @@ def build_checkpoints(folder: Path, layout: str, seed: int) -> None:
     import torch
 
     from kronos import Kronos, KronosTokenizer
-    from kronos.config import KRONOS_SIZES, TOKENIZER_SIZES
+    from kronos.model.config import KRONOS_SIZES, TOKENIZER_SIZES
 
     torch.manual_seed(seed)
     tokenizer = KronosTokenizer(TOKENIZER_SIZES["base"]).eval()
@@ -113,9 +113,9 @@ def worker(spec: dict) -> dict:
     folder = Path(spec["folder"])
     dfs, xs, ys = load_inputs(spec["series"], spec["history"], spec["pred_len"])
     if spec.get("cache_layout"):  # force one layout of the cached rows (default: the library's choice)
-        import kronos.generation
+        import kronos.forecasting.generation
 
-        kronos.generation._split_cache = lambda samples, device: spec["cache_layout"] == "shared"
+        kronos.forecasting.generation._split_cache = lambda samples, device: spec["cache_layout"] == "shared"
     kwargs = dict(T=1.0, top_k=1, top_p=1.0, sample_count=spec["samples"])
     if spec["method"] == "original":
         from model import Kronos as OriginalKronos  # the original's package, from PYTHONPATH
@@ -191,7 +191,7 @@ def dtype_accuracy(folder: Path, device: str, dtype_name: str, max_context: int,
     import torch
 
     from kronos import Kronos, KronosPredictor, KronosTokenizer
-    from kronos.data import Normalizer, as_timestamps, bar_features, time_features
+    from kronos.data.features import Normalizer, as_timestamps, bar_features, time_features
 
     dtype = dtype_name if dtype_name == "int8" else getattr(torch, dtype_name)
     codec = KronosTokenizer.from_pretrained(folder / "tokenizer")
@@ -294,7 +294,7 @@ def step_floor(folder: Path, max_context: int, history: int = 256, steps: int = 
 
 def step_products(model):
     """The matrix products one cached step runs, as (callable, input width) pairs: packed products where the
-    network has them (``kronos.precision``), every other linear layer (float or int8) once."""
+    network has them (``kronos.model.precision``), every other linear layer (float or int8) once."""
     from torch import nn
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -310,7 +310,7 @@ def step_products(model):
     for m in model.modules():
         if id(m) in packed_parts:
             continue
-        if isinstance(m, (nn.Linear, DynamicLinear)):  # float, or int8 (kronos.precision)
+        if isinstance(m, (nn.Linear, DynamicLinear)):  # float, or int8 (kronos.model.precision)
             calls.append((m, m.in_features))
     return calls
 

@@ -147,7 +147,7 @@ def teacher_forced(onnx: Path, windows: int = 8, history: int = 256) -> None:
     import torch
 
     from kronos import KronosPredictor
-    from kronos.data import Normalizer, as_timestamps, bar_features, time_features
+    from kronos.data.features import Normalizer, as_timestamps, bar_features, time_features
     from kronos.onnx.runtime import OnnxKronos, _CachedStep
 
     reference = KronosPredictor.from_pretrained("default", device="cpu")

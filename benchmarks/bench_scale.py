@@ -31,8 +31,8 @@ import json, sys, time
 import pandas as pd
 import torch
 from kronos import KronosPredictor
-from kronos.calendar import future_timestamps
-from kronos.tables import read_series
+from kronos.data.calendar import future_timestamps
+from kronos.data.tables import read_series
 torch.set_num_threads(int(sys.argv[3]))
 series = read_series(sys.argv[1])[0]
 predictor = KronosPredictor.from_pretrained("default", device="cpu")

@@ -100,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = Path(tmp) / "tokenizer"
         from kronos import KronosTokenizer
-        from kronos.config import TOKENIZER_SIZES
+        from kronos.model.config import TOKENIZER_SIZES
 
         torch.manual_seed(0)
         KronosTokenizer(TOKENIZER_SIZES["base"]).save_pretrained(tokenizer_dir)

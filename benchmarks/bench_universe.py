@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def build_universe(folder: Path, count: int, history: int, shift: int, full_data: bool) -> Path:
     import pandas as pd
 
-    from kronos.tables import load_series
+    from kronos.data.tables import load_series
 
     data = Path(os.environ.get("KRONOS_FULL_DATA", ROOT.parent / "shared" / "data" / "ohlcv")) if full_data \
         else ROOT / "tests" / "data"
@@ -124,7 +124,7 @@ def main() -> None:
     import torch
 
     from kronos import KronosPredictor
-    from kronos.batch import forecast_universe, read_universe
+    from kronos.universe import forecast_universe, read_universe
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,7 +186,7 @@ def main() -> None:
             rows.append((f"local, {len(keep)} series", f"batch {size}", f"{1 / cost:.2f} series/s",
                          f"{cost:.3f} s/series", "", f"{base / cost:.2f}x vs batch {args.batch_sizes.split(',')[0]}"))
         # 4. what the driver spends writing: one partition per series, or one file per batch
-        from kronos.batch import _Dataset
+        from kronos.universe import _Dataset
 
         frame = read_universe(work / "local")
         frames = {i: f.drop(columns="id").reset_index(drop=True) for i, f in frame.groupby("id")}

@@ -62,5 +62,5 @@ wait
 #   kronos evaluate VAL_DIR --model $RUNS/d128-256/best --tokenizer $RUNS/tok/best --tail-fraction 0.125 \
 #       --lookback 512 --pred-len 24 --samples 100 --origins 8 --seed 0
 # Package it (kronos train has written predictor.json with the lookback beside the weights):
-#   python -m kronos.default_model $RUNS/d128-256/best $RUNS/tok/best --max-context 288 --lookback 256
+#   python -m kronos.model.default_model $RUNS/d128-256/best $RUNS/tok/best --max-context 288 --lookback 256
 # The sizes were timed on one H200 GPU (TOK_MINUTES=2.2 PRED_MINUTES=4.2 BATCH=256).

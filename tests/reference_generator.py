@@ -1,4 +1,4 @@
-"""A naive reference for autoregressive generation, written from the spec and not from kronos.generation.
+"""A naive reference for autoregressive generation, written from the spec and not from kronos.forecasting.generation.
 
 Every step recomputes the whole window through the network's public ``decode_s1``/``decode_s2``: the last
 ``min(tokens so far, max_context)`` tokens, positions from 0. s1 is drawn from the last position's logits,

@@ -15,8 +15,8 @@ import pytest
 from kronos import backtest
 from kronos.backtest import BacktestConfig, Strategy
 from kronos.backtest.signals import RISK_SIGNALS
+from kronos.data.tables import Series, load_series
 from kronos.evaluation.garch import garch_available
-from kronos.tables import Series, load_series
 
 from .conftest import DATA
 
@@ -251,7 +251,7 @@ def test_statistics_tell_an_informed_signal_from_luck(long_run):
 
 
 def test_ic_is_the_shared_cross_sectional_one(long_run):
-    from kronos.stats import cross_sectional_ic
+    from kronos.stats.significance import cross_sectional_ic
 
     scores = np.where(long_run.plan.eligible, long_run.scores["momentum"].to_numpy(), np.nan)
     ic, rank_ic = cross_sectional_ic(scores, long_run.plan.realised)

@@ -1,4 +1,4 @@
-"""Forecasting a universe (kronos.batch, `kronos forecast` over many series): real files, the tiny model,
+"""Forecasting a universe (kronos.universe, `kronos forecast` over many series): real files, the tiny model,
 real subprocesses killed and resumed, and a real local Ray instance (tests marked slow)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.batch import forecast_universe, plan_batches, read_universe, series_seed
-from kronos.calendar import future_timestamps
 from kronos.cli import main
-from kronos.tables import read_series
+from kronos.data.calendar import future_timestamps
+from kronos.data.tables import read_series
+from kronos.universe import forecast_universe, plan_batches, read_universe, series_seed
 
 from .conftest import DATA, PARITY, import_or_need
 

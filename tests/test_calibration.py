@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from kronos.calibration import (
+from kronos.data.features import bar_features
+from kronos.forecasting.calibration import (
     MIN_ORIGINS,
     PATHS_PER_ORIGIN,
     Calibration,
@@ -18,10 +19,9 @@ from kronos.calibration import (
     recentre,
     rescale_paths,
 )
-from kronos.checkpoint import read_predictor_info, write_predictor_info
-from kronos.data import bar_features
-from kronos.past_forecasts import past_seed
-from kronos.scores import crps_samples
+from kronos.forecasting.past_forecasts import past_seed
+from kronos.model.checkpoint import read_predictor_info, write_predictor_info
+from kronos.stats.scores import crps_samples
 
 PRED = 6
 
@@ -171,7 +171,7 @@ def test_calibrated_paths_are_the_sampled_paths_rescaled(predictor, long_history
 def test_short_history_is_not_calibrated_and_says_why(predictor, xshg, one_thread, caplog):
     history = xshg.iloc[:40].reset_index(drop=True)
     y_ts = xshg["timestamps"].iloc[40:40 + PRED]
-    with caplog.at_level(logging.INFO, logger="kronos.predictor"):
+    with caplog.at_level(logging.INFO, logger="kronos.forecasting.predictor"):
         forecast = predictor.forecast(history, history["timestamps"], y_ts, PRED, sample_count=4, seed=0)
     c = forecast.calibration
     assert not c.applied and np.all(c.scale == 1)
@@ -183,7 +183,7 @@ def test_short_history_is_not_calibrated_and_says_why(predictor, xshg, one_threa
 def test_long_history_is_reported_once(predictor, long_history, one_thread, caplog):
     history, x_ts, y_ts = long_history
     predictor._said_lookback = False
-    with caplog.at_level(logging.INFO, logger="kronos.predictor"):
+    with caplog.at_level(logging.INFO, logger="kronos.forecasting.predictor"):
         for _ in range(2):
             predictor.forecast(history, x_ts, y_ts, PRED, sample_count=2, seed=0, calibrate=False)
     assert caplog.text.count("feeds the network the last 64 bars") == 1

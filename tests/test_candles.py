@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.calendar import future_timestamps
-from kronos.candles import invalid_share, valid_candles
+from kronos.data.calendar import future_timestamps
+from kronos.data.candles import invalid_share, valid_candles
 from tests.conftest import read_bars
 
 DAILY, INTRADAY = "bokeh_AAPL_1d.csv", "pyalgotrade_SPY-2011-01_1min.csv"

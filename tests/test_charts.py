@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from kronos.calendar import future_timestamps
 from kronos.charts import chart_bytes, matplotlib_figure, plotly_figure, plotly_json, save_chart
-from kronos.tables import read_series
+from kronos.data.calendar import future_timestamps
+from kronos.data.tables import read_series
 
 from .conftest import DATA
 

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kronos import Kronos, KronosTokenizer
-from kronos.checkpoint import CheckpointError
-from kronos.config import KRONOS_SIZES, TOKENIZER_SIZES
+from kronos.model.checkpoint import CheckpointError
+from kronos.model.config import KRONOS_SIZES, TOKENIZER_SIZES
 
 from .conftest import FIXTURES, PARITY
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos import checkpoint, default_model
-from kronos.calendar import future_timestamps
 from kronos.cli import main
-from kronos.tables import read_series
+from kronos.data.calendar import future_timestamps
+from kronos.data.tables import read_series
+from kronos.model import checkpoint, default_model
 
 from .conftest import DATA, PARITY
 

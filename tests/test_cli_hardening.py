@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kronos.checkpoint import remove_stale_temp_files
-from kronos.network import Kronos
-from kronos.predictor import KronosPredictor
-from kronos.tokenizer import KronosTokenizer
+from kronos.forecasting.predictor import KronosPredictor
+from kronos.model.checkpoint import remove_stale_temp_files
+from kronos.model.network import Kronos
+from kronos.model.tokenizer import KronosTokenizer
 
 from .conftest import DATA, PARITY
 

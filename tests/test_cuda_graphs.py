@@ -1,4 +1,5 @@
-"""On a CUDA GPU, cached generation replays its fixed-shape step from a CUDA graph (kronos.generation); these
+"""On a CUDA GPU, cached generation replays its fixed-shape step from a CUDA graph
+(kronos.forecasting.generation); these
 tests check that the replay draws the same tokens as the eager path (``KRONOS_CUDA_GRAPHS=0``), token for
 token, on real bars with the tiny parity model: sampled with the default generator and with one generator
 per series, greedy, with left-padded histories of different lengths and with series that finish early
@@ -13,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos import Kronos, KronosTokenizer, generation
-from kronos.data import Normalizer, bar_features, time_features
-from kronos.generation import SamplingConfig, SeriesGenerators, generate_tokens
+from kronos import Kronos, KronosTokenizer
+from kronos.data.features import Normalizer, bar_features, time_features
+from kronos.forecasting import generation
+from kronos.forecasting.generation import SamplingConfig, SeriesGenerators, generate_tokens
 
 from .conftest import DATA, PARITY
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from kronos.tables import TableError, command_line_option, option_style, read_series
+from kronos.data.tables import TableError, command_line_option, option_style, read_series
 
 from .conftest import read_bars
 
@@ -35,7 +35,7 @@ def test_a_european_export_is_read_day_first_with_its_prices(aapl, caplog):
     data = european(aapl)
     assert data.startswith("Datum;Eröffnung;Hoch;Tief;Schluss;Volumen\n".encode())
     assert b"," in data.splitlines()[1]  # decimal commas
-    with caplog.at_level("INFO", logger="kronos.tables"):
+    with caplog.at_level("INFO", logger="kronos.data.tables"):
         series = read_series(data, "export.csv")[0]
     assert list(series.timestamps) == list(aapl.timestamps)
     assert series.bars[:, 3].tolist() == pytest.approx(aapl.close.tolist(), rel=1e-6)
@@ -61,7 +61,7 @@ def days_up_to_twelve(bars: pd.DataFrame) -> pd.DataFrame:
 def test_when_no_field_is_above_12_the_reading_in_time_order_is_taken(aapl, caplog):
     bars = days_up_to_twelve(aapl)
     assert bars.timestamps.dt.month.nunique() > 6
-    with caplog.at_level("INFO", logger="kronos.tables"):
+    with caplog.at_level("INFO", logger="kronos.data.tables"):
         day_first = read_series(european(bars), "export.csv")[0]
         month_first = read_series(american(bars), "us.csv")[0]
     assert list(day_first.timestamps) == list(bars.timestamps)

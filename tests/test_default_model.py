@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from kronos import KronosPredictor
-from kronos.default_model import WEIGHTS_DIR, default_paths
+from kronos.model.default_model import WEIGHTS_DIR, default_paths
 
 from .conftest import read_bars
 
@@ -37,7 +37,7 @@ def test_default_model_loads_offline_and_forecasts_a_real_series():
     script = (
         "import pandas as pd\n"
         "from kronos import KronosPredictor\n"
-        "from kronos.default_model import default_paths\n"
+        "from kronos.model.default_model import default_paths\n"
         "bars = pd.read_csv(default_paths()[0].parents[2] / 'examples_data' / 'AAPL_1d.csv', "
         "parse_dates=['timestamps'])\n"
         "h, f = bars.iloc[-110:-10], bars['timestamps'].iloc[-10:]\n"

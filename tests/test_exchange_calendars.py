@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from kronos.calendar import detect_calendar, future_timestamps
+from kronos.data.calendar import detect_calendar, future_timestamps
 
 from .conftest import DATA, PARITY, read_bars
 

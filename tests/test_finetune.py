@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.checkpoint import read_predictor_info, write_predictor_info
 from kronos.cli import main
-from kronos.default_model import WEIGHTS_DIR, describe_source, resolve_source
+from kronos.model.checkpoint import read_predictor_info, write_predictor_info
+from kronos.model.default_model import WEIGHTS_DIR, describe_source, resolve_source
 from kronos.training import Trainer, TrainOptions
 from kronos.training.distributed import DistInfo
 
@@ -83,7 +83,7 @@ def test_without_a_record_the_tokenizer_is_required_and_mismatches_are_reported(
     write_predictor_info(folder, 96, 128, horizon=32, tokenizer=str(PARITY / "tokenizer"), clip=5.0)
     other = tmp_path / "tokenizer-copy"  # the same bit widths, another folder
     shutil.copytree(PARITY / "tokenizer", other)
-    with caplog.at_level(logging.WARNING, logger="kronos.predictor"):
+    with caplog.at_level(logging.WARNING, logger="kronos.forecasting.predictor"):
         predictor = KronosPredictor.from_pretrained(folder, other, device="cpu", max_context=64)
     assert predictor.max_context == 64 and predictor.sources["tokenizer"] == str(other)  # explicit arguments win
     assert f"tokenizer={other} differs from the one" in caplog.text

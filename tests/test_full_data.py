@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kronos.tables import load_series
+from kronos.data.tables import load_series
 
 from .conftest import FULL_DATA, needs_full_data
 
@@ -28,7 +28,7 @@ def test_every_file_of_the_collection_reads_as_one_series():
 @pytest.mark.slow
 def test_the_default_model_forecasts_the_end_of_every_series():
     from kronos import KronosPredictor
-    from kronos.calendar import future_timestamps
+    from kronos.data.calendar import future_timestamps
 
     predictor = KronosPredictor.from_pretrained(device="cpu")
     series = load_series(FULL_DATA)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos.data import Normalizer, bar_features, time_features
-from kronos.generation import SamplingConfig, filter_logits, generate_tokens, sample_next_token
+from kronos.data.features import Normalizer, bar_features, time_features
+from kronos.forecasting.generation import SamplingConfig, filter_logits, generate_tokens, sample_next_token
 
 from .conftest import read_bars
 from .reference_generator import reference_generate
@@ -87,7 +87,7 @@ def test_cached_equals_full_recompute_for_a_ragged_batch_of_sampled_paths(tiny_p
 def test_either_cache_layout_equals_full_recompute(tiny_predictor, xshg, one_thread, monkeypatch, shared, samples):
     """The library picks the per-row layout for one path on CPU and the shared-prefix one otherwise (always on
     CUDA); check each where it is not the default (the benchmark forces both the same way)."""
-    import kronos.generation as generation
+    import kronos.forecasting.generation as generation
 
     monkeypatch.setattr(generation, "_split_cache", lambda samples, device: shared)
     series = [_tokens(tiny_predictor, xshg, 100, 90, 6), _tokens(tiny_predictor, xshg, 300, 56, 20),

@@ -1,5 +1,5 @@
-"""Forecast vs actual on real series: kronos.holdout, ``kronos forecast --holdout``, the service's ``cutoff``
-and the page's Cut-off box."""
+"""Forecast vs actual on real series: kronos.forecasting.holdout, ``kronos forecast --holdout``, the service's
+``cutoff`` and the page's Cut-off box."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.holdout import holdout_frame, scores, split_at, summary
-from kronos.predictor import Forecast
-from kronos.scores import crps_samples
+from kronos.forecasting.holdout import holdout_frame, scores, split_at, summary
+from kronos.forecasting.predictor import Forecast
 from kronos.service.app import ServerThread, create_app
 from kronos.service.serving import ServiceLimits
+from kronos.stats.scores import crps_samples
 
 from .conftest import DATA, import_or_need, need
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kronos.kv_cache import KVCache, SharedPrefixCache, SplitKV
-from kronos.modules import RotaryEmbedding, padded_causal_mask
+from kronos.model.kv_cache import KVCache, SharedPrefixCache, SplitKV
+from kronos.model.modules import RotaryEmbedding, padded_causal_mask
 
 
 def test_rotary_table_stays_exact_after_casting_the_module_to_bfloat16():

@@ -20,9 +20,9 @@ import_or_need("onnxruntime", module_level=True)
 import_or_need("onnx", module_level=True)
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer  # noqa: E402
-from kronos.config import KRONOS_SIZES  # noqa: E402
-from kronos.data import Normalizer, bar_features, time_features  # noqa: E402
-from kronos.generation import SamplingConfig, generate_tokens  # noqa: E402
+from kronos.data.features import Normalizer, bar_features, time_features  # noqa: E402
+from kronos.forecasting.generation import SamplingConfig, generate_tokens  # noqa: E402
+from kronos.model.config import KRONOS_SIZES  # noqa: E402
 from kronos.onnx import OnnxPredictor  # noqa: E402
 from kronos.onnx.export import export_onnx, export_predictor  # noqa: E402
 from kronos.onnx.runtime import OnnxKronos  # noqa: E402
@@ -191,7 +191,7 @@ def test_forecast_command_runs_without_pytorch(exported, tmp_path):
         from kronos.cli import main
         rc = main(["forecast", {str(CSV)!r}, "--backend", "onnx", "--model", {str(exported)!r}, "--pred-len", "6",
                    "--samples", "4", "--seed", "0", "--out", {str(out)!r}, "--quiet"])
-        import kronos, kronos.tables
+        import kronos, kronos.data.tables
         from kronos import Forecast
         assert "torch" not in sys.modules, "torch was imported"
         sys.exit(rc)

@@ -51,7 +51,7 @@ def test_parity_tokenizer_indices_exact(tokenizer, parity_cases, index):
 
 @pytest.mark.parametrize("index", range(3), ids=CASE_IDS)
 def test_parity_normalised_history(parity_cases, index):
-    from kronos.data import Normalizer, bar_features
+    from kronos.data.features import Normalizer, bar_features
 
     case = _case(parity_cases, index)
     ref = np.load(PARITY / case["encode"])

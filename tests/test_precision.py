@@ -1,4 +1,4 @@
-"""The dtype switch (kronos.precision): exact packed float32 projections, int8 and bfloat16 weights, and the
+"""The dtype switch (kronos.model.precision): exact packed float32 projections, int8 and bfloat16 weights, and the
 --dtype flag of the commands, on the tiny parity checkpoints and real bars."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.cli import main
-from kronos.modules import padded_causal_mask
-from kronos.precision import PackedLinear, check_supported, dtype_name, prepare, stored_bytes
+from kronos.model.modules import padded_causal_mask
+from kronos.model.precision import PackedLinear, check_supported, dtype_name, prepare, stored_bytes
 
 from .conftest import DATA, PARITY
 
@@ -210,7 +210,7 @@ def test_bfloat16_reordered_weights_follow_weight_changes_and_copies():
     never serve stale weights, and copying the network must keep it working."""
     import copy
 
-    from kronos.precision import OneDNNProduct, describe
+    from kronos.model.precision import OneDNNProduct, describe
 
     model = Kronos.from_pretrained(PARITY / "model").eval()
     prepare(model, "bfloat16", "cpu")

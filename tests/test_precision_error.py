@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from kronos import KronosPredictor
-from kronos.data import Normalizer, bar_features, time_features
+from kronos.data.features import Normalizer, bar_features, time_features
 
 from .conftest import DATA
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from kronos import Forecast
-from kronos.data import FEATURE_COLUMNS, bar_features
+from kronos.data.features import FEATURE_COLUMNS, bar_features
 
 LOOKBACK, PRED = 48, 6
 
@@ -158,7 +158,8 @@ def test_forecast_object_shapes_and_quantiles(tiny_predictor, inputs):
 
 
 def test_default_model_missing_is_a_clear_error(monkeypatch, tmp_path):
-    from kronos import KronosPredictor, checkpoint, default_model
+    from kronos import KronosPredictor
+    from kronos.model import checkpoint, default_model
 
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)  # where "default" is resolved

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kronos import Kronos, KronosTokenizer
-from kronos.config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
+from kronos.model.config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
 
 from .conftest import FIXTURES
 

@@ -10,11 +10,11 @@ import pytest
 
 from kronos import backtest
 from kronos.backtest import BacktestConfig
-from kronos.batch import forecast_universe, read_calibrations, read_universe
-from kronos.calibration import Calibration
+from kronos.data.tables import Series
 from kronos.evaluation import Engine, EvaluationConfig, evaluate
 from kronos.evaluation.walkforward import _in_float64, _ModelRunner, load_series, plan_origins
-from kronos.tables import Series
+from kronos.forecasting.calibration import Calibration
+from kronos.universe import forecast_universe, read_calibrations, read_universe
 
 from .conftest import DATA, PARITY, import_or_need
 
@@ -114,7 +114,7 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, one_thre
 def test_past_forecast_store_is_bounded_and_drops_the_least_recently_used():
     import pickle
 
-    from kronos.past_forecasts import PastForecasts, past_key, past_seed
+    from kronos.forecasting.past_forecasts import PastForecasts, past_key, past_seed
 
     store = PastForecasts(max_bytes=3 * 16 * 4 * 4)  # three (16, 4) float32 entries
     keys = [bytes([k]) * 32 for k in range(4)]

@@ -344,8 +344,8 @@ def test_kronos_serve_starts_on_loopback_and_answers():
 
 
 def test_kronos_serve_without_the_bundled_model_exits_2_in_one_line(capsys, monkeypatch, tmp_path):
-    from kronos import checkpoint, default_model
     from kronos.cli import main
+    from kronos.model import checkpoint, default_model
 
     monkeypatch.setattr(default_model, "WEIGHTS_DIR", tmp_path)  # as if the bundled weights were not installed
     monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from kronos import stats
 from kronos.evaluation import probability, volatility
+from kronos.stats import significance as stats
 
 from .conftest import import_or_need
 

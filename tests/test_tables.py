@@ -1,4 +1,4 @@
-"""kronos.tables: the one reader of market data, on the formats people have, and its options in every command."""
+"""kronos.data.tables: the one reader of market data, on the formats people have, and its options in every command."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from kronos.cli import main
-from kronos.data import bar_features
-from kronos.tables import (
+from kronos.data.features import bar_features
+from kronos.data.tables import (
     ReadOptions,
     Series,
     TableError,
@@ -202,7 +202,7 @@ class TestTimestamps:
         # A round-the-clock market over the autumn change: local times repeat, so UTC is used instead.
         crypto = write(tmp_path, "btc.csv", "timestamp,open,high,low,close\n2024-11-03T01:30:00-04:00,1,2,0.5,1\n"
                                             "2024-11-03T01:30:00-05:00,1,2,0.5,1\n")
-        with caplog.at_level(logging.INFO, logger="kronos.tables"):
+        with caplog.at_level(logging.INFO, logger="kronos.data.tables"):
             stamps = one(crypto).timestamps
         assert list(stamps) == [pd.Timestamp("2024-11-03 05:30"), pd.Timestamp("2024-11-03 06:30")]
         assert "times converted to UTC" in caplog.text and "Mixed timezones" not in caplog.text
@@ -221,7 +221,7 @@ class TestTimestamps:
     def test_newest_first_is_reversed_with_a_log_line_and_other_disorder_needs_sort(self, tmp_path, caplog):
         frame = read_bars("bokeh_FB_1d.csv")
         reference = one(frame)
-        with caplog.at_level(logging.INFO, logger="kronos.tables"):
+        with caplog.at_level(logging.INFO, logger="kronos.data.tables"):
             flipped = one(frame.iloc[::-1])
         np.testing.assert_array_equal(flipped.bars, reference.bars)
         assert "rows are newest first; sorted oldest first" in caplog.text
@@ -465,7 +465,7 @@ class TestForecastDf:
     KW = dict(sample_count=3, seed=4, quantiles=(0.1, 0.5, 0.9), calibrate=False)
 
     def test_wide_input_equals_forecast_on_the_series_calendar(self, tiny_predictor):
-        from kronos.calendar import future_timestamps
+        from kronos.data.calendar import future_timestamps
 
         frame = read_bars("bokeh_FB_1d.csv").iloc[-120:].rename(columns={"timestamps": "Date", "close": "Close"})
         out = tiny_predictor.forecast_df(frame, pred_len=4, **self.KW)
@@ -485,7 +485,7 @@ class TestForecastDf:
         cl = out[out["Ticker"] == "CL"]
         assert list(cl["timestamp"].unique()) == list(pd.date_range(last + pd.Timedelta(days=1), periods=3))
         series = read_series(frame)
-        from kronos.calendar import future_timestamps
+        from kronos.data.calendar import future_timestamps
 
         forecasts = tiny_predictor.forecast_batch(
             [s.frame() for s in series], [s.timestamps for s in series],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kronos import KronosTokenizer, TokenizerConfig
-from kronos.quantizer import BSQuantizer
+from kronos.model.quantizer import BSQuantizer
 
 from .conftest import PARITY
 
@@ -31,7 +31,7 @@ def test_index_bit_order_is_least_significant_first():
 
 
 def test_encode_decode_round_trip_of_indices(tokenizer, xshg):
-    from kronos.data import Normalizer, bar_features
+    from kronos.data.features import Normalizer, bar_features
 
     bars = bar_features(xshg.iloc[:120])
     x = torch.from_numpy(Normalizer.fit(bars, 5).transform(bars))[None]
@@ -44,7 +44,7 @@ def test_encode_decode_round_trip_of_indices(tokenizer, xshg):
 
 
 def test_encoder_is_causal(tokenizer, xshg):
-    from kronos.data import Normalizer, bar_features
+    from kronos.data.features import Normalizer, bar_features
 
     bars = bar_features(xshg.iloc[:80])
     x = torch.from_numpy(Normalizer.fit(bars, 5).transform(bars))[None]
@@ -79,7 +79,7 @@ def test_encode_rejects_other_device(tokenizer):
 
 
 def test_training_loss_combines_reconstruction_and_bsq_terms(xshg):
-    from kronos.data import Normalizer, bar_features
+    from kronos.data.features import Normalizer, bar_features
 
     torch.manual_seed(0)
     tokenizer = KronosTokenizer(TokenizerConfig(d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2,

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from kronos import Kronos, KronosTokenizer
-from kronos.data import Normalizer
+from kronos.data.features import Normalizer
 from kronos.training import Trainer, TrainOptions, WindowSampler, load_training_series, split_by_time
 from kronos.training.distributed import DistInfo
 

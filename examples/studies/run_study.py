@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from kronos import backtest
+from kronos.data.tables import load_series
 from kronos.evaluation import EvaluationConfig, evaluate
-from kronos.tables import load_series
 
 sys.path.insert(0, str(Path(__file__).parent))
 from forecast_cache import CachingPredictor  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> int:
     series = load_series(sorted(glob.glob(str(Path(args.data) / spec["pattern"]))))
     predictor = None
     if not args.replay:
-        from kronos.predictor import KronosPredictor
+        from kronos.forecasting.predictor import KronosPredictor
 
         predictor = KronosPredictor.from_pretrained()
     common = dict(lookback=LOOKBACK, pred_len=HORIZON, stride=HORIZON, sample_count=SAMPLES,

@@ -11,16 +11,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .calibration import Calibration
-from .config import KronosConfig, TokenizerConfig
-from .result import Forecast
+from .forecasting.calibration import Calibration
+from .forecasting.result import Forecast
+from .model.config import KronosConfig, TokenizerConfig
 
 if TYPE_CHECKING:
-    from .network import Kronos
-    from .predictor import KronosPredictor
-    from .tokenizer import KronosTokenizer
+    from .forecasting.predictor import KronosPredictor
+    from .model.network import Kronos
+    from .model.tokenizer import KronosTokenizer
 
-_LAZY = {"Kronos": ".network", "KronosPredictor": ".predictor", "KronosTokenizer": ".tokenizer"}
+_LAZY = {"Kronos": ".model.network", "KronosPredictor": ".forecasting.predictor", "KronosTokenizer": ".model.tokenizer"}
 
 __all__ = ["Calibration", "Forecast", "Kronos", "KronosConfig", "KronosPredictor", "KronosTokenizer", "TokenizerConfig"]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .predictor import Forecast
+from .forecasting.predictor import Forecast
 
 UP, DOWN = "#26a69a", "#ef5350"
 FORECAST = "#1f5fbf"
@@ -208,6 +208,6 @@ def save_chart(history: pd.DataFrame, forecast: Forecast, path: str | Path, hist
                title: str = "", realised: pd.DataFrame | None = None, **_: Any) -> Path:
     """Write the chart to ``path`` (format from its extension: .png, .svg or .html) atomically; ``realised``
     bars of the horizon, when given, are drawn over the forecast bands."""
-    from .tables import write_output
+    from .data.tables import write_output
 
     return write_output(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title, realised))

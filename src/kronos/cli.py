@@ -30,7 +30,7 @@ COMMAND_MODULES = (
 def _report_reading(quiet: bool) -> None:
     """Log lines about how data files were read (sorted, rows dropped, ...), which calendar the forecast
     follows, and how a universe went, go to stderr (only warnings when ``quiet``)."""
-    for name in ("kronos.tables", "kronos.calendar", "kronos.batch"):
+    for name in ("kronos.data.tables", "kronos.data.calendar", "kronos.universe"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, StderrHandler) for h in logger.handlers):
             logger.addHandler(StderrHandler())
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    from .tables import command_line_option, option_style
+    from .data.tables import command_line_option, option_style
 
     _report_reading(getattr(args, "quiet", False))
     with option_style(command_line_option):  # errors name --flags, not library keywords

@@ -9,7 +9,7 @@ Points:
 
 - ``atomic-write``: an atomic write has written and synced its temporary file and not yet renamed
   it (the process dies leaving a ``.<name>.<random>.tmp`` beside the target).
-- ``universe-batch``: :func:`kronos.batch.forecast_universe` has written one batch's partitions.
+- ``universe-batch``: :func:`kronos.universe.forecast_universe` has written one batch's partitions.
 - ``checkpoint``: a training run has written ``checkpoint.pt``.
 """
 

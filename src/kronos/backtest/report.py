@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..checkpoint import atomic_write_bytes
 from ..evaluation.report import _clean, markdown_table
+from ..model.checkpoint import atomic_write_bytes
 from .stats_report import ic_png, statistics_dict, statistics_lines
 
 BacktestResult = Any  # kronos.backtest.BacktestResult (not imported: the runner imports this module)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import check_count
+from ..data.features import check_count
+from ..data.tables import Series
 from ..evaluation.walkforward import (
     SAMPLING_SETTINGS,
     Engine,
@@ -38,8 +39,7 @@ from ..evaluation.walkforward import (
     model_settings,
     origin_seed,
 )
-from ..stats import cross_sectional_ic
-from ..tables import Series
+from ..stats.significance import cross_sectional_ic
 from .accounting import (
     Book,
     Strategy,

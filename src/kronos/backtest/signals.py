@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.tables import Series
 from ..evaluation.garch import GarchFit, fit_garch_t, garch_available
-from ..tables import Series
 
 CLOSE = 3
 REFIT_EVERY = 20

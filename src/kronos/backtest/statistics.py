@@ -1,4 +1,4 @@
-"""Statistics of a backtest that tell skill from luck (numbers from :mod:`kronos.stats`).
+"""Statistics of a backtest that tell skill from luck (numbers from :mod:`kronos.stats.significance`).
 
 - ``ic``: per signal, the mean IC and RankIC over dates with their Newey–West t and p, standard deviation,
   information ratio (mean / std, per date) and hit rate (share of dates with a positive IC).
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..stats import (
+from ..data.tables import Series
+from ..stats.significance import (
     bootstrap_sharpe_interval,
     cross_sectional_ic,
     default_lags,
@@ -34,7 +35,6 @@ from ..stats import (
     probabilistic_sharpe,
     sharpe,
 )
-from ..tables import Series
 from .accounting import Strategy, drawdown, simulate
 
 COSTS_BPS = (0.0, 5.0, 10.0, 20.0)

@@ -76,8 +76,8 @@ class _FlagFormatter(logging.Formatter):
 
 def check_model_arguments(args: argparse.Namespace) -> None:
     """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with."""
-    from ..checkpoint import read_predictor_info
-    from ..default_model import resolve_source
+    from ..model.checkpoint import read_predictor_info
+    from ..model.default_model import resolve_source
 
     if getattr(args, "backend", "torch") == "onnx":
         return _check_onnx_arguments(args)
@@ -99,15 +99,15 @@ def load_predictor(args: argparse.Namespace):
     check_model_arguments(args)
     if getattr(args, "backend", "torch") == "onnx":
         return _load_onnx_predictor(args)
-    from ..precision import check_supported
-    from ..predictor import KronosPredictor, auto_device
+    from ..forecasting.predictor import KronosPredictor, auto_device
+    from ..model.precision import check_supported
 
     dtype = getattr(args, "dtype", None)
     try:
         check_supported(dtype, args.device or auto_device())
     except ValueError as exc:  # the library's message names dtype='int8'; here it is --dtype int8
         raise UsageError(flag_names(str(exc), ("dtype", "device")).replace("'", "")) from None
-    logger = logging.getLogger("kronos.predictor")
+    logger = logging.getLogger("kronos.forecasting.predictor")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
         handler = StderrHandler()
         handler.setFormatter(_FlagFormatter())
@@ -153,7 +153,7 @@ def _load_onnx_predictor(args: argparse.Namespace):
 
 def model_summary(predictor: Any, source: str, tokenizer_source: str) -> dict[str, Any]:
     """Configuration, parameter counts, precision and size in memory (MiB) of a loaded predictor."""
-    from ..precision import describe, stored_bytes
+    from ..model.precision import describe, stored_bytes
 
     def count(module: Any) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -201,8 +201,8 @@ def add_table_arguments(parser: argparse.ArgumentParser, nan_default: str | None
                         defaults: bool = True) -> None:
     """--time-column, --sort, --nan, --rename, --id-column, --adjusted, --time-unit, --date-format, --dayfirst: how
     data files are read,
-    the same in every command (kronos.tables.ReadOptions). Without ``defaults`` unset flags are left out."""
-    from ..tables import NAN_POLICIES, TIME_UNITS
+    the same in every command (kronos.data.tables.ReadOptions). Without ``defaults`` unset flags are left out."""
+    from ..data.tables import NAN_POLICIES, TIME_UNITS
 
     def default(value: Any) -> dict[str, Any]:
         return {"default": value} if defaults else {}
@@ -236,7 +236,7 @@ def add_table_arguments(parser: argparse.ArgumentParser, nan_default: str | None
 
 def read_options(args: argparse.Namespace):
     """The ReadOptions of the --time-column ... --dayfirst flags."""
-    from ..tables import ReadOptions
+    from ..data.tables import ReadOptions
 
     return ReadOptions(time_column=args.time_column, sort=args.sort, nan=args.nan, rename=args.rename,
                        id_column=args.id_column, adjusted=args.adjusted, time_unit=args.time_unit,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..result import DEFAULT_PATHS, DEFAULT_SEED
+from ..forecasting.result import DEFAULT_PATHS, DEFAULT_SEED
 from .common import (
     UsageError,
     add_model_arguments,
@@ -169,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_calendar(args: argparse.Namespace) -> None:
-    from ..calendar import check_calendar
+    from ..data.calendar import check_calendar
 
     try:
         args.calendar = check_calendar(args.calendar)
@@ -222,7 +222,7 @@ def _check_writable(option: str, path: Path) -> None:
 
 def _write(option: str, path: str, data: bytes) -> None:
     """Write an output file (atomically when it is a regular file); an OSError becomes one line naming it."""
-    from ..tables import write_output
+    from ..data.tables import write_output
 
     target = Path(path)
     try:
@@ -246,7 +246,7 @@ def _frame_bytes(frame: Any, fmt: str) -> bytes:
 
 
 def _read(args: argparse.Namespace) -> tuple[list, str]:
-    from ..tables import read_series
+    from ..data.tables import read_series
 
     name = "standard input" if args.file[0] == "-" else args.file[0]
     series = read_series(args.file[0], name, read_options(args))
@@ -313,14 +313,14 @@ def _universe_to_file(args: argparse.Namespace) -> int:
     it, then write its rows (id first) to the file in one step and remove the folder."""
     import shutil
 
-    from ..batch import read_universe
+    from ..universe import read_universe
 
     target = Path(args.out)
     parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.resolve().parent))
     try:
         args.format = "parquet" if importlib.util.find_spec("pyarrow") is not None else "csv"
         args.partition, args.run, args.overwrite = "series", None, True
-        batch_log = logging.getLogger("kronos.batch")
+        batch_log = logging.getLogger("kronos.universe")
         level = batch_log.level
         batch_log.setLevel(logging.ERROR)  # its warning names the folder removed below; the failures are listed here
         try:
@@ -339,7 +339,7 @@ def _universe_to_file(args: argparse.Namespace) -> int:
 
 
 def _universe_to_folder(args: argparse.Namespace, out: str, shown: str | None = None) -> int:
-    from ..batch import forecast_universe
+    from ..universe import forecast_universe
 
     shown = shown or out
     if "-" in args.file:
@@ -392,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         args.pred_len = args.pred_len or 20
         return run_universe(args)
 
-    from ..calendar import future_timestamps, parse_freq
+    from ..data.calendar import future_timestamps, parse_freq
     from ..onnx.sampling import Sampling as SamplingConfig  # NumPy only: the same checks as the torch backend's
 
     _check_outputs(args)
@@ -444,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     _calibration_note(args, forecasts)
     if realised:
-        from ..holdout import holdout_frame, summary
+        from ..forecasting.holdout import holdout_frame, summary
 
         frames = [holdout_frame(f, realised[s.name].frame()) for f, s in zip(forecasts, series)]
         for f, s in zip(forecasts, series):
@@ -502,8 +502,8 @@ def _versions() -> dict[str, str]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..default_model import bundled_folder
-    from ..predictor import auto_device
+    from ..forecasting.predictor import auto_device
+    from ..model.default_model import bundled_folder
 
     info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device()),
                             "bundled": {part: str(bundled_folder(part)) for part in ("model", "tokenizer")}}

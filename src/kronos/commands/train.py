@@ -248,7 +248,7 @@ def _setup_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import CheckpointError
+    from ..model.checkpoint import CheckpointError
     from ..training.trainer import train
 
     try:

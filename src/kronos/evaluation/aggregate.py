@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import cross_sectional_ic, ic_summary
+from ..stats.significance import cross_sectional_ic, ic_summary
 from .metrics import CALIBRATION_LEVELS
 
 POOLED = "ALL"
@@ -105,7 +105,7 @@ def rank_ic(records: pd.DataFrame, min_series: int = MIN_CROSS_SECTION) -> pd.Da
     """Cross-sectional Spearman IC of forecast vs realised horizon log return, per method.
 
     For each origin timestamp shared by at least ``min_series`` series, one IC across those series
-    (:func:`kronos.stats.cross_sectional_ic`, the one the backtest uses); the table gives per method the
+    (:func:`kronos.stats.significance.cross_sectional_ic`, the one the backtest uses); the table gives per method the
     number of such timestamps, the number of ICs averaged (NaN ICs, e.g. from a constant forecast, left out),
     their mean and standard deviation, the IC information ratio (mean / std), the Newey–West t-statistic
     and p-value of the mean, and the share of positive ICs.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import crps_samples
-from ..stats import rankdata
+from ..stats.scores import crps_samples
+from ..stats.significance import rankdata
 
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 PINBALL_LEVELS = CALIBRATION_LEVELS

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import default_lags, diebold_mariano
+from ..stats.significance import default_lags, diebold_mariano
 from .volatility import paired_by_date
 
 EVENTS = ("up", "move")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import atomic_write_bytes
+from ..model.checkpoint import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
 from .metrics import expected_sample_coverage
 from .results import COLOURS, EvaluationResults
@@ -169,7 +169,7 @@ def render_markdown(evaluation: EvaluationResults) -> str:
         lines += ["## Candle consistency of the model's bars", "",
                   f"{_number(breaks[0])} of sample-path bars (and {_number(breaks[1])} of mean-forecast bars) break "
                   "high >= max(open, close) or low <= min(open, close). `forecast()` repairs every bar as its last "
-                  "step (`kronos.candles.valid_candles`), so a predictor that uses it scores 0 here.", ""]
+                  "step (`kronos.data.candles.valid_candles`), so a predictor that uses it scores 0 here.", ""]
     per_series = evaluation.summary[evaluation.summary["series"] != POOLED]
     table = per_series[["series", "method", *SERIES_COLUMNS]].reset_index(drop=True)
     lines += ["## Per series", "", markdown_table(table), ""]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..tables import ReadOptions, Series
+from ..data.tables import ReadOptions, Series
 from .report import write_report
 from .results import EvaluationResults
 from .walkforward import Engine, EvaluationConfig, load_series, run_walkforward
@@ -32,12 +32,12 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
     """Walk-forward evaluation of ``predictor`` (a ``KronosPredictor``; None: baselines only) and the baselines.
 
     Args:
-        sources: bar files or folders (any table :mod:`kronos.tables` reads; a long file gives one series per
-            symbol), a mapping name -> DataFrame, or :class:`kronos.tables.Series`.
+        sources: bar files or folders (any table :mod:`kronos.data.tables` reads; a long file gives one series per
+            symbol), a mapping name -> DataFrame, or :class:`kronos.data.tables.Series`.
         config: an :class:`EvaluationConfig`; or give its fields as keywords (``lookback=128, pred_len=12``).
         model_name: shown in the report.
         progress: called as ``progress(origins_done, origins_total)`` after each model batch.
-        read_options: how files and frames are read (:class:`kronos.tables.ReadOptions`: time_column, sort,
+        read_options: how files and frames are read (:class:`kronos.data.tables.ReadOptions`: time_column, sort,
             nan, rename, id_column, adjusted, time_unit).
         engine: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`: this process
             by default, or a Ray actor pool), with the same results on each.

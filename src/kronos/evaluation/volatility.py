@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..stats import default_lags, diebold_mariano
+from ..stats.significance import default_lags, diebold_mariano
 
 PROXIES = ("rv_close", "rv_parkinson", "rv_gk")
 EWMA_LAMBDA = 0.94  # RiskMetrics, daily data

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import check_count
-from ..tables import ReadOptions, Series, frame_to_series
-from ..tables import load_series as read_tables
+from ..data.features import check_count
+from ..data.tables import ReadOptions, Series, frame_to_series
+from ..data.tables import load_series as read_tables
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
 from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
@@ -146,7 +146,7 @@ def load_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame
     """Series to evaluate from files and folders (a file's series is named by its stem, a long file's by its
     symbols), a mapping name -> DataFrame, or ready :class:`Series`; names must be unique.
 
-    Keywords are the reading options of :class:`kronos.tables.ReadOptions`.
+    Keywords are the reading options of :class:`kronos.data.tables.ReadOptions`.
     """
     opts = ReadOptions.of(options, **keywords)
     if isinstance(sources, Mapping):
@@ -244,10 +244,10 @@ class Engine:
 def engine_batches(predictor: Any, batches: list[list[tuple[Series, int]]], config: EvaluationConfig,
                    settings: dict[str, Any], engine: Engine) -> Iterator[list[np.ndarray]]:
     """Per batch of (series, origin row) requests, the (S, P, 6) sample paths of each, computed on
-    ``engine`` by :func:`kronos.batch.run_batches`: each request with its series' whole history before the
+    ``engine`` by :func:`kronos.universe.run_batches`: each request with its series' whole history before the
     origin, its :func:`origin_seed` and the sampling ``settings`` (those unset take the predictor's
     defaults)."""
-    from ..batch import _Settings, _Task, run_batches
+    from ..universe import _Settings, _Task, run_batches
 
     tasks = [[_Task(f"{s.name}\x00{o}", s.bars[:o], s.timestamps[:o], s.timestamps[o:o + config.pred_len],
                     origin_seed(config.seed, s.name, o)) for s, o in batch] for batch in batches]
@@ -316,7 +316,7 @@ class _ModelRunner:
         return self._run_engine(by_name, origins)
 
     def _run_engine(self, by_name: dict[str, Series], origins: list[Origin]) -> dict[Origin, np.ndarray]:
-        """The same batches and seeds through :func:`kronos.batch.run_batches` (an actor pool on Ray)."""
+        """The same batches and seeds through :func:`kronos.universe.run_batches` (an actor pool on Ray)."""
         batches = self.batches(origins)
         requests = [[(by_name[o.series], o.index) for o in batch] for batch in batches]
         started = time.perf_counter()

@@ -13,7 +13,7 @@ A folder written by :func:`export_onnx` holds five graphs and one metadata file:
 - ``kronos_onnx.json``: both configs, ``max_context``, ``lookback``, ``clip`` and the shapes above.
 
 The graphs are written from this module's own forward functions over the network's parameters, the same
-arithmetic as :mod:`kronos.network` in inference (no dropout, the dependency layer's single query unrotated).
+arithmetic as :mod:`kronos.model.network` in inference (no dropout, the dependency layer's single query unrotated).
 ``int8=True`` also writes ``*.int8.onnx`` copies of the network graphs with dynamically quantised matrix
 products (``onnxruntime.quantization.quantize_dynamic``, int8 weights, per-row activations scale).
 """
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modules import TransformerBlock
-from ..network import Kronos
-from ..tokenizer import KronosTokenizer
+from ..model.modules import TransformerBlock
+from ..model.network import Kronos
+from ..model.tokenizer import KronosTokenizer
 
 META_FILE = "kronos_onnx.json"
 FORMAT_VERSION = 1
@@ -359,8 +359,8 @@ def export_onnx(model: Kronos, tokenizer: KronosTokenizer, out: str | os.PathLik
 
 
 def export_predictor(predictor: Any, out: str | os.PathLike, *, int8: bool = True) -> Path:
-    """:func:`export_onnx` of a loaded :class:`~kronos.predictor.KronosPredictor` (float32 weights are exported
-    whatever its dtype; it must hold float32 or bfloat16 parameters, not int8-packed ones)."""
+    """:func:`export_onnx` of a loaded :class:`~kronos.forecasting.predictor.KronosPredictor` (float32 weights are
+    exported whatever its dtype; it must hold float32 or bfloat16 parameters, not int8-packed ones)."""
     return export_onnx(predictor.model, predictor.tokenizer, out, max_context=predictor.max_context,
                        lookback=predictor.lookback, clip=predictor.clip, int8=int8,
                        sources=getattr(predictor, "sources", None))

@@ -1,10 +1,10 @@
-"""OnnxPredictor: the forecasting interface of :class:`kronos.predictor.KronosPredictor` on ONNX Runtime,
+"""OnnxPredictor: the forecasting interface of :class:`kronos.forecasting.predictor.KronosPredictor` on ONNX Runtime,
 with NumPy and pandas only (no PyTorch).
 
 The pipeline is the PyTorch predictor's: each history's last ``lookback`` bars are z-scored and clipped,
 encoded to tokens, continued by the network (hierarchical s1 then s2 sampling, the same window and cache
 schedule), decoded back to bars, optionally dequantised with the tokenizer's own reconstruction residuals
-and calibrated from forecasts at past origins (:mod:`kronos.calibration`), then mapped back to input units.
+and calibrated from forecasts at past origins (:mod:`kronos.forecasting.calibration`), then mapped back to input units.
 Random numbers come from NumPy generators: a seed reproduces this backend's paths, not the PyTorch ones.
 """
 
@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..calibration import (
+from ..data.candles import valid_candles
+from ..data.features import (
+    FEATURE_COLUMNS,
+    NORM_EPS,
+    Normalizer,
+    as_timestamps,
+    bar_features,
+    check_count,
+    time_features,
+)
+from ..forecasting.calibration import (
     PATHS_PER_ORIGIN,
     Calibration,
     fit_scale,
@@ -29,9 +39,7 @@ from ..calibration import (
     recentre,
     rescale_paths,
 )
-from ..candles import valid_candles
-from ..data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
-from ..result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
+from ..forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
 from .runtime import OnnxKronos
 from .sampling import RowGenerators, Sampling
 
@@ -40,7 +48,7 @@ PRICE_INDICES = [0, 1, 2, 3]
 CLOSE = 3
 _READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit")
 
-log = logging.getLogger("kronos.predictor")
+log = logging.getLogger("kronos.forecasting.predictor")
 
 
 @dataclass
@@ -89,7 +97,7 @@ class OnnxPredictor:
         providers: execution providers, e.g. ``["CUDAExecutionProvider", "CPUExecutionProvider"]``
             (default CPU).
         threads: intra-op threads per session (default: ONNX Runtime's choice).
-        max_context, lookback, clip: as :class:`~kronos.predictor.KronosPredictor`; default: what the
+        max_context, lookback, clip: as :class:`~kronos.forecasting.predictor.KronosPredictor`; default: what the
             folder records from the exported predictor.
     """
 
@@ -232,7 +240,7 @@ class OnnxPredictor:
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: Any, truncate: bool,
                   calibrate: bool, dequantise: bool, valid: bool = True) -> list[Forecast]:
         """As :meth:`KronosPredictor._forecast`: sample, calibrate (when asked) and, with ``valid``, repair every
-        bar last (:func:`kronos.candles.valid_candles`)."""
+        bar last (:func:`kronos.data.candles.valid_candles`)."""
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -272,8 +280,8 @@ class OnnxPredictor:
                        sample_count: int = DEFAULT_PATHS, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: Any = None, calibrate: bool = True,
                        dequantise: bool = True, verbose: bool = False) -> list[Forecast]:
-        """Forecasts for many series (see :meth:`kronos.predictor.KronosPredictor.forecast_batch`). ``seed``:
-        an int or a ``numpy.random.Generator`` for the whole batch, or one int per series."""
+        """Forecasts for many series (see :meth:`kronos.forecasting.predictor.KronosPredictor.forecast_batch`).
+        ``seed``: an int or a ``numpy.random.Generator`` for the whole batch, or one int per series."""
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
                               top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, truncate=True,
                               calibrate=calibrate, dequantise=dequantise)
@@ -286,9 +294,9 @@ class OnnxPredictor:
                     timestamp_column: str | None = None, freq: str | None = None,
                     **forecast_kwargs: Any) -> pd.DataFrame:
         """Forecast every series of a wide or long DataFrame into one tidy frame
-        (see :meth:`kronos.predictor.KronosPredictor.forecast_df`)."""
-        from ..calendar import future_timestamps
-        from ..tables import TableError, column_key, frame_to_series
+        (see :meth:`kronos.forecasting.predictor.KronosPredictor.forecast_df`)."""
+        from ..data.calendar import future_timestamps
+        from ..data.tables import TableError, column_key, frame_to_series
 
         check_count("pred_len", pred_len)
         reading = {k: forecast_kwargs.pop(k) for k in _READ_KEYWORDS if k in forecast_kwargs}

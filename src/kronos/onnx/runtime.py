@@ -1,7 +1,7 @@
 """Run an exported Kronos folder (see :mod:`kronos.onnx.export`) on ONNX Runtime, with NumPy only.
 
 :class:`OnnxKronos` holds one session per graph and generates tokens with the same schedule as
-:func:`kronos.generation.generate_tokens`: while a series' history plus its generated tokens fit in
+:func:`kronos.forecasting.generation.generate_tokens`: while a series' history plus its generated tokens fit in
 ``max_context`` each step runs one token per row through ``step.onnx`` against cached keys and values;
 once the window slides every row's window is recomputed with ``prefill.onnx``. The history's keys/values
 are stored once per series and shared by its sample paths; each path caches only its own tokens.

@@ -1,4 +1,4 @@
-"""Token sampling with NumPy: the rules of :func:`kronos.generation.sample_next_token` without PyTorch.
+"""Token sampling with NumPy: the rules of :func:`kronos.forecasting.generation.sample_next_token` without PyTorch.
 
 The filters and the inverse-CDF draw are the same; the uniforms come from NumPy's PCG64 generators, so a
 seed gives reproducible paths here but not the same draws as PyTorch's generator for that seed (the

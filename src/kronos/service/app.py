@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from .. import __version__
-from ..predictor import KronosPredictor
+from ..forecasting.predictor import KronosPredictor
 from .schemas import ErrorResponse, ForecastRequest, ForecastResponse, ForecastSettings
 from .security import BrowserGuard, BrowserPolicy
 from .server import MAX_HEAD_BYTES

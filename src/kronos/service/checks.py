@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..calibration import PATHS_PER_ORIGIN, plan_origins
+from ..forecasting.calibration import PATHS_PER_ORIGIN, plan_origins
 
 PRICES = ("open", "high", "low", "close")
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..calendar import check_calendar, future_timestamps
-from ..predictor import Forecast, ForecastCancelled, KronosPredictor
-from ..tables import TableError, frame_to_series, parse_table
+from ..data.calendar import check_calendar, future_timestamps
+from ..data.tables import TableError, frame_to_series, parse_table
+from ..forecasting.predictor import Forecast, ForecastCancelled, KronosPredictor
 from .checks import check_ohlc, forecast_work
 from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
 from .upload import UploadRefused, check_table_bytes
@@ -233,7 +233,7 @@ class ForecastService:
                                     f"{row}; values must be within ±{MAX_ABS_VALUE:g}")
         realised = None
         if settings.cutoff is not None:
-            from ..holdout import split_at
+            from ..forecasting.holdout import split_at
 
             every = bars
             try:
@@ -470,7 +470,7 @@ def holdout_fields(job: Job, forecast: Forecast) -> dict[str, Any]:
     """With a cutoff: the realised values, CRPS and interval hits per column, and their summary."""
     if job.realised is None:
         return {}
-    from ..holdout import scores, summary
+    from ..forecasting.holdout import scores, summary
 
     numbers = scores(forecast, job.realised)
     columns = list(forecast.columns)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..calibration import MAX_ORIGINS
+from ..data.tables import Series
 from ..evaluation.baselines import CLOSE, VOLUME
 from ..evaluation.metrics import score_origin
 from ..evaluation.walkforward import EvaluationConfig, _in_float64, _ModelRunner, plan_origins
-from ..tables import Series
+from ..forecasting.calibration import MAX_ORIGINS
 
 SCORES = ("crps_rel", "coverage_80", "coverage_50")
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..tables import ReadOptions, Series, TableError, load_series
+from ..data.tables import ReadOptions, Series, TableError, load_series
 
 log = logging.getLogger("kronos.training")
 
@@ -22,7 +22,7 @@ def load_training_series(paths: Sequence[str | os.PathLike], min_rows: int, opti
                          **keywords) -> list[Series]:
     """Every usable series in ``paths`` with at least ``min_rows`` bars; the others are skipped with a warning.
 
-    Keywords are the reading options of :class:`kronos.tables.ReadOptions` (default ``nan="drop"``
+    Keywords are the reading options of :class:`kronos.data.tables.ReadOptions` (default ``nan="drop"``
     here). Raises ``ValueError`` when no series is usable.
     """
     if options is None:

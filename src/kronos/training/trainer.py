@@ -43,17 +43,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import kill_points
-from ..checkpoint import (
+from ..data.tables import ReadOptions
+from ..model.checkpoint import (
     atomic_write_bytes,
     read_predictor_info,
     remove_stale_temp_files,
     write_predictor_info,
 )
-from ..config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
-from ..default_model import describe_source, resolve_source
-from ..network import Kronos
-from ..tables import ReadOptions
-from ..tokenizer import KronosTokenizer
+from ..model.config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
+from ..model.default_model import describe_source, resolve_source
+from ..model.network import Kronos
+from ..model.tokenizer import KronosTokenizer
 from . import distributed as dist_utils
 from .distributed import DistInfo
 from .quality import ValidationForecasts, paired_change
@@ -113,7 +113,7 @@ class TrainOptions:
     seed: int = 100
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16
-    # How the files are read (kronos.tables.ReadOptions; training drops rows with missing values by default).
+    # How the files are read (kronos.data.tables.ReadOptions; training drops rows with missing values by default).
     time_column: str | None = None
     sort: bool | None = None
     nan: str = "drop"
@@ -191,7 +191,7 @@ class TrainOptions:
 
     @property
     def read_options(self) -> ReadOptions:
-        """How the ``data`` files are read (see :mod:`kronos.tables`)."""
+        """How the ``data`` files are read (see :mod:`kronos.data.tables`)."""
         return ReadOptions(time_column=self.time_column, sort=self.sort, nan=self.nan, rename=self.rename,
                            id_column=self.id_column, adjusted=self.adjusted, time_unit=self.time_unit,
                            date_format=self.date_format, dayfirst=self.dayfirst)
@@ -552,7 +552,7 @@ class Trainer:
         return ("loss", "ce_s1", "ce_s2", "s1_acc", "s2_acc")
 
     def _predictor(self, model: nn.Module):
-        from ..predictor import KronosPredictor
+        from ..forecasting.predictor import KronosPredictor
 
         opts = self.opts
         # A copy: the predictor puts its network in inference form (eval mode, packed projections), which must

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Normalizer
-from ..tables import Series
+from ..data.features import Normalizer
+from ..data.tables import Series
 
 # Stream tags keep the training, validation and test draws of one seed apart.
 TRAIN_STREAM, VAL_STREAM = 0, 1

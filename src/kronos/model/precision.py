@@ -1,6 +1,6 @@
 """How the predictor network is stored and run for inference: ``float32``, ``bfloat16`` or ``int8``.
 
-:func:`prepare` is the one place that turns a loaded :class:`~kronos.network.Kronos` into its inference
+:func:`prepare` is the one place that turns a loaded :class:`~kronos.model.network.Kronos` into its inference
 form for a precision:
 
 - **float32** (default, exact): the q/k/v projections of every attention layer, the SwiGLU gate and up

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .evaluation.metrics import central_interval
+from ..evaluation.metrics import central_interval
+from ..stats.scores import crps_samples
 from .predictor import Forecast
-from .scores import crps_samples
 
 LEVELS = (0.5, 0.8)
 

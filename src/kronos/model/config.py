@@ -39,7 +39,7 @@ class _ConfigMixin:
 
 @dataclass
 class TokenizerConfig(_ConfigMixin):
-    """Shape of a :class:`~kronos.tokenizer.KronosTokenizer` (published defaults: Kronos-Tokenizer-base)."""
+    """Shape of a :class:`~kronos.model.tokenizer.KronosTokenizer` (published defaults: Kronos-Tokenizer-base)."""
 
     d_in: int = 6
     d_model: int = 256
@@ -80,7 +80,7 @@ class TokenizerConfig(_ConfigMixin):
 
 @dataclass
 class KronosConfig(_ConfigMixin):
-    """Shape of a :class:`~kronos.network.Kronos` predictor network (published defaults: Kronos-small).
+    """Shape of a :class:`~kronos.model.network.Kronos` predictor network (published defaults: Kronos-small).
 
     ``dep_n_heads`` and ``rope_base`` are not in the published ``config.json``; their defaults are the
     values the published weights were trained with.

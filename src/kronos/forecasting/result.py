@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..data.features import FEATURE_COLUMNS
 from .calibration import Calibration
-from .data import FEATURE_COLUMNS
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # Sample paths of forecast() and of the forecasting commands, page and service when none is given. Chosen on
@@ -28,7 +28,7 @@ class Forecast:
 
     ``samples`` is (sample_count, pred_len, 6) float32 over ``columns``. Every bar of every path from
     ``forecast``/``forecast_batch``/``forecast_df`` is a valid candle, ``low <= min(open, close) <=
-    max(open, close) <= high`` with volume and amount ``>= 0`` (:func:`kronos.candles.valid_candles`, applied
+    max(open, close) <= high`` with volume and amount ``>= 0`` (:func:`kronos.data.candles.valid_candles`, applied
     last, after calibration). ``timestamps`` index the forecast bars. ``calibration`` says how the price
     columns' spread was rescaled from the series' own past (None when calibration was not asked for).
     """

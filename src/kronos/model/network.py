@@ -77,7 +77,7 @@ class TemporalEmbedding(nn.Module):
 class CrossAttention(nn.Module):
     """Multi-head attention of s1 embeddings (queries) over trunk hidden states (keys/values)."""
 
-    packed_kv = None  # k_proj and v_proj as one product, set for inference by kronos.precision
+    packed_kv = None  # k_proj and v_proj as one product, set for inference by kronos.model.precision
 
     def __init__(self, d_model: int, n_heads: int, rope_base: float = 10000.0):
         super().__init__()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch is imported where weights are loaded: the readers and
     import torch
     from torch import nn
 
-from . import kill_points
+from .. import kill_points
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -23,7 +23,7 @@ PREDICTOR_INFO_NAME = "predictor.json"  # optional, beside a predictor's config.
 
 M = TypeVar("M", bound="PretrainedMixin")
 
-WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"  # the bundled default model (kronos.default_model)
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"  # the bundled default model (kronos.model.default_model)
 
 BUNDLED_PARTS = ("model", "tokenizer")
 
@@ -146,7 +146,7 @@ def write_predictor_info(directory: str | os.PathLike, lookback: int, max_contex
     which also fix the normalisation statistics), the longest window it saw (``max_context`` tokens), the
     training ``horizon``, the ``tokenizer`` it was trained with (a folder, a hub id or ``"default"``) and the
     normalisation rules (z-scores from the lookback bars, clipped at ±``clip``)."""
-    from .data import NORM_EPS
+    from ..data.features import NORM_EPS
 
     info: dict[str, Any] = {"lookback": int(lookback), "max_context": int(max_context)}
     if horizon is not None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scores import crps_samples
+from ..stats.scores import crps_samples
 
 MIN_ORIGINS = 4
 MAX_ORIGINS = 12

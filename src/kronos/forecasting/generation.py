@@ -8,7 +8,7 @@ once the window slides every position's state changes, so those steps recompute 
 
 Rows are ``series × samples`` (series-major). Each series' history is encoded and prefilled once;
 its ``sample_count`` rows share that history's keys/values and cache only their own generated tokens
-(:class:`~kronos.kv_cache.SharedPrefixCache`), and slide steps compute the window's history part once
+(:class:`~kronos.model.kv_cache.SharedPrefixCache`), and slide steps compute the window's history part once
 per series. On CUDA the fixed-shape cached step is recorded as a CUDA graph and replayed.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .kv_cache import KVCache, SharedPrefixCache, SplitKV
-from .network import Kronos, positions_and_mask
+from ..model.kv_cache import KVCache, SharedPrefixCache, SplitKV
+from ..model.network import Kronos, positions_and_mask
 
 MIN_TEMPERATURE = 1e-3
 

@@ -3,7 +3,7 @@
 The weights live in ``kronos/weights/default/{model,tokenizer}`` (published layout, float16 storage;
 loading restores float32) with ``default.json`` (lookback, max_context and provenance); the model folder's
 ``predictor.json`` holds the same lookback and max_context. Rebuild them with
-``python -m kronos.default_model MODEL_DIR TOKENIZER_DIR --max-context N --lookback L`` (see MODEL_CARD.md).
+``python -m kronos.model.default_model MODEL_DIR TOKENIZER_DIR --max-context N --lookback L`` (see MODEL_CARD.md).
 """
 
 from __future__ import annotations

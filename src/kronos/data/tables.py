@@ -52,10 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checkpoint import atomic_write_bytes
-from .data import FEATURE_COLUMNS, PRICE_COLUMNS, TIME_COLUMN_NAMES, bar_features, time_features
+from ..model.checkpoint import atomic_write_bytes
+from .features import FEATURE_COLUMNS, PRICE_COLUMNS, TIME_COLUMN_NAMES, bar_features, time_features
 
-log = logging.getLogger("kronos.tables")
+log = logging.getLogger("kronos.data.tables")
 
 NAN_POLICIES = ("drop", "ffill", "error")
 TIME_UNITS = ("s", "ms", "us", "ns")
@@ -241,7 +241,7 @@ class Series:
     """One validated series of bars.
 
     ``bars`` (T, 6) float32 open, high, low, close, volume, amount (the rules of
-    :func:`kronos.data.bar_features`: no volume -> volume and amount 0, no amount -> volume × mean
+    :func:`kronos.data.features.bar_features`: no volume -> volume and amount 0, no amount -> volume × mean
     price); ``timestamps`` a strictly increasing DatetimeIndex; ``stamps`` (T, 5) float32 time features
     (minute, hour, weekday, day, month). ``id_column`` is the symbol column of the long table the series
     came from (its ``name`` is the symbol), None for a table of one series; ``source`` says where it was

@@ -14,6 +14,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.candles import valid_candles
+from ..data.features import (
+    FEATURE_COLUMNS,
+    NORM_EPS,
+    Normalizer,
+    as_timestamps,
+    bar_features,
+    check_count,
+    time_features,
+)
+from ..model.checkpoint import read_predictor_info
+from ..model.network import Kronos
+from ..model.precision import check_supported, prepare
+from ..model.tokenizer import KronosTokenizer
 from .calibration import (
     MAX_ORIGINS,
     PATHS_PER_ORIGIN,
@@ -25,15 +39,9 @@ from .calibration import (
     recentre,
     rescale_paths,
 )
-from .candles import valid_candles
-from .checkpoint import read_predictor_info
-from .data import FEATURE_COLUMNS, NORM_EPS, Normalizer, as_timestamps, bar_features, check_count, time_features
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
-from .network import Kronos
 from .past_forecasts import PastForecasts, past_key, past_seed
-from .precision import check_supported, prepare
 from .result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
-from .tokenizer import KronosTokenizer
 
 NON_NEGATIVE = ("volume", "amount")
 PRICE_INDICES = [0, 1, 2, 3]
@@ -41,7 +49,7 @@ CLOSE = 3
 # forecast_df: how df is read
 _READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit", "date_format", "dayfirst")
 
-log = logging.getLogger("kronos.predictor")
+log = logging.getLogger("kronos.forecasting.predictor")
 
 
 class ForecastCancelled(RuntimeError):
@@ -192,7 +200,7 @@ class KronosPredictor:
         clip: normalised values are clipped to ±clip.
         dtype: how the network is stored and run: ``"float32"`` (default, exact), ``"bfloat16"`` or
             ``"int8"`` (CPU only), or a torch dtype (``torch.float32``, ``torch.bfloat16``, ``torch.int8``).
-            The tokenizer stays float32. See :mod:`kronos.precision` and docs/performance.md.
+            The tokenizer stays float32. See :mod:`kronos.model.precision` and docs/performance.md.
         lookback: history bars ``forecast()`` feeds the network and normalises on (the lookback the model
             was trained with; default ``max_context``). Earlier bars serve only calibration.
     """
@@ -213,7 +221,7 @@ class KronosPredictor:
         self.lookback = check_count("lookback", lookback) if lookback is not None else self.max_context
         self._said_lookback = False
         self.sources: dict[str, str] = {}  # from_pretrained: the model and tokenizer it loaded
-        # calibration's past-origin forecasts, by content (see kronos.past_forecasts)
+        # calibration's past-origin forecasts, by content (see kronos.forecasting.past_forecasts)
         self.past_forecasts = PastForecasts()
         self.calibration_paths = PATHS_PER_ORIGIN  # sample paths per past origin
         self.calibration_origins = MAX_ORIGINS  # most past origins per forecast
@@ -231,12 +239,12 @@ class KronosPredictor:
         A model folder written by ``kronos train`` (or the bundled one) records in ``predictor.json`` the
         tokenizer it was trained with, its ``max_context``, ``lookback`` and the normalisation ``clip``; those
         are used unless given here. A given value that differs from the recorded one wins, with a warning
-        on the ``kronos.predictor`` logger. Without a record, ``tokenizer`` is required and ``max_context``
+        on the ``kronos.forecasting.predictor`` logger. Without a record, ``tokenizer`` is required and ``max_context``
         defaults to 512, ``lookback`` to ``max_context``, ``clip`` to 5.
         ``dtype`` as in :class:`KronosPredictor`.
         """
         check_supported(dtype, torch.device(device) if device is not None else auto_device())
-        from .default_model import describe_source, resolve_source
+        from ..model.default_model import describe_source, resolve_source
 
         source = resolve_source(model, "model")
         info = read_predictor_info(source)
@@ -274,7 +282,7 @@ class KronosPredictor:
         """A predictor over a folder written by ``kronos export onnx``, run on ONNX Runtime: the same
         ``forecast``/``forecast_batch``/``forecast_df`` interface (:class:`kronos.onnx.OnnxPredictor`;
         ``dtype`` "float32" or "int8"). Without PyTorch, import it from :mod:`kronos.onnx` instead."""
-        from .onnx.predictor import OnnxPredictor
+        from ..onnx.predictor import OnnxPredictor
 
         return OnnxPredictor(folder, dtype=dtype, **kwargs)
 
@@ -453,7 +461,7 @@ class KronosPredictor:
     def _calibrations(self, series: list[_Series], sampling: SamplingConfig, use_cache: bool, dequantise: bool,
                       lookback: int, calibration_seed: int, should_stop: Any = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
-        :mod:`kronos.calibration`); past forecasts not made before go through the network together."""
+        :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together."""
         plans = [plan_origins(len(s.bars), s.pred_len, lookback, self.calibration_origins) for s in series]
         settings = self._past_settings(sampling, use_cache, dequantise, lookback, calibration_seed)
         past = self._past_closes(series, plans, settings, sampling, use_cache, dequantise, lookback, should_stop)
@@ -526,8 +534,8 @@ class KronosPredictor:
                          verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
                          should_stop: Any = None, given: list[Calibration | None] | None = None,
                          calibration_seed: int = 0, lookback: int | None = None, valid: bool = True) -> list[Forecast]:
-        """Sample, calibrate (when asked) and, with ``valid``, repair every bar (:func:`kronos.candles.valid_candles`)
-        as the very last step."""
+        """Sample, calibrate (when asked) and, with ``valid``, repair every bar
+        (:func:`kronos.data.candles.valid_candles`) as the very last step."""
         lookback = lookback or self.lookback
         used = self._truncate(series, lookback) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
@@ -567,18 +575,18 @@ class KronosPredictor:
         The network sees each history's last ``lookback`` bars (the predictor's own unless given here),
         normalised on those bars. With
         ``calibrate`` the spread of the price paths around their median is rescaled per horizon step from
-        forecasts at past origins inside the history (:mod:`kronos.calibration`; ``Forecast.calibration``
+        forecasts at past origins inside the history (:mod:`kronos.forecasting.calibration`; ``Forecast.calibration``
         reports the factors); histories too short for that are left as sampled, with a note.
         ``dequantise`` adds to every forecast bar a reconstruction residual of the tokenizer drawn from the
         series' own history (the difference between each history bar and its decoding from its own tokens),
         so that paths drawing the same token differ by what the token cannot tell apart; without it the
         first forecast bar takes only as many values as distinct tokens were drawn.
-        Every sample bar is a valid candle: after sampling and calibration, :func:`kronos.candles.valid_candles`
+        Every sample bar is a valid candle: after sampling and calibration, :func:`kronos.data.candles.valid_candles`
         raises a high below the body to ``max(open, close)`` and lowers a low above it to ``min(open, close)``
         (open and close stay as sampled) and clips volume and amount at 0.
         ``seed``: an int (or a ``torch.Generator``) gives the whole batch one random stream; a list of ints,
         one per series, gives each series its own stream, so that a series' paths do not depend on which
-        other series share its batch (:mod:`kronos.batch` derives them from a run seed and the series' id).
+        other series share its batch (:mod:`kronos.universe` derives them from a run seed and the series' id).
         ``verbose`` shows a progress bar over the generation steps on stderr. ``should_stop``, a callable
         without arguments, is asked after every generation step; when it returns True the forecast stops
         there with :class:`ForecastCancelled` (a server uses it to drop work nobody waits for).
@@ -587,7 +595,7 @@ class KronosPredictor:
         timestamps, the network and the sampling options, drawn with its own seed derived from that key
         and ``calibration_seed`` (not from ``seed``), and kept in :attr:`past_forecasts` (a bounded
         store), so later forecasts of the same series reuse it. ``calibration``: a fitted
-        :class:`~kronos.calibration.Calibration` (one for all series, or one per series, None where it is
+        :class:`~kronos.forecasting.calibration.Calibration` (one for all series, or one per series, None where it is
         to be fitted) applied as it is, without forecasting past origins; its ``scale`` must have
         ``pred_len`` entries.
         """
@@ -620,19 +628,19 @@ class KronosPredictor:
         ``id_column``, found by itself when named symbol, ticker, item_id or id). ``timestamp_column``
         names the timestamp column when it is not one of timestamps, timestamp, date, datetime, time,
         ts. The ``pred_len`` future timestamps of each series follow its own trading calendar
-        (:func:`kronos.calendar.future_timestamps`), or ``last + k*freq`` with a pandas ``freq``; daily and
+        (:func:`kronos.data.calendar.future_timestamps`), or ``last + k*freq`` with a pandas ``freq``; daily and
         intraday ones skip the holidays and early closes of the exchange ``calendar`` (``"XNYS"``; default:
         detected from the history, ``"none"``: no exchange calendar).
 
         Other keywords go to :meth:`forecast_batch` (``sample_count``, ``quantiles``, ``seed``, ...), except
-        the reading options of :class:`kronos.tables.ReadOptions` (``sort``, ``nan``, ``rename``, ``adjusted``,
+        the reading options of :class:`kronos.data.tables.ReadOptions` (``sort``, ``nan``, ``rename``, ``adjusted``,
         ``time_unit``, ``date_format``, ``dayfirst``), which say how ``df`` is read.
 
         Returns one row per (series, forecast timestamp, column): the id column (long input only),
         ``timestamp``, ``column``, ``mean`` and one column per quantile level, as :meth:`Forecast.to_frame`.
         """
-        from .calendar import future_timestamps
-        from .tables import TableError, column_key, frame_to_series
+        from ..data.calendar import future_timestamps
+        from ..data.tables import TableError, column_key, frame_to_series
 
         check_count("pred_len", pred_len)
         reading = {k: forecast_kwargs.pop(k) for k in _READ_KEYWORDS if k in forecast_kwargs}
@@ -665,7 +673,7 @@ class KronosPredictor:
 
         As in the original, the whole given history is normalised and encoded (the network still sees at
         most ``max_context`` tokens), nothing is calibrated, and the bars are the decoded ones: a high may
-        lie below the open or close (``forecast()`` repairs that, :mod:`kronos.candles`).
+        lie below the open or close (``forecast()`` repairs that, :mod:`kronos.data.candles`).
         ``verbose`` shows a progress bar over the generation steps on stderr.
         """
         forecasts = self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count,

@@ -1,6 +1,6 @@
 """Transformer building blocks shared by the tokenizer and the predictor network.
 
-The inference caches the attention layers can write to live in :mod:`kronos.kv_cache`.
+The inference caches the attention layers can write to live in :mod:`kronos.model.kv_cache`.
 
 Submodule and parameter names follow the published checkpoints (``norm1``, ``self_attn.q_proj``,
 ``self_attn.rotary.inv_freq``, ``ffn.w1`` ...), so ``load_state_dict`` takes them unchanged.
@@ -38,7 +38,7 @@ class RMSNorm(nn.Module):
 class FeedForward(nn.Module):
     """SwiGLU feed-forward without biases: ``w2(silu(w1 x) * w3 x)``."""
 
-    packed_gate_up = None  # w1 and w3 as one product, set for inference by kronos.precision
+    packed_gate_up = None  # w1 and w3 as one product, set for inference by kronos.model.precision
 
     def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
         super().__init__()
@@ -133,7 +133,7 @@ class RotaryAngles(NamedTuple):
 class SelfAttention(nn.Module):
     """Multi-head self-attention with rotary positions and biased projections."""
 
-    packed_qkv = None  # q_proj, k_proj and v_proj as one product, set for inference by kronos.precision
+    packed_qkv = None  # q_proj, k_proj and v_proj as one product, set for inference by kronos.model.precision
 
     def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0,
                  rope_base: float = 10000.0):

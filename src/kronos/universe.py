@@ -2,7 +2,7 @@
 
 :func:`forecast_universe` reads many series (files, a folder, a glob, a long table with a symbol
 column, a DataFrame), forecasts them in batches of similar length with
-:meth:`~kronos.predictor.KronosPredictor.forecast_batch`, and writes one dataset: a folder with one
+:meth:`~kronos.forecasting.predictor.KronosPredictor.forecast_batch`, and writes one dataset: a folder with one
 partition per series (``id=<series>/part-0.parquet``), optionally under a run partition
 (``run=<label>/``), in Parquet or CSV.
 
@@ -39,12 +39,12 @@ import numpy as np
 import pandas as pd
 
 from . import kill_points
-from .calibration import Calibration
-from .predictor import DEFAULT_QUANTILES, KronosPredictor
-from .result import DEFAULT_PATHS
-from .tables import ReadOptions, Series, TableError, read_series, table_stem
+from .data.tables import ReadOptions, Series, TableError, read_series, table_stem
+from .forecasting.calibration import Calibration
+from .forecasting.predictor import DEFAULT_QUANTILES, KronosPredictor
+from .forecasting.result import DEFAULT_PATHS
 
-log = logging.getLogger("kronos.batch")
+log = logging.getLogger("kronos.universe")
 
 ENGINES = ("local", "ray")
 FORMATS = ("parquet", "csv")
@@ -125,7 +125,7 @@ def _expand(source: Any) -> list[Any]:
         text = os.path.expanduser(str(entry))
         path = Path(text)
         if path.is_dir():
-            from .tables import FOLDER_SUFFIXES, _table_suffix
+            from .data.tables import FOLDER_SUFFIXES, _table_suffix
 
             found = sorted(p for p in path.iterdir() if p.is_file() and _table_suffix(p) in FOLDER_SUFFIXES)
             if not found:
@@ -176,7 +176,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
            failed: dict[str, str], calendar: str | None = None) -> list[_Task]:
-    from .calendar import future_timestamps
+    from .data.calendar import future_timestamps
 
     tasks = []
     for s in series:
@@ -252,7 +252,7 @@ class _Dataset:
         self._write_file(self.batch_path(ids), table)
 
     def _write_file(self, path: Path, frame: pd.DataFrame) -> None:
-        from .checkpoint import atomic_write_bytes
+        from .model.checkpoint import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "parquet":
@@ -269,7 +269,7 @@ class _Dataset:
         """Merge ``fitted`` into ``_calibrations.json`` (rewritten atomically)."""
         if not fitted:
             return
-        from .checkpoint import atomic_write_bytes
+        from .model.checkpoint import atomic_write_bytes
 
         path = self.base / CALIBRATIONS_FILE
         stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -278,7 +278,7 @@ class _Dataset:
         atomic_write_bytes(path, json.dumps(stored, sort_keys=True).encode())
 
     def write_errors(self, failed: dict[str, str]) -> Path | None:
-        from .checkpoint import atomic_write_bytes
+        from .model.checkpoint import atomic_write_bytes
 
         path = self.base / ERRORS_FILE
         if not failed:
@@ -487,7 +487,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
     ``source``: a file (a long table with a symbol column holds many series), a folder (its table files),
     a glob pattern (``"data/*.parquet"``), a DataFrame, or a list of these. Reading follows
-    :mod:`kronos.tables` (``options`` or its keywords: ``time_column``, ``id_column``, ``nan``, ...). A
+    :mod:`kronos.data.tables` (``options`` or its keywords: ``time_column``, ``id_column``, ``nan``, ...). A
     series is named by its symbol, or by its file's stem.
 
     The model: ``predictor``, or ``model``/``tokenizer``/``device``/``max_context`` as in
@@ -513,7 +513,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
     Each series' fitted calibration is stored beside its forecasts, in ``_calibrations.json`` (id ->
     :meth:`Calibration.to_dict`) next to ``_errors.csv``. ``calibrations``: fitted calibrations to apply
-    instead of fitting, a mapping id -> :class:`~kronos.calibration.Calibration` or a dataset folder
+    instead of fitting, a mapping id -> :class:`~kronos.forecasting.calibration.Calibration` or a dataset folder
     written before (its ``_calibrations.json``, :func:`read_calibrations`); series without one are fitted.
     So a daily refresh can fit every N runs and reuse the factors in between.
     """
@@ -542,7 +542,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
     settings = _Settings(pred_len, sample_count, tuple(float(q) for q in quantiles), T, top_k, top_p, calibrate,
                          dequantise, paths)
-    from .generation import SamplingConfig
+    from .forecasting.generation import SamplingConfig
 
     SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)  # bad settings fail here, not in every series
     if any(not 0 <= q <= 1 for q in settings.quantiles):
@@ -552,7 +552,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     dataset = _Dataset(Path(out), format, partition, run)
     opts = ReadOptions.of(options, **read_keywords)
     series = _read(source, opts, result.failed)
-    from .calendar import check_calendar
+    from .data.calendar import check_calendar
 
     check_calendar(calendar)  # a bad name fails here, not in every series
     tasks = {t.id: t for t in _tasks(series, pred_len, freq, lookback, int(seed), result.failed, calendar)}

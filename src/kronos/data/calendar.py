@@ -25,7 +25,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 FREQ_EXAMPLES = "e.g. 5min, 15min, h, D, B, W-FRI, MS, ME"
-log = logging.getLogger("kronos.calendar")
+log = logging.getLogger("kronos.data.calendar")
 # Tried in this order when no calendar is named (a tie goes to the earlier one: XNYS before XNAS-like twins).
 DETECTED_CALENDARS = ("XNYS", "XLON", "XETR", "XTKS", "XHKG", "XSHG", "XKRX", "XTSE", "XASX", "XBOM")
 NO_CALENDAR = "none"

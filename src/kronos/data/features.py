@@ -1,7 +1,7 @@
 """Bar features for the networks: column checks, OHLCV+amount features, time features, per-window
 normalisation.
 
-Reading data files is :mod:`kronos.tables`; this module turns a frame of bars into the arrays the networks
+Reading data files is :mod:`kronos.data.tables`; this module turns a frame of bars into the arrays the networks
 see (they only see tensors).
 """
 

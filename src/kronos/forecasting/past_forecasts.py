@@ -1,6 +1,6 @@
 """Past-origin forecasts as reusable work: keys, seeds and a bounded in-memory store.
 
-Calibration forecasts a series from past origins inside its history (:mod:`kronos.calibration`). Such a
+Calibration forecasts a series from past origins inside its history (:mod:`kronos.forecasting.calibration`). Such a
 forecast depends only on the bars before its end row, the timestamps of its horizon, the network and the
 sampling settings, so it is keyed by exactly those (a digest of the bars' content, not of the row number
 or of the rest of the history) and drawn with its own seed derived from that key. Neighbouring origins
@@ -25,7 +25,7 @@ DEFAULT_MAX_BYTES = 256 * 2**20  # close paths kept: 16 paths x 24 steps take 1.
 
 def past_seed(bars: np.ndarray, timestamps: Any, horizon: Any, calibration_seed: int = 0) -> int:
     """The 63-bit seed one past forecast is drawn with: a BLAKE2b hash of its history bars (T, 6) as the
-    predictor reads them (float32, :func:`kronos.data.bar_features`), their timestamps (T,), the horizon's
+    predictor reads them (float32, :func:`kronos.data.features.bar_features`), their timestamps (T,), the horizon's
     timestamps (P,) and ``calibration_seed``. Reproduce a calibration's past forecast with
     ``predictor.forecast(history, timestamps, horizon, P, sample_count=PATHS_PER_ORIGIN, seed=past_seed(...))``.
     """

@@ -1,0 +1,1 @@
+"""Scoring rules and significance statistics (NumPy and SciPy only)."""
