@@ -453,6 +453,9 @@ def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, b
     context.enable_progress_bars = False  # the progress bar over series is ours
     if hasattr(context, "enable_operator_progress_bars"):
         context.enable_operator_progress_bars = False
+    # results are matched to their batches by position: with several actors Ray Data would otherwise yield
+    # them in the order they finish
+    context.execution_options.preserve_order = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ref = [ray.put(predictor)] if loader is None else None  # in a list: Ray passes it to actors unresolved
     items = [{"payload": pickle.dumps(batch)} for batch in batches]
