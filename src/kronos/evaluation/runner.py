@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 
 from ..data.tables import ReadOptions, Series
+from .origins import Engine, EvaluationConfig
 from .report import write_report
 from .results import EvaluationResults
-from .walkforward import Engine, EvaluationConfig, load_series, run_walkforward
+from .walkforward import collect_series, run_walkforward
 
 
 @dataclass
@@ -54,6 +55,6 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
     if config is not None and settings:
         raise TypeError("give either config or keyword settings, not both")
     config = config or EvaluationConfig(**settings)
-    series = load_series(sources, read_options)
+    series = collect_series(sources, read_options)
     run = run_walkforward(series, config, predictor, model_name=model_name, progress=progress, engine=engine)
     return Evaluation.from_run(run)
