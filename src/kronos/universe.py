@@ -1,8 +1,8 @@
 """Forecast a whole universe of series in one job, in this process or on a Ray cluster.
 
 :func:`forecast_universe` reads many series (files, a folder, a glob, a long table with a symbol
-column, a DataFrame), forecasts them in batches of similar length with
-:meth:`~kronos.forecasting.predictor.KronosPredictor.forecast_batch`, and writes one dataset: a folder with one
+column, a DataFrame), forecasts them in batches of similar length through the forecasting door
+(:func:`~kronos.forecasting.forecast.forecast_series`), and writes one dataset: a folder with one
 partition per series (``id=<series>/part-0.parquet``), optionally under a run partition
 (``run=<label>/``), in Parquet or CSV.
 
@@ -531,9 +531,9 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
         if find_spec("pyarrow") is None:
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
     # bad settings fail here, not in every series
-    options = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
-                              calibrate=calibrate, dequantise=dequantise)
-    settings = TaskSettings(pred_len, options, paths)
+    forecasting = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
+                                  calibrate=calibrate, dequantise=dequantise)
+    settings = TaskSettings(pred_len, forecasting, paths)
 
     result = UniverseResult(Path(out))
     dataset = _Dataset(Path(out), format, partition, run)
