@@ -1,14 +1,12 @@
-"""``kronos forecast`` (bars in, tidy forecast out, optional chart) and ``kronos info``."""
+"""``kronos forecast``: read the bars, forecast them through the door, write the tidy frame (and a chart)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import io
-import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,7 +20,6 @@ from .common import (
     add_table_arguments,
     check_model_arguments,
     load_predictor,
-    model_summary,
     positive_int,
     progress,
     read_options,
@@ -65,11 +62,6 @@ in batches; series already there are skipped (rerun a killed job to resume); fai
 _errors.csv there and the exit status is 3 (0 when every series was forecast).
 """
 
-INFO_EXAMPLES = """\
-examples:
-  kronos info
-  kronos info --model ./my-model --tokenizer ./my-tokenizer --json
-"""
 
 
 def pred_len_int(text: str) -> int:
@@ -165,6 +157,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     universe.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per Ray actor (default 1)")
     universe.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0)")
     parser.set_defaults(func=run)
+    from .info import register_info
+
     register_info(subparsers)
 
 
@@ -477,56 +471,3 @@ def _say_what(args: argparse.Namespace, series: list, futures: list, lookback: i
     else:
         what = f"{args.pred_len} bars of {len(series)} series from up to {longest} history bars"
     progress(args, f"forecasting {what}{seen}, {args.samples} sample paths")
-
-
-# -- kronos info ---------------------------------------------------------------------------------------
-
-def register_info(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "info", help="versions, device, and the model's configuration and size", epilog=INFO_EXAMPLES,
-        description="Print library versions, the device that would be used, and the loaded model's "
-                    "configuration, parameter counts and size.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser, backend=False)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run_info)
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import pandas
-    import torch
-
-    from .. import __version__
-
-    return {"kronos-kline": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "pandas": pandas.__version__, "platform": platform.platform()}
-
-
-def run_info(args: argparse.Namespace) -> int:
-    from ..forecasting.predictor import auto_device
-    from ..model.default_model import bundled_folder
-
-    info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device()),
-                            "bundled": {part: str(bundled_folder(part)) for part in ("model", "tokenizer")}}
-    if not args.json:
-        for key, value in info["versions"].items():
-            print(f"{key:<24}{value}")
-        print(f"{'device':<24}{info['device']}")
-        for part, folder in info["bundled"].items():
-            print(f"{'bundled ' + part:<24}{folder}")
-        sys.stdout.flush()
-    info["model"] = model_summary(load_predictor(args), args.model, args.tokenizer)
-    if args.json:
-        print(json.dumps(info, indent=1, default=str))
-        return 0
-    for key, value in info["model"].items():
-        if key == "device" and str(value) == info["device"]:  # printed above
-            continue
-        if isinstance(value, dict):
-            print(key)
-            for k, v in value.items():
-                print(f"  {k:<22}{v}")
-        else:
-            print(f"{key:<24}{value}")
-    return 0
