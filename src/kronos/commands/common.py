@@ -272,7 +272,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_of(args: argparse.Namespace):
-    """The :class:`kronos.evaluation.walkforward.Engine` the engine arguments ask for."""
+    """The :class:`kronos.evaluation.origins.Engine` the engine arguments ask for."""
     from ..evaluation.walkforward import Engine
 
     if not args.cpus_per_worker > 0 or args.gpus_per_worker < 0:

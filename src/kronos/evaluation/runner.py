@@ -40,7 +40,7 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
         progress: called as ``progress(origins_done, origins_total)`` after each model batch.
         read_options: how files and frames are read (:class:`kronos.data.tables.ReadOptions`: time_column, sort,
             nan, rename, id_column, adjusted, time_unit).
-        engine: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`: this process
+        engine: where the model's batches run (:class:`kronos.evaluation.origins.Engine`: this process
             by default, or a Ray actor pool), with the same results on each.
 
     Example:
