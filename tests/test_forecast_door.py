@@ -119,3 +119,14 @@ def test_futures_are_needed_for_series_and_must_match(tiny_predictor, history):
     with pytest.raises(ValueError, match="seed has 2 entries for 1 series"):
         future = future_timestamps(series.timestamps, PRED, None)[0]
         forecast_series(tiny_predictor, [series], ForecastOptions(seed=[1, 2]), [future])
+
+
+def test_past_seeds_do_not_depend_on_the_timestamps_resolution():
+    """A frame read with microsecond timestamps and a table read in nanoseconds hold the same bars: their past
+    forecasts share seeds and keys, so calibration agrees."""
+    from kronos.forecasting.past_forecasts import past_seed
+
+    stamps = pd.date_range("2024-01-01", periods=8, freq="D")
+    bars = np.ones((6, 6), dtype=np.float32)
+    seeds = {past_seed(bars, stamps[:6].as_unit(unit), stamps[6:].as_unit(unit)) for unit in ("s", "us", "ns")}
+    assert len(seeds) == 1
