@@ -30,7 +30,7 @@ import pandas as pd
 from ..data.calendar import check_calendar, future_timestamps
 from ..data.tables import TableError, frame_to_series, parse_table
 from ..forecasting.forecast import ForecastCancelled, forecast_series
-from ..forecasting.inputs import from_frames
+from ..forecasting.inputs import from_arrays
 from ..forecasting.options import ForecastOptions
 from ..forecasting.predictor import Forecast, KronosPredictor
 from .checks import check_ohlc, forecast_work
@@ -385,8 +385,8 @@ class ForecastService:
             options = ForecastOptions(sample_count=s.samples, T=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                       quantiles=(), seed=[job.seed for job in batch], calibrate=s.calibrate,
                                       dequantise=s.dequantise, should_stop=given_up)
-            inputs = from_frames([job.bars for job in batch], [job.bars.index for job in batch],
-                                 [job.future for job in batch], [job.settings.pred_len for job in batch])
+            inputs = [from_arrays(job.bars.to_numpy(dtype=np.float32), job.bars.index, job.future, name=f"bars[{i}]")
+                      for i, job in enumerate(batch)]  # checked when the job was made; float arrays from here
             return forecast_series(self.predictor, inputs, options)
         except ForecastCancelled as exc:
             self.cancelled_calls += 1
