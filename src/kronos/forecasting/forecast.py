@@ -284,13 +284,13 @@ def fit_calibrations(backend: Backend, series: list[SeriesInput], options: Forec
 
 def forecast_frame(backend: Backend, series: Sequence[Any], pred_len: int, options: ForecastOptions | None = None,
                    *, freq: str | None = None, calendar: str | None = None, id_column: str | None = None,
-                   float32: bool = False) -> pd.DataFrame:
+                   float32: bool = False, label: str = "name") -> pd.DataFrame:
     """Forecast :class:`kronos.data.tables.Series` into one tidy frame: each series' ``pred_len`` future
-    timestamps from its calendar (``freq``, ``calendar`` as :func:`kronos.data.calendar.future_timestamps`),
-    then :func:`kronos.forecasting.inputs.tidy_frame` (``id_column``: the label of the symbol column, when
-    the series came from a long table)."""
+    timestamps from its calendar (``freq``, ``calendar`` as :func:`kronos.data.calendar.future_timestamps`;
+    a failure names the series by its ``label`` attribute), then :func:`kronos.forecasting.inputs.tidy_frame`
+    (``id_column``: the label of the symbol column, when the series came from a long table)."""
     from .inputs import future_of, tidy_frame
 
-    futures = [future for future, _ in future_of(series, pred_len, freq, calendar)]
+    futures = [future for future, _ in future_of(series, pred_len, freq, calendar, label=label)]
     forecasts = forecast_series(backend, series, options, futures)
     return tidy_frame(forecasts, [s.name for s in series], id_column, float32=float32)

@@ -184,11 +184,6 @@ class KronosPredictor:
         return paths.sample(series, sampling, samples, streams, use_cache=use_cache, verbose=verbose,
                             dequantise=dequantise, should_stop=should_stop)
 
-    def forecast_series(self, series: Sequence[Any], options: ForecastOptions | None = None,
-                        futures: Sequence[Any] | None = None) -> list[Forecast]:
-        """:func:`kronos.forecasting.forecast.forecast_series` with this predictor."""
-        return forecast_series(self, series, options, futures)
-
     # -- public API -----------------------------------------------------------------------------
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                        y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *,

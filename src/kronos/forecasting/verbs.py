@@ -12,8 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..data.features import check_count
-from .forecast import Backend, forecast_series
-from .inputs import future_of, tidy_frame
+from .forecast import Backend, forecast_frame
 from .options import ForecastOptions
 
 # forecast_df: the keywords that say how df is read (kronos.data.tables.ReadOptions)
@@ -34,9 +33,8 @@ def forecast_frame_of(backend: Backend, df: pd.DataFrame, pred_len: int, id_colu
     except TableError as exc:  # name this method's argument, not the reader's
         options = [("timestamp_column" if n == "time_column" else n, v) for n, v in exc.options]
         raise TableError(exc.where, exc.problem, exc.fix, options) from None
-    futures = [future for future, _ in future_of(series, pred_len, freq, calendar, label="source")]
-    forecasts = forecast_series(backend, series, ForecastOptions(**keywords), futures)
     label = None
     if series[0].id_column is not None:
         label = str(next((c for c in df.columns if column_key(c) == series[0].id_column), series[0].id_column))
-    return tidy_frame(forecasts, [s.name for s in series], label)
+    return forecast_frame(backend, series, pred_len, ForecastOptions(**keywords), freq=freq, calendar=calendar,
+                          id_column=label, label="source")
