@@ -107,6 +107,7 @@ class _Settings:
     calibration_seed: int = 0
     samples: bool = False  # workers return the (S, P, 6) sample paths instead of the tidy frame
     lookback: int | None = None  # bars the network sees (None: the predictor's own)
+    combine: bool = True  # pool with the baselines where the predictor can (kronos.forecasting.combination)
 
 
 # -- reading -------------------------------------------------------------------------------------------
@@ -352,11 +353,23 @@ def _frame(forecast: Any, settings: _Settings) -> pd.DataFrame:
     return frame
 
 
+def _takes(method: Any, name: str) -> bool:
+    """Whether ``method`` has a parameter ``name`` (the ONNX predictor has no ``combine``)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
                    settings: _Settings) -> list[tuple[str, Any, str | None, Calibration | None]]:
     """(id, frame, None, calibration) or (id, None, reason, None) per task (the (S, P, 6) sample paths
     instead of the frame with ``settings.samples``); a batch that fails is retried series by series so that
     only the bad series fails (with per-series seeds the good ones come out the same)."""
+    pool = {"combine": settings.combine} if _takes(predictor.forecast_batch, "combine") else {}
+
     def run(part: list[_Task]) -> list[Any]:
         return predictor.forecast_batch(
             [pd.DataFrame(t.bars, columns=["open", "high", "low", "close", "volume", "amount"]) for t in part],
@@ -364,7 +377,7 @@ def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
             sample_count=settings.sample_count, T=settings.T, top_k=settings.top_k, top_p=settings.top_p,
             quantiles=settings.quantiles, seed=[t.seed for t in part], calibrate=settings.calibrate,
             dequantise=settings.dequantise, calibration=[t.calibration for t in part],
-            calibration_seed=settings.calibration_seed, lookback=settings.lookback)
+            calibration_seed=settings.calibration_seed, lookback=settings.lookback, **pool)
 
     try:
         return [(t.id, f.samples if settings.samples else _frame(f, settings), None, f.calibration)
@@ -475,6 +488,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                       max_context: int | None = None, engine: str = "local", pred_len: int = 20,
                       sample_count: int = DEFAULT_PATHS, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0, calibrate: bool = True,
+                      combine: bool = True,
                       dequantise: bool = True, freq: str | None = None, calendar: str | None = None,
                       lookback: int | None = None,
                       batch_size: int = 32, format: str = "parquet", partition: str = "series",
@@ -492,7 +506,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
     The model: ``predictor``, or ``model``/``tokenizer``/``device``/``max_context`` as in
     :meth:`KronosPredictor.from_pretrained` (the bundled model by default). The forecast:
-    ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``,
+    ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``, ``combine``,
     ``dequantise`` as in :meth:`~KronosPredictor.forecast_batch`; ``freq`` for the future timestamps
     (default: each series' own calendar), ``calendar`` the exchange whose holidays they skip (default:
     detected per series, ``"none"``: no exchange calendar); ``lookback`` keeps only each history's last bars. ``seed``:
@@ -541,7 +555,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
         if find_spec("pyarrow") is None:
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
     settings = _Settings(pred_len, sample_count, tuple(float(q) for q in quantiles), T, top_k, top_p, calibrate,
-                         dequantise, paths)
+                         dequantise, paths, combine=bool(combine))
     from .forecasting.generation import SamplingConfig
 
     SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)  # bad settings fail here, not in every series

@@ -130,6 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=True,
                           help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
                                "paths (default: on)")
+    sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=True,
+                          help="pool the calibrated paths with GARCH(1,1)-t, bootstrap and random-walk paths, "
+                               "weighted by their CRPS at past origins of the history (default: on; "
+                               "--no-combine: the model's paths alone)")
     sampling.add_argument("--seed", type=int, default=DEFAULT_SEED,
                           help=f"random seed of the sample paths (default {DEFAULT_SEED}: the same input gives the "
                                "same forecast; another seed draws other paths; in a universe each series draws from "
@@ -275,6 +279,13 @@ def _symbols_text(series: list, limit: int = 8) -> str:
     return f"{series[0].id_column} values {', '.join(names[:limit])}{more}"
 
 
+def _pool(predictor: Any, args: argparse.Namespace) -> dict[str, bool]:
+    """``{"combine": args.combine}`` for a predictor that pools with baselines (the ONNX one does not)."""
+    import inspect
+
+    return {"combine": args.combine} if "combine" in inspect.signature(predictor.forecast_batch).parameters else {}
+
+
 def _calibration_note(args: argparse.Namespace, forecasts: list) -> None:
     calibrations = [f.calibration for f in forecasts if f.calibration is not None]
     if not calibrations:
@@ -364,7 +375,7 @@ def _universe_to_folder(args: argparse.Namespace, out: str, shown: str | None = 
         max_context=args.max_context, engine=engine, pred_len=args.pred_len, sample_count=args.samples,
         quantiles=parse_quantiles(args.quantiles), seed=seed, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
         calibrate=args.calibrate, dequantise=args.dequantise, freq=args.freq, calendar=args.calendar,
-        lookback=args.lookback,
+        lookback=args.lookback, combine=args.combine,
         batch_size=args.batch_size, format=args.format, partition=args.partition, run=args.run, paths=args.paths,
         overwrite=args.overwrite, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, options=read_options(args))
@@ -440,7 +451,8 @@ def run(args: argparse.Namespace) -> int:
                                          [future for future, _ in futures], args.pred_len, sample_count=args.samples,
                                          T=args.temperature, top_k=args.top_k, top_p=args.top_p, quantiles=quantiles,
                                          seed=args.seed, calibrate=args.calibrate, dequantise=args.dequantise,
-                                         verbose=not args.quiet and sys.stderr.isatty())
+                                         verbose=not args.quiet and sys.stderr.isatty(),
+                                         **_pool(predictor, args))
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     _calibration_note(args, forecasts)
     if realised:

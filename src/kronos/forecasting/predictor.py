@@ -39,6 +39,18 @@ from .calibration import (
     recentre,
     rescale_paths,
 )
+from .combination import (
+    POOLED,
+    Baselines,
+    baseline_closes,
+    content_rng,
+    fit_follow,
+    fit_weights,
+    follow_factor,
+    past_baseline_closes,
+    pool_paths,
+    spread_by,
+)
 from .generation import SamplingConfig, SeriesGenerators, generate_tokens
 from .past_forecasts import PastForecasts, past_key, past_seed
 from .result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
@@ -459,14 +471,17 @@ class KronosPredictor:
                         settings)
 
     def _calibrations(self, series: list[_Series], sampling: SamplingConfig, use_cache: bool, dequantise: bool,
-                      lookback: int, calibration_seed: int, should_stop: Any = None) -> list[Calibration]:
+                      lookback: int, calibration_seed: int, should_stop: Any = None,
+                      bases: list[Baselines | None] | None = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
-        :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together."""
+        :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together. Where
+        ``bases[i]`` is given, also the weights of the pool with the baselines (:mod:`kronos.forecasting.combination`)."""
+        bases = bases or [None] * len(series)
         plans = [plan_origins(len(s.bars), s.pred_len, lookback, self.calibration_origins) for s in series]
         settings = self._past_settings(sampling, use_cache, dequantise, lookback, calibration_seed)
         past = self._past_closes(series, plans, settings, sampling, use_cache, dequantise, lookback, should_stop)
         out = []
-        for s, ends, paths in zip(series, plans, past):
+        for s, ends, paths, base in zip(series, plans, past, bases):
             if not ends:
                 need = minimum_history(s.pred_len, lookback)
                 out.append(Calibration.skipped(s.pred_len, f"history of {len(s.bars)} bars is too short to "
@@ -477,16 +492,34 @@ class KronosPredictor:
             last = np.array([s.bars[end - 1, CLOSE] for end in ends], dtype=np.float64)
             shrink = fit_shrink(closes, realised, last)
             closes = recentre(closes, last[:, None, None], shrink)
-            out.append(Calibration(fit_scale(closes, realised), len(ends), shrink=shrink,
-                                   paths_per_origin=self.calibration_paths, ends=tuple(ends)))
+            scale = fit_scale(closes, realised)
+            weights, follow = self._weights(s, base, ends, closes, scale, realised, last, calibration_seed) \
+                if base is not None else ((), 0.0)
+            out.append(Calibration(scale, len(ends), shrink=shrink, paths_per_origin=self.calibration_paths,
+                                   ends=tuple(ends), weights=weights, follow=follow))
         return out
+
+    @staticmethod
+    def _weights(s: _Series, base: Baselines, ends: list[int], closes: np.ndarray, scale: np.ndarray,
+                 realised: np.ndarray, last: np.ndarray,
+                 calibration_seed: int) -> tuple[tuple[tuple[str, float], ...], float]:
+        """The pool's weights and the spread's exponent toward GARCH-t's (:mod:`kronos.forecasting.combination`), fitted
+        on the past origins ``ends``: the model's recentred past paths ``closes`` (K, S, P) with the spread
+        ``scale`` (P,) applied, against the baselines from the bars before each."""
+        model = spread_by(closes.astype(np.float64), np.broadcast_to(scale, closes.shape[::2]))
+        rng = content_rng(s.bars[:, CLOSE], calibration_seed)
+        others = past_baseline_closes(base, s.bars[:, CLOSE], ends, s.pred_len, rng)
+        follow = fit_follow(model, others["garch_t"], realised, last)
+        model = spread_by(model, follow_factor(model, others["garch_t"], last, follow))
+        weights = fit_weights(model, {n: others[n] for n in POOLED}, realised, last)
+        return tuple(weights.items()), follow
 
     def _forecast(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
                   y_timestamp_list: Sequence[Any], pred_len: int | Sequence[int], *, sample_count: int, T: float,
                   top_k: int | None, top_p: float, quantiles: Sequence[float], seed: int | torch.Generator | None,
                   use_cache: bool, verbose: bool, truncate: bool, calibrate: bool,
                   dequantise: bool, should_stop: Any = None, calibration: Any = None, valid: bool = True,
-                  calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
+                  calibration_seed: int = 0, lookback: int | None = None, combine: bool = False) -> list[Forecast]:
         n = len(df_list)
         if n == 0:
             raise ValueError("df_list is empty")
@@ -510,7 +543,7 @@ class KronosPredictor:
             raise TypeError(f"calibration_seed must be an int >= 0, got {calibration_seed!r}")
         run = dict(levels=levels, sampling=sampling, sample_count=sample_count, use_cache=use_cache, verbose=verbose,
                    truncate=truncate, calibrate=calibrate, dequantise=dequantise, should_stop=should_stop,
-                   valid=valid, calibration_seed=int(calibration_seed),
+                   valid=valid, calibration_seed=int(calibration_seed), combine=bool(combine) and calibrate,
                    lookback=self.lookback if lookback is None else check_count("lookback", lookback))
         if not _is_seed_list(seed):
             return self._forecast_series(series, self._generator(seed), given=given, **run)
@@ -533,9 +566,10 @@ class KronosPredictor:
                          levels: tuple[float, ...], sampling: SamplingConfig, sample_count: int, use_cache: bool,
                          verbose: bool, truncate: bool, calibrate: bool, dequantise: bool,
                          should_stop: Any = None, given: list[Calibration | None] | None = None,
-                         calibration_seed: int = 0, lookback: int | None = None, valid: bool = True) -> list[Forecast]:
-        """Sample, calibrate (when asked) and, with ``valid``, repair every bar
-        (:func:`kronos.data.candles.valid_candles`) as the very last step."""
+                         calibration_seed: int = 0, lookback: int | None = None, valid: bool = True,
+                         combine: bool = False) -> list[Forecast]:
+        """Sample, calibrate (when asked), pool with the baselines (``combine``, calibrated forecasts only) and,
+        with ``valid``, repair every bar (:func:`kronos.data.candles.valid_candles`) as the very last step."""
         lookback = lookback or self.lookback
         used = self._truncate(series, lookback) if truncate else series
         paths = self._sample_paths(used, sampling, sample_count, generator, use_cache, verbose, dequantise,
@@ -545,20 +579,38 @@ class KronosPredictor:
             return [Forecast(finish(p), s.y_index, levels) for p, s in zip(paths, series)]
         given = given or [None] * len(series)
         todo = [i for i, c in enumerate(given) if c is None]
+        bases = [Baselines.of(s.bars[:, CLOSE]) if combine and (c is None or c.weights) else None
+                 for s, c in zip(series, given)]
         fitted = self._calibrations([series[i] for i in todo], sampling, use_cache, dequantise, lookback,
-                                    calibration_seed, should_stop) if todo else []
+                                    calibration_seed, should_stop, [bases[i] for i in todo]) if todo else []
         calibrations = list(given)
         for i, c in zip(todo, fitted):
             calibrations[i] = c
         forecasts = []
-        for p, s, c in zip(paths, series, calibrations):
+        for k, (p, s, c, base) in enumerate(zip(paths, series, calibrations, bases)):
             if not c.applied:
                 log.info("no calibration: %s", c.note)
             last = float(s.bars[-1, CLOSE])
             if c.applied:
                 p = rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, last, c.shrink)
+            if base is not None and c.weights:
+                p = self._pooled(p, s, base, c, _own_generator(generator, k), calibration_seed)
             forecasts.append(Forecast(finish(p), s.y_index, levels, calibration=c))
         return forecasts
+
+    @staticmethod
+    def _pooled(paths: np.ndarray, s: _Series, base: Baselines, c: Calibration, generator: torch.Generator | None,
+                calibration_seed: int) -> np.ndarray:
+        """The linear pool of ``paths`` (S, P, 6) and the baselines' paths with the weights of ``c``
+        (:mod:`kronos.forecasting.combination`); the baselines draw from a generator seeded by the history's closes and
+        a number drawn from ``generator`` (the calibration seed when there is none)."""
+        salt = int(_draws(2**62, (1,), generator)[0]) if generator is not None else calibration_seed
+        rng = content_rng(s.bars[:, CLOSE], salt)
+        closes = baseline_closes(base.returns, base.last_close, base.garch, len(paths), s.pred_len, rng)
+        if c.follow:
+            factor = follow_factor(paths[..., CLOSE], closes["garch_t"], base.last_close, c.follow)
+            paths = rescale_paths(paths, factor.astype(paths.dtype), PRICE_INDICES, CLOSE, base.last_close, 1.0)
+        return pool_paths(paths, closes, c.combination)
 
     # -- public API -----------------------------------------------------------------------------
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list: Sequence[Any],
@@ -568,7 +620,7 @@ class KronosPredictor:
                        seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
                        verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
                        should_stop: Any = None, calibration: Calibration | Sequence[Calibration | None] | None = None,
-                       calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
+                       calibration_seed: int = 0, lookback: int | None = None, combine: bool = True) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only.
 
@@ -598,25 +650,34 @@ class KronosPredictor:
         :class:`~kronos.forecasting.calibration.Calibration` (one for all series, or one per series, None where it is
         to be fitted) applied as it is, without forecasting past origins; its ``scale`` must have
         ``pred_len`` entries.
+
+        ``combine`` (with ``calibrate``): the sample paths are a linear pool of the model's calibrated paths
+        and those of GARCH(1,1)-t, a historical-simulation bootstrap and a Gaussian random walk fitted on up
+        to 1,000 log returns of the history, each method's share of paths fitted to minimise CRPS over the
+        same past origins and shrunk toward a prior (:mod:`kronos.forecasting.combination`; ``Forecast.calibration``
+        reports the shares as ``weights``). A baseline's path takes a model path's bar shapes on its closes.
+        ``combine=False`` gives the model's calibrated paths alone, the same numbers as before the pool.
+        A given ``calibration`` is applied with its own weights (none: the model's paths alone).
         """
         return self._forecast(df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count=sample_count, T=T,
                               top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                               verbose=verbose, truncate=True, calibrate=calibrate, dequantise=dequantise,
                               should_stop=should_stop, calibration=calibration, calibration_seed=calibration_seed,
-                              lookback=lookback)
+                              lookback=lookback, combine=combine)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
                  sample_count: int = DEFAULT_PATHS, T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                  dequantise: bool = True, calibration: Calibration | None = None,
-                 calibration_seed: int = 0) -> Forecast:
+                 calibration_seed: int = 0, combine: bool = True) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count=sample_count, T=T,
                                    top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                                    verbose=verbose, calibrate=calibrate, dequantise=dequantise,
-                                   calibration=calibration, calibration_seed=calibration_seed)[0]
+                                   calibration=calibration, calibration_seed=calibration_seed,
+                                   combine=combine)[0]
 
     def forecast_df(self, df: pd.DataFrame, *, pred_len: int, id_column: str | None = None,
                     timestamp_column: str | None = None, freq: str | None = None, calendar: str | None = None,
