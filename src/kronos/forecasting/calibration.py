@@ -54,8 +54,8 @@ class Calibration:
     can be given back to ``forecast_batch(calibration=...)`` to apply the same factors without forecasting
     the past origins again.
     ``weights``: the combination's share of sample paths per method (``kronos``, ``garch_t``, ``bootstrap``,
-    ``gaussian_rw``; summing to 1), fitted on the same past origins (:mod:`kronos.combination`); empty when
-    the paths are the model's alone. Also readable as the dict ``combination``. ``follow``: the exponent of
+    ``gaussian_rw``; summing to 1), fitted on the same past origins (:mod:`kronos.forecasting.combination`);
+    empty when the paths are the model's alone. Also readable as the dict ``combination``. ``follow``: the exponent of
     the model's spread's move toward GARCH-t's before pooling (0: none).
     """
 

@@ -474,8 +474,9 @@ class KronosPredictor:
                       lookback: int, calibration_seed: int, should_stop: Any = None,
                       bases: list[Baselines | None] | None = None) -> list[Calibration]:
         """Per series, spread factors from forecasts at past origins inside its history (see
-        :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together. Where
-        ``bases[i]`` is given, also the weights of the pool with the baselines (:mod:`kronos.forecasting.combination`)."""
+        :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together.
+        Where ``bases[i]`` is given, also the weights of the pool with the baselines
+        (:mod:`kronos.forecasting.combination`)."""
         bases = bases or [None] * len(series)
         plans = [plan_origins(len(s.bars), s.pred_len, lookback, self.calibration_origins) for s in series]
         settings = self._past_settings(sampling, use_cache, dequantise, lookback, calibration_seed)
