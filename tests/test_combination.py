@@ -100,7 +100,7 @@ def test_past_baselines_use_only_bars_before_each_past_origin():
     # The GARCH fit sees the last MAX_RETURNS returns only; moved to a past origin its state is that origin's.
     moved = garch_at(base.garch, base.returns, [len(base.returns)])[0]
     assert moved.next_variance == pytest.approx(base.garch.next_variance, rel=0.05)
-    assert fit_garch_t(base.returns[-MAX_RETURNS:]) == base.garch
+    assert fit_garch_t(base.returns[-MAX_RETURNS:]) == base.garch == Baselines.of(closes).garch
 
 
 def test_calibration_record_carries_the_weights():

@@ -40,6 +40,8 @@ import functools
 import hashlib
 import itertools
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +73,32 @@ class Baselines:
 
     @classmethod
     def of(cls, closes: np.ndarray) -> Baselines:
-        """From a history's closes (T,) (non-positive ones dropped)."""
+        """From a history's closes (T,) (non-positive ones dropped); the GARCH fit is looked up by the
+        returns' content first (:func:`garch_fit`)."""
         returns = log_returns(closes)
-        return cls(returns, float(closes[-1]), fit_garch_t(returns[-MAX_RETURNS:]))
+        return cls(returns, float(closes[-1]), garch_fit(returns[-MAX_RETURNS:]))
+
+
+_FITS: OrderedDict[bytes, GarchFit | None] = OrderedDict()
+_FITS_LOCK = threading.Lock()
+MAX_FITS = 4096
+
+
+def garch_fit(returns: np.ndarray) -> GarchFit | None:
+    """:func:`kronos.evaluation.garch.fit_garch_t` of ``returns`` (N,), kept by a hash of their bytes (the
+    last :data:`MAX_FITS` fits), so a history forecast again (a service asked twice, a rerun) fits once."""
+    values = np.ascontiguousarray(returns, dtype=np.float64)
+    key = hashlib.blake2b(values.tobytes(), digest_size=16).digest()
+    with _FITS_LOCK:
+        if key in _FITS:
+            _FITS.move_to_end(key)
+            return _FITS[key]
+    fit = fit_garch_t(values)
+    with _FITS_LOCK:
+        _FITS[key] = fit
+        while len(_FITS) > MAX_FITS:
+            _FITS.popitem(last=False)
+    return fit
 
 
 def log_returns(closes: np.ndarray) -> np.ndarray:
