@@ -158,7 +158,7 @@ def test_forecast_sees_only_the_last_lookback_bars(predictor, long_history, one_
 def test_calibrated_paths_are_the_sampled_paths_rescaled(predictor, long_history, one_thread):
     history, x_ts, y_ts = long_history
     raw = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, calibrate=False)
-    calibrated = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5)
+    calibrated = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, combine=False)
     c = calibrated.calibration
     assert c.applied and c.origins == len(plan_origins(200, PRED, 64)) and c.scale.shape == (PRED,)
     assert np.all(c.scale > 0) and c.note == ""
@@ -259,7 +259,7 @@ def test_calibration_equals_one_rebuilt_from_past_forecasts_and_not_a_shifted_on
     x_ts, y_ts = history["timestamps"], xshg["timestamps"].iloc[260:260 + PRED]
     predictor.past_forecasts.clear()
     raw = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, calibrate=False)
-    forecast = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5)
+    forecast = predictor.forecast(history, x_ts, y_ts, PRED, sample_count=8, seed=5, combine=False)
     c = forecast.calibration
     assert list(c.ends) == plan_origins(len(history), PRED, predictor.lookback) and c.origins == len(c.ends) == 12
     scale, shrink = _rebuilt_calibration(predictor, history, x_ts, PRED, c.ends)

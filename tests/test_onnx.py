@@ -163,6 +163,28 @@ def test_forecast_df_and_calibration(exported, bars):
     assert forecast.calibration is not None and forecast.calibration.applied
 
 
+def test_the_pool_runs_on_onnx_reproducibly_and_per_series(exported, bars):
+    predictor = OnnxPredictor(exported)
+    a, b = bars.iloc[-400:-6], bars.iloc[-300:-6]
+    future = bars["timestamps"].iloc[-6:]
+
+    def paths(seed, **kwargs):
+        return predictor.forecast(a, a["timestamps"], future, 6, sample_count=8, seed=seed, **kwargs)
+
+    pure, pooled = paths(3, combine=False), paths(3)
+    assert pure.calibration.weights == () and set(pooled.calibration.combination) == {"kronos", "garch_t"}
+    np.testing.assert_array_equal(pooled.calibration.scale, pure.calibration.scale)
+    assert not np.array_equal(pooled.samples, pure.samples)
+    np.testing.assert_array_equal(paths(3).samples, pooled.samples)
+    np.testing.assert_array_equal(paths(np.random.default_rng(11)).samples,
+                                  paths(np.random.default_rng(11)).samples)
+    alone = predictor.forecast_batch([a], [a["timestamps"]], [future], 6, sample_count=8, seed=[7])[0]
+    paired = predictor.forecast_batch([b, a], [b["timestamps"], a["timestamps"]], [future, future], 6,
+                                      sample_count=8, seed=[1, 7])[1]
+    assert alone.calibration.weights and alone.calibration.weights == paired.calibration.weights
+    np.testing.assert_array_equal(alone.samples, paired.samples)
+
+
 def test_int8_runs_and_mostly_agrees(exported, bars, bundled):
     s1, s2, stamp = _tokens(bundled.tokenizer, bars, 256, 32)
     float_net, int8_net = OnnxKronos(exported), OnnxKronos(exported, dtype="int8")

@@ -468,6 +468,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
                       max_context: int | None = None, engine: str = "local", pred_len: int = 20,
                       sample_count: int = DEFAULT_PATHS, quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
                       T: float = 1.0, top_k: int | None = 0, top_p: float = 1.0, calibrate: bool = True,
+                      combine: bool = True,
                       dequantise: bool = True, freq: str | None = None, calendar: str | None = None,
                       lookback: int | None = None,
                       batch_size: int = 32, format: str = "parquet", partition: str = "series",
@@ -485,7 +486,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
     The model: ``predictor``, or ``model``/``tokenizer``/``device``/``max_context`` as in
     :meth:`KronosPredictor.from_pretrained` (the bundled model by default). The forecast:
-    ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``,
+    ``pred_len``, ``sample_count``, ``quantiles``, ``T``, ``top_k``, ``top_p``, ``calibrate``, ``combine``,
     ``dequantise`` as in :meth:`~KronosPredictor.forecast_batch`; ``freq`` for the future timestamps
     (default: each series' own calendar), ``calendar`` the exchange whose holidays they skip (default:
     detected per series, ``"none"``: no exchange calendar); ``lookback`` keeps only each history's last bars. ``seed``:
@@ -535,7 +536,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
     # bad settings fail here, not in every series
     forecasting = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
-                                  calibrate=calibrate, dequantise=dequantise)
+                                  calibrate=calibrate, combine=combine, dequantise=dequantise)
     settings = TaskSettings(pred_len, forecasting, paths)
 
     result = UniverseResult(Path(out))

@@ -72,7 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="fewest history bars an origin may have (default min(64, lookback))")
     walk.add_argument("--vol-window", type=positive_int, default=None,
                       help="recent log returns for the drift, volatility, bootstrap and GARCH baselines "
-                           "(default: the whole history)")
+                           "(default: all those the baselines see)")
+    walk.add_argument("--baseline-returns", type=int, default=1000,
+                      help="log returns before each origin the baselines are fitted on, read from the file "
+                           "whatever --lookback (default 1000; 0: only the model's history window)")
     walk.add_argument("--batch-size", type=positive_int, default=32, help="origins per model call (default 32)")
     walk.add_argument("--seed", type=int, default=0, help="random seed of model and baselines (default 0)")
     sampling = parser.add_argument_group("sampling (unset: the predictor's own defaults)")
@@ -84,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="apply (or not) the predictor's calibration of the sample paths")
     sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=None,
                           help="add (or not) the tokenizer's reconstruction residuals to the sample paths")
+    sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=None,
+                          help="pool (or not) the model's paths with the baselines weighted on past origins "
+                               "(--no-combine: the model's paths alone)")
     add_model_arguments(parser)
     add_table_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
@@ -134,7 +140,8 @@ def _config(args: argparse.Namespace, config_class):
         max_origins=None if args.all_origins else args.origins, tail_fraction=args.tail_fraction,
         min_history=args.min_history, vol_window=args.vol_window, batch_size=args.batch_size, seed=args.seed,
         T=args.temperature, top_k=args.top_k, top_p=args.top_p, calibrate=args.calibrate,
-        dequantise=args.dequantise, start=args.start)
+        dequantise=args.dequantise, start=args.start, combine=args.combine,
+        baseline_returns=args.baseline_returns or None)
 
 
 def console_report(evaluation: Evaluation) -> str:

@@ -34,7 +34,8 @@ from ..data.tables import Series
 from ..forecasting.forecast import forecast_series
 from ..forecasting.options import ForecastOptions
 
-SAMPLING_SETTINGS = ("T", "top_k", "top_p", "calibrate", "dequantise")
+SAMPLING_SETTINGS = ("T", "top_k", "top_p", "calibrate", "dequantise", "combine")
+BASELINE_RETURNS = 1000  # log returns before an origin the baselines are fitted on, by default
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -53,11 +54,14 @@ class EvaluationConfig:
     held out (1.0: the whole series, from its first origin with ``min_history`` bars of history).
     start: a date or timestamp; when given, horizons start at or after it instead of in the tail.
     min_history: fewest history bars an origin may have (default min(64, lookback)).
-    vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines (None:
-    the whole history).
+    baseline_returns: the baselines see up to this many log returns before each origin (the bars before
+    it, whatever the model's ``lookback``; default 1,000, as a quant fits GARCH); None: the model's
+    history window of ``lookback`` bars.
+    vol_window: N, most recent log returns for the drift, volatility, bootstrap and GARCH baselines, of
+    those they see (None: all of them).
     batch_size: origins per model call. seed: seeds the model and the baselines (per origin; see
     :func:`origin_seed`) and the calibration's past forecasts (``calibration_seed``).
-    T, top_k, top_p, calibrate, dequantise: sampling settings of the model's
+    T, top_k, top_p, calibrate, dequantise, combine: sampling settings of the model's
     :class:`~kronos.forecasting.options.ForecastOptions`; None (the default) keeps that default.
     """
 
@@ -77,11 +81,13 @@ class EvaluationConfig:
     calibrate: bool | None = None
     dequantise: bool | None = None
     start: str | None = None
+    combine: bool | None = None
+    baseline_returns: int | None = BASELINE_RETURNS
 
     def __post_init__(self) -> None:
         for name in ("lookback", "pred_len", "sample_count", "batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("stride", "max_origins", "min_history", "vol_window"):
+        for name in ("stride", "max_origins", "min_history", "vol_window", "baseline_returns"):
             _positive_int(name, getattr(self, name), allow_none=True)
         if isinstance(self.tail_fraction, bool) or not isinstance(self.tail_fraction, (int, float)) \
                 or not 0 < self.tail_fraction <= 1:
@@ -96,7 +102,7 @@ class EvaluationConfig:
             object.__setattr__(self, "start", str(self.start))
         if self.vol_window is not None and self.vol_window < 2:
             raise ValueError(f"vol_window must be >= 2 (a standard deviation needs 2 returns), got {self.vol_window}")
-        for name in ("calibrate", "dequantise"):
+        for name in ("calibrate", "dequantise", "combine"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be True, False or None, got {value!r}")
@@ -109,6 +115,12 @@ class EvaluationConfig:
     @property
     def step(self) -> int:
         return self.stride or self.pred_len
+
+    def baseline_start(self, origin: Origin) -> int:
+        """First bar the baselines see at ``origin``: ``baseline_returns`` returns back, or the model's window."""
+        if self.baseline_returns is None:
+            return origin.start
+        return max(0, origin.index - self.baseline_returns - 1)
 
     @property
     def history_floor(self) -> int:

@@ -152,7 +152,9 @@ def run_walkforward(series: Sequence[Series], config: EvaluationConfig, predicto
         history, future = s.bars[o.start:o.index], s.bars[o.index:o.index + config.pred_len]
         future_ts = s.timestamps[o.index:o.index + config.pred_len]
         rng = np.random.default_rng([config.seed, index_of[o.series], o.index])
-        methods = baseline_forecasts(history, s.timestamps[o.start:o.index], future_ts, config.sample_count, rng,
+        first = config.baseline_start(o)  # the baselines see only bars before the origin
+        methods = baseline_forecasts(s.bars[first:o.index], s.timestamps[first:o.index], future_ts,
+                                     config.sample_count, rng,
                                      config.vol_window, past=(s.timestamps[:o.index], s.bars[:o.index, VOLUME]),
                                      garch="garch_t" not in notes, seconds=seconds)
         if o in model_paths:

@@ -53,6 +53,10 @@ class Calibration:
     ``note``: why it did not run, else empty. ``summary`` says all of it in words. A fitted calibration
     can be given back to ``forecast_batch(calibration=...)`` to apply the same factors without forecasting
     the past origins again.
+    ``weights``: the combination's share of sample paths per method (``kronos``, ``garch_t``, ``bootstrap``,
+    ``gaussian_rw``; summing to 1), fitted on the same past origins (:mod:`kronos.forecasting.combination`);
+    empty when the paths are the model's alone. Also readable as the dict ``combination``. ``follow``: the exponent of
+    the model's spread's move toward GARCH-t's before pooling (0: none).
     """
 
     scale: np.ndarray
@@ -61,6 +65,13 @@ class Calibration:
     paths_per_origin: int = 0
     note: str = ""
     ends: tuple[int, ...] = ()
+    weights: tuple[tuple[str, float], ...] = ()
+    follow: float = 0.0
+
+    @property
+    def combination(self) -> dict[str, float]:
+        """Share of sample paths per method (empty: the model's paths alone)."""
+        return dict(self.weights)
 
     @property
     def applied(self) -> bool:
@@ -84,15 +95,21 @@ class Calibration:
             kept += " (the model's drift as sampled)"
         else:
             kept += " of the model's"
-        return (f"calibrated on {self.origins} past origins: {kept}, spread ×{self.scale.min():.2f}–"
+        text = (f"calibrated on {self.origins} past origins: {kept}, spread ×{self.scale.min():.2f}–"
                 f"×{self.scale.max():.2f} over the horizon")
+        if self.weights:
+            text += (f"; spread follows GARCH-t's to the power {self.follow:g}; paths combined: "
+                     + ", ".join(f"{n} {w:.0%}" for n, w in self.weights if w >= 0.005))
+        return text
 
     def __repr__(self) -> str:
         values = [f"{v:.3g}" for v in np.asarray(self.scale, dtype=float)]
         scale = "[" + ", ".join(values if len(values) <= 6 else [*values[:3], "...", *values[-3:]]) + "]"
         note = f", note={self.note!r}" if self.note else ""
+        weights = (f", weights={{{', '.join(f'{n!r}: {w:.2f}' for n, w in self.weights)}}}, follow={self.follow:g}"
+                   if self.weights else "")
         return (f"Calibration(origins={self.origins}, drift_kept={self.shrink:.0%}, scale={scale}, "
-                f"paths_per_origin={self.paths_per_origin}{note})")
+                f"paths_per_origin={self.paths_per_origin}{weights}{note})")
 
     @classmethod
     def skipped(cls, pred_len: int, note: str) -> Calibration:
@@ -101,7 +118,8 @@ class Calibration:
     def to_dict(self) -> dict:
         """JSON-ready form (:meth:`from_dict` reads it back)."""
         return {"scale": [float(v) for v in self.scale], "origins": self.origins, "shrink": float(self.shrink),
-                "paths_per_origin": self.paths_per_origin, "note": self.note, "ends": list(self.ends)}
+                "paths_per_origin": self.paths_per_origin, "note": self.note, "ends": list(self.ends),
+                "weights": {n: float(w) for n, w in self.weights}, "follow": float(self.follow)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
@@ -109,11 +127,16 @@ class Calibration:
             scale = np.asarray(data["scale"], dtype=np.float64)
             out = cls(scale, int(data["origins"]), float(data.get("shrink", 1.0)),
                       int(data.get("paths_per_origin", 0)), str(data.get("note", "")),
-                      tuple(int(e) for e in data.get("ends", ())))
+                      tuple(int(e) for e in data.get("ends", ())),
+                      tuple((str(n), float(w)) for n, w in dict(data.get("weights") or {}).items()),
+                      float(data.get("follow", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a calibration record: {exc}") from None
         if scale.ndim != 1 or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
             raise ValueError("not a calibration record: scale must be a list of positive numbers")
+        weights = [w for _, w in out.weights]
+        if weights and (not all(np.isfinite(w) and w >= 0 for w in weights) or abs(sum(weights) - 1) > 1e-6):
+            raise ValueError("not a calibration record: weights must be numbers >= 0 summing to 1")
         return out
 
 

@@ -5,8 +5,8 @@ backend. A backend (:class:`kronos.forecasting.predictor.KronosPredictor` on PyT
 :class:`kronos.onnx.OnnxPredictor` on ONNX Runtime) supplies only the sample paths of some series
 (:class:`Backend`); everything else happens here, the same for both: cutting each history to the lookback,
 per-series random streams, calibration from forecasts at past origins (made once, kept in the backend's
-:class:`~kronos.forecasting.past_forecasts.PastForecasts`), the rescaling of the paths, the repair into valid
-candles and the Forecast. NumPy only.
+:class:`~kronos.forecasting.past_forecasts.PastForecasts`), the rescaling of the paths, their pool with the
+baselines (:mod:`kronos.forecasting.combination`), the repair into valid candles and the Forecast. NumPy only.
 
 ``forecast_batch``, ``forecast``, ``forecast_df``, ``predict`` and ``predict_batch`` of both predictors, the
 command line, the universe job, evaluation, the backtest and the service all come through here.
@@ -14,9 +14,10 @@ command line, the universe job, evaluation, the backtest and the service all com
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from .options import ForecastOptions
 from .past_forecasts import PastForecasts, past_key, past_seed
 from .result import Forecast
 from .sampling import SamplingConfig
+
+if TYPE_CHECKING:
+    from .combination import Baselines
 
 PRICE_INDICES = [0, 1, 2, 3]
 NON_NEGATIVE = [FEATURE_COLUMNS.index(c) for c in ("volume", "amount")]
@@ -123,7 +127,7 @@ def forecast_series(backend: Backend, series: Sequence[Any], options: ForecastOp
     lookback = options.lookback or backend.lookback
     if not options.per_series_seeds:
         return _forecast(backend, inputs, backend.random_stream(options.seed, options.sample_count), given, options,
-                         lookback)
+                         lookback, [options.seed] * n)
     seeds = options.seed
     if len(seeds) != n:
         raise ValueError(f"seed has {len(seeds)} entries for {n} series")
@@ -132,7 +136,8 @@ def forecast_series(backend: Backend, series: Sequence[Any], options: ForecastOp
     for length in sorted(set(pred_lens)):  # series of one pred_len share every generation step
         idx = [i for i in range(n) if pred_lens[i] == length]
         streams = backend.series_streams([seeds[i] for i in idx], options.sample_count)
-        part = _forecast(backend, [inputs[i] for i in idx], streams, [given[i] for i in idx], options, lookback)
+        part = _forecast(backend, [inputs[i] for i in idx], streams, [given[i] for i in idx], options, lookback,
+                         [seeds[i] for i in idx])
         for i, forecast in zip(idx, part):
             out[i] = forecast
     return out  # type: ignore[return-value]
@@ -184,8 +189,9 @@ def _truncate(backend: Backend, series: list[SeriesInput], lookback: int) -> lis
 
 
 def _forecast(backend: Backend, series: list[SeriesInput], streams: Any, given: list[Calibration | None],
-              options: ForecastOptions, lookback: int) -> list[Forecast]:
-    """Sample, calibrate (when asked) and, with ``valid``, repair every bar
+              options: ForecastOptions, lookback: int, seeds: list[Any]) -> list[Forecast]:
+    """Sample, calibrate (when asked), pool with the baselines (``options.pools``; ``seeds``: each series'
+    seed, see :func:`_pool_salts`) and, with ``valid``, repair every bar
     (:func:`kronos.data.candles.valid_candles`) as the very last step."""
     used = _truncate(backend, series, lookback) if options.truncate else series
     paths = backend.sample_paths(used, options.sampling, options.sample_count, streams, use_cache=options.use_cache,
@@ -195,19 +201,59 @@ def _forecast(backend: Backend, series: list[SeriesInput], streams: Any, given: 
     levels = options.quantiles
     if not options.calibrate:
         return [Forecast(finish(p), s.y_index, levels) for p, s in zip(paths, series)]
+    bases = _baselines(series, options, given)
     todo = [i for i, c in enumerate(given) if c is None]
-    fitted = fit_calibrations(backend, [series[i] for i in todo], options, lookback) if todo else []
+    fitted = fit_calibrations(backend, [series[i] for i in todo], options, lookback,
+                              [bases[i] for i in todo]) if todo else []
     calibrations = list(given)
     for i, c in zip(todo, fitted):
         calibrations[i] = c
+    salts = _pool_salts(seeds) if any(b is not None for b in bases) else seeds
     forecasts = []
-    for p, s, c in zip(paths, series, calibrations):
+    for p, s, c, base, salt in zip(paths, series, calibrations, bases, salts):
         if not c.applied:
             log.info("no calibration: %s", c.note)
         else:
             p = rescale_paths(p, c.scale, PRICE_INDICES, CLOSE, float(s.bars[-1, CLOSE]), c.shrink)
+        if base is not None and c.weights:
+            from .combination import combined_paths
+
+            p = combined_paths(p, s.bars[:, CLOSE], base, c.combination, c.follow, salt)
         forecasts.append(Forecast(finish(p), s.y_index, levels, calibration=c))
     return forecasts
+
+
+def _baselines(series: list[SeriesInput], options: ForecastOptions,
+               given: list[Calibration | None]) -> list[Baselines | None]:
+    """Per series, what its baselines need (:class:`~kronos.forecasting.combination.Baselines`, from its whole
+    history's closes) where its paths are pooled: ``options.pools`` and a calibration to fit or one given
+    with weights; else None."""
+    if not options.pools:
+        return [None] * len(series)
+    from .combination import Baselines
+
+    return [Baselines.of(s.bars[:, CLOSE]) if c is None or c.weights else None for s, c in zip(series, given)]
+
+
+def _pool_salts(seeds: list[Any]) -> list[int]:
+    """Per series, the salt of its baselines' draws in the pool, from its seed (after its paths were drawn):
+    an int seed is its own salt (the history's closes tell the series apart, so its pool does not depend on
+    the batch); a ``numpy.random.Generator`` gives a number drawn from it, a ``torch.Generator`` a hash of
+    its state (so the next forecast with it draws other paths, as the model's do); None a fresh number."""
+    out: list[int] = []
+    drawn: dict[int, int] = {}  # one salt per generator object: a batch shares its stream
+    for seed in seeds:
+        if seed is None or isinstance(seed, (int, np.integer)):
+            out.append(int(np.random.SeedSequence().entropy) if seed is None else int(seed))
+            continue
+        if id(seed) not in drawn:
+            if isinstance(seed, np.random.Generator):
+                drawn[id(seed)] = int(seed.integers(2**62))
+            else:
+                state = np.asarray(seed.get_state()).tobytes()
+                drawn[id(seed)] = int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little")
+        out.append(drawn[id(seed)])
+    return out
 
 
 # -- calibration from past origins ----------------------------------------------------------------------
@@ -257,16 +303,22 @@ def _past_key(s: SeriesInput, end: int, lookback: int, settings: tuple[Any, ...]
     return past_key(s.bars[start:end], s.x_index[start:end], s.x_index[end:end + s.pred_len], settings[-1], settings)
 
 
-def fit_calibrations(backend: Backend, series: list[SeriesInput], options: ForecastOptions,
-                     lookback: int) -> list[Calibration]:
+def fit_calibrations(backend: Backend, series: list[SeriesInput], options: ForecastOptions, lookback: int,
+                     bases: Sequence[Baselines | None] | None = None) -> list[Calibration]:
     """Per series, spread factors from forecasts at past origins inside its history (see
-    :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together."""
+    :mod:`kronos.forecasting.calibration`); past forecasts not made before go through the network together.
+    With ``options.pools`` also the weights of the pool with the baselines and the spread's move toward
+    GARCH-t's, fitted on the same past origins (:func:`kronos.forecasting.combination.fit_combination`;
+    ``bases``: each series' :class:`~kronos.forecasting.combination.Baselines`, made here when not given;
+    None in it: no pool for that series)."""
+    if bases is None:
+        bases = _baselines(series, options, [None] * len(series))
     plans = [plan_calibration_origins(len(s.bars), s.pred_len, lookback, backend.calibration_origins)
              for s in series]
     settings = _past_settings(backend, options, lookback)
     past = _past_closes(backend, series, plans, settings, options, lookback)
     out = []
-    for s, ends, paths in zip(series, plans, past):
+    for s, ends, paths, base in zip(series, plans, past, bases):
         if not ends:
             need = minimum_history(s.pred_len, lookback)
             out.append(Calibration.skipped(s.pred_len, f"history of {len(s.bars)} bars is too short to "
@@ -277,8 +329,15 @@ def fit_calibrations(backend: Backend, series: list[SeriesInput], options: Forec
         last = np.array([s.bars[end - 1, CLOSE] for end in ends], dtype=np.float64)
         shrink = fit_shrink(closes, realised, last)
         closes = recentre(closes, last[:, None, None], shrink)
-        out.append(Calibration(fit_scale(closes, realised), len(ends), shrink=shrink,
-                               paths_per_origin=backend.calibration_paths, ends=tuple(ends)))
+        scale = fit_scale(closes, realised)
+        weights, follow = (), 0.0
+        if base is not None:
+            from .combination import fit_combination
+
+            weights, follow = fit_combination(base, s.bars[:, CLOSE], ends, closes, scale, realised, last,
+                                              options.calibration_seed)
+        out.append(Calibration(scale, len(ends), shrink=shrink, paths_per_origin=backend.calibration_paths,
+                               ends=tuple(ends), weights=weights, follow=follow))
     return out
 
 

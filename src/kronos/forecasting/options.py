@@ -68,6 +68,11 @@ class ForecastOptions:
             so a series' paths do not depend on which series share its batch.
         calibrate: rescale the price paths' spread per horizon step from forecasts at past origins inside
             each history (:mod:`kronos.forecasting.calibration`).
+        combine: with ``calibrate``, pool the model's calibrated paths with GARCH(1,1)-t's, each method's
+            share of paths and the model spread's move toward GARCH-t's fitted on the same past origins
+            (:mod:`kronos.forecasting.combination`; ``Forecast.calibration.weights`` reports the shares).
+            False: the model's calibrated paths alone. Without ``calibrate`` it has no effect. A given
+            ``calibration`` is applied with its own weights (none: no pool).
         calibration: a fitted :class:`Calibration` to apply instead of fitting (one for all series, or one
             per series, None where it is to be fitted); its ``scale`` must have ``pred_len`` entries.
         calibration_seed: int >= 0 the past-origin forecasts are drawn with (with their content; not ``seed``).
@@ -92,6 +97,7 @@ class ForecastOptions:
     quantiles: Sequence[float] = DEFAULT_QUANTILES
     seed: Any = None
     calibrate: bool = True
+    combine: bool = True
     calibration: Calibration | Sequence[Calibration | None] | None = None
     calibration_seed: int = 0
     dequantise: bool = True
@@ -112,6 +118,9 @@ class ForecastOptions:
         object.__setattr__(self, "quantiles", levels)
         object.__setattr__(self, "sampling", SamplingConfig(temperature=self.T, top_k=self.top_k, top_p=self.top_p))
         object.__setattr__(self, "seed", _check_seed(self.seed))
+        if not isinstance(self.combine, (bool, np.bool_)):
+            raise TypeError(f"combine must be True or False, got {self.combine!r}")
+        object.__setattr__(self, "combine", bool(self.combine))
         object.__setattr__(self, "calibration", _check_calibration(self.calibration))
         seed = self.calibration_seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -132,6 +141,11 @@ class ForecastOptions:
     def with_(self, **changes: Any) -> ForecastOptions:
         """A copy with ``changes`` (checked again)."""
         return replace(self, **changes)
+
+    @property
+    def pools(self) -> bool:
+        """Whether the calibrated paths are pooled with the baselines (``calibrate`` and ``combine``)."""
+        return self.calibrate and self.combine
 
     @property
     def per_series_seeds(self) -> bool:

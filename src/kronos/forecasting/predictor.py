@@ -192,7 +192,7 @@ class KronosPredictor:
                        seed: int | Sequence[int] | torch.Generator | None = None, use_cache: bool = True,
                        verbose: bool = False, calibrate: bool = True, dequantise: bool = True,
                        should_stop: Any = None, calibration: Calibration | Sequence[Calibration | None] | None = None,
-                       calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
+                       calibration_seed: int = 0, lookback: int | None = None, combine: bool = True) -> list[Forecast]:
         """Forecasts for many series at once; histories and ``pred_len`` (an int or one per series) may differ.
         Every argument after ``pred_len`` is keyword-only; they are the fields of
         :class:`~kronos.forecasting.options.ForecastOptions`, which says what each does.
@@ -215,11 +215,18 @@ class KronosPredictor:
         timestamps, the network and the sampling options, drawn with its own seed derived from that key
         and ``calibration_seed`` (not from ``seed``), and kept in :attr:`past_forecasts` (a bounded store).
         ``calibration``: fitted calibrations to apply as they are, without forecasting past origins.
+
+        ``combine`` (with ``calibrate``): the sample paths are a linear pool of the model's calibrated paths
+        and those of GARCH(1,1)-t fitted on up to 1,000 log returns of the history, each method's share of
+        paths fitted to minimise CRPS over the same past origins and shrunk toward a prior
+        (:mod:`kronos.forecasting.combination`; ``Forecast.calibration`` reports the shares as ``weights``).
+        A baseline's path takes a model path's bar shapes on its closes. ``combine=False`` gives the model's
+        calibrated paths alone. A given ``calibration`` is applied with its own weights (none: no pool).
         """
         options = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
                                   seed=seed, use_cache=use_cache, verbose=verbose, calibrate=calibrate,
                                   dequantise=dequantise, should_stop=should_stop, calibration=calibration,
-                                  calibration_seed=calibration_seed, lookback=lookback)
+                                  calibration_seed=calibration_seed, lookback=lookback, combine=combine)
         return forecast_series(self, from_frames(df_list, x_timestamp_list, y_timestamp_list, pred_len), options)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, *,
@@ -227,13 +234,13 @@ class KronosPredictor:
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int | torch.Generator | None = None,
                  use_cache: bool = True, verbose: bool = False, calibrate: bool = True,
                  dequantise: bool = True, calibration: Calibration | None = None,
-                 calibration_seed: int = 0) -> Forecast:
+                 calibration_seed: int = 0, combine: bool = True) -> Forecast:
         """Probabilistic forecast of the ``pred_len`` bars at ``y_timestamp`` after the history ``df``
         (see :meth:`forecast_batch`)."""
         return self.forecast_batch([df], [x_timestamp], [y_timestamp], pred_len, sample_count=sample_count, T=T,
                                    top_k=top_k, top_p=top_p, quantiles=quantiles, seed=seed, use_cache=use_cache,
                                    verbose=verbose, calibrate=calibrate, dequantise=dequantise,
-                                   calibration=calibration, calibration_seed=calibration_seed)[0]
+                                   calibration=calibration, calibration_seed=calibration_seed, combine=combine)[0]
 
     def forecast_df(self, df: pd.DataFrame, *, pred_len: int, id_column: str | None = None,
                     timestamp_column: str | None = None, freq: str | None = None, calendar: str | None = None,

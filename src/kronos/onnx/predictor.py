@@ -146,12 +146,14 @@ class OnnxPredictor:
                        quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: Any = None, calibrate: bool = True,
                        dequantise: bool = True, verbose: bool = False,
                        calibration: Calibration | Sequence[Calibration | None] | None = None,
-                       calibration_seed: int = 0, lookback: int | None = None) -> list[Forecast]:
-        """Forecasts for many series (see :meth:`kronos.forecasting.predictor.KronosPredictor.forecast_batch`).
+                       calibration_seed: int = 0, lookback: int | None = None, combine: bool = True) -> list[Forecast]:
+        """Forecasts for many series (see :meth:`kronos.forecasting.predictor.KronosPredictor.forecast_batch`;
+        ``combine`` pools the calibrated paths with GARCH(1,1)-t's, as there).
         ``seed``: an int or a ``numpy.random.Generator`` for the whole batch, or one int per series."""
         options = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
                                   seed=seed, calibrate=calibrate, dequantise=dequantise, verbose=verbose,
-                                  calibration=calibration, calibration_seed=calibration_seed, lookback=lookback)
+                                  calibration=calibration, calibration_seed=calibration_seed, lookback=lookback,
+                                  combine=combine)
         return forecast_series(self, from_frames(df_list, x_timestamp_list, y_timestamp_list, pred_len), options)
 
     def forecast(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, **kwargs: Any) -> Forecast:
