@@ -28,10 +28,10 @@ def record(args: argparse.Namespace) -> list[dict]:
     import pandas as pd
     import torch
 
-    import kronos.forecasting.predictor as predictor_module
+    import kronos.forecasting.combination as combination
     from kronos import KronosPredictor
-    from kronos.data.tables import Series
-    from kronos.evaluation.walkforward import EvaluationConfig, load_series, plan_origins
+    from kronos.data.tables import Series, load_series
+    from kronos.evaluation.origins import EvaluationConfig, plan_walk_origins
 
     torch.set_num_threads(args.threads)
     files = sorted(Path(args.folder).glob("*.csv"))[args.offset::args.every]
@@ -41,12 +41,11 @@ def record(args: argparse.Namespace) -> list[dict]:
         series.append(Series(s.name, s.bars[:keep], s.timestamps[:keep], None, s.id_column, s.source))
     config = EvaluationConfig(lookback=args.lookback, pred_len=args.pred_len, max_origins=args.origins,
                               tail_fraction=args.val_fraction)
-    origins, _ = plan_origins(series, config)
+    origins, _ = plan_walk_origins(series, config)
     by_name = {s.name: s for s in series}
     captured: dict[str, list] = {"fit": [], "pool": [], "past": [], "now": []}
-    originals = {name: getattr(predictor_module, name) for name in ("fit_follow", "past_baseline_closes",
-                                                                       "baseline_closes")}
-    pooled = predictor_module.KronosPredictor._pooled
+    originals = {name: getattr(combination, name) for name in ("fit_follow", "past_baseline_closes",
+                                                                  "baseline_closes", "combined_paths")}
 
     def fit_spy(model, garch, realised, last):  # the model's calibrated past paths, before they follow GARCH
         captured["fit"].append((np.asarray(model, np.float32), realised, last))
@@ -64,11 +63,10 @@ def record(args: argparse.Namespace) -> list[dict]:
 
     def pool_spy(paths, *a, **k):
         captured["pool"].append(paths.copy())
-        return pooled(paths, *a, **k)
+        return originals["combined_paths"](paths, *a, **k)
 
-    predictor_module.fit_follow, predictor_module.past_baseline_closes = fit_spy, past_spy
-    predictor_module.baseline_closes = now_spy
-    predictor_module.KronosPredictor._pooled = staticmethod(pool_spy)
+    combination.fit_follow, combination.past_baseline_closes = fit_spy, past_spy
+    combination.baseline_closes, combination.combined_paths = now_spy, pool_spy
     predictor = KronosPredictor.from_pretrained("default", device="cpu")
     out, started = [], time.perf_counter()
     for i in range(0, len(origins), args.batch):
@@ -94,6 +92,8 @@ def record(args: argparse.Namespace) -> list[dict]:
                         "paths": paths, "closes": closes, "past_model": model, "past_others": others,
                         "past_realised": realised, "past_last": last})
         print(f"{len(out)} origins recorded, {time.perf_counter() - started:.0f}s", flush=True)
+    for name, function in originals.items():
+        setattr(combination, name, function)
     return out
 
 

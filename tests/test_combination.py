@@ -117,11 +117,9 @@ def test_calibration_record_carries_the_weights():
 # -- the predictor -------------------------------------------------------------------------------
 
 @pytest.fixture()
-def predictor(tiny_predictor):
-    lookback = tiny_predictor.lookback
-    tiny_predictor.lookback = 64
-    yield tiny_predictor
-    tiny_predictor.lookback = lookback
+def predictor(tiny_predictor, monkeypatch):
+    monkeypatch.setattr(tiny_predictor, "lookback", 64)  # a 400-bar history calibrates on several past origins
+    return tiny_predictor
 
 
 @pytest.fixture()

@@ -31,7 +31,8 @@ def test_the_garch_baseline_can_run_here():
                             "assertions in this file are left out")
 
 
-BASELINES = {"persistence", "rw_drift", "gaussian_rw", "bootstrap", "ewma"} | GARCH  # har_rv needs > 64 bars
+BASELINES = {"persistence", "rw_drift", "gaussian_rw", "bootstrap", "ewma"} | GARCH
+# har_rv: bars of a day or longer (the baselines see up to 1,000 returns before an origin, whatever the lookback)
 
 FILES = [DATA / "bokeh_AAPL_1d.csv", DATA / "freqtrade_ETH-BTC_5min.csv", DATA / "backtesting_BTCUSD_1mo.csv"]
 SETTINGS = dict(lookback=64, pred_len=8, sample_count=8, max_origins=3, seed=0)
@@ -49,7 +50,7 @@ class TestWalkForward:
         records = evaluation.run.records
         methods = records.groupby(["series", "origin"])["method"].apply(frozenset)
         for (series, _), found in methods.items():
-            assert found == {"kronos"} | BASELINES | ({"seasonal_naive"} if "5min" in series else set())
+            assert found == {"kronos"} | BASELINES | ({"seasonal_naive"} if "5min" in series else {"har_rv"})
         assert records.groupby("series")["origin"].nunique().to_dict() == {
             "bokeh_AAPL_1d": 3, "freqtrade_ETH-BTC_5min": 3, "backtesting_BTCUSD_1mo": 3}
 
@@ -121,7 +122,7 @@ class TestWalkForward:
         # the mean over horizon bars of the per-bar CRPS is the pooled CRPS
         steps = evaluation.crps_steps
         assert list(steps.index) == list(range(1, 9)) and list(steps.columns) == ["kronos", "gaussian_rw", "bootstrap",
-                                                                                     *GARCH, "ewma"]
+                                                                                     *GARCH, "ewma", "har_rv"]
         np.testing.assert_allclose(steps.mean(), evaluation.pooled.loc["crps_rel", steps.columns])
 
     def test_same_inputs_and_seed_same_numbers(self, evaluation, tiny_predictor):
@@ -273,11 +274,11 @@ class TestReport:
         assert numbers["config"]["lookback"] == 64 and numbers["model"] == "parity-tiny"
         assert numbers["pooled"]["persistence"]["coverage_80"] is None  # NaN written as null
         summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-        assert set(summary["method"]) == {"kronos", "seasonal_naive"} | BASELINES
+        assert set(summary["method"]) == {"kronos", "seasonal_naive", "har_rv"} | BASELINES
         assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
         markdown = (tmp_path / "out" / "summary.md").read_text()
         methods = " | ".join(["kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", *GARCH, "ewma",
-                              "seasonal_naive"])
+                              "har_rv", "seasonal_naive"])
         assert f"| metric | {methods} | unit |" in markdown
         assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
         paths = evaluation.run.config.sample_count
@@ -298,7 +299,7 @@ class TestReport:
     def test_volatility_and_probability_numbers_are_carried(self, evaluation, tmp_path):
         evaluation.write(tmp_path / "out", plots=False)
         numbers = json.loads((tmp_path / "out" / "metrics.json").read_text())
-        with_paths = {"kronos", "gaussian_rw", "bootstrap", "ewma"} | GARCH
+        with_paths = {"kronos", "gaussian_rw", "bootstrap", "ewma", "har_rv"} | GARCH
         assert {row["method"] for row in numbers["volatility"]} == with_paths
         assert {row["proxy"] for row in numbers["volatility"]} == {"rv_close", "rv_parkinson", "rv_gk"}
         tests = evaluation.volatility_tests
