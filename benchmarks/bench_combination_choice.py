@@ -61,12 +61,16 @@ def record(args: argparse.Namespace) -> list[dict]:
         captured["now"].append({n: v.astype(np.float32) for n, v in out.items()})
         return out
 
-    def pool_spy(paths, *a, **k):
+    def pool_spy(paths, *a, **k):  # the baselines' paths at the origin: the draws of this call only
         captured["pool"].append(paths.copy())
-        return originals["combined_paths"](paths, *a, **k)
+        combination.baseline_closes = now_spy
+        try:
+            return originals["combined_paths"](paths, *a, **k)
+        finally:
+            combination.baseline_closes = originals["baseline_closes"]
 
     combination.fit_follow, combination.past_baseline_closes = fit_spy, past_spy
-    combination.baseline_closes, combination.combined_paths = now_spy, pool_spy
+    combination.combined_paths = pool_spy
     predictor = KronosPredictor.from_pretrained("default", device="cpu")
     out, started = [], time.perf_counter()
     for i in range(0, len(origins), args.batch):
