@@ -131,8 +131,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
                                "paths (default: on)")
     sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=True,
-                          help="pool the calibrated paths with GARCH(1,1)-t, bootstrap and random-walk paths, "
-                               "weighted by their CRPS at past origins of the history (default: on; "
+                          help="move the calibrated paths' spread toward GARCH(1,1)-t's and pool them with "
+                               "GARCH-t paths, weighted by their CRPS at past origins of the history (default: on; "
                                "--no-combine: the model's paths alone)")
     sampling.add_argument("--seed", type=int, default=DEFAULT_SEED,
                           help=f"random seed of the sample paths (default {DEFAULT_SEED}: the same input gives the "

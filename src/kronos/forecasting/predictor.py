@@ -652,11 +652,12 @@ class KronosPredictor:
         to be fitted) applied as it is, without forecasting past origins; its ``scale`` must have
         ``pred_len`` entries.
 
-        ``combine`` (with ``calibrate``): the sample paths are a linear pool of the model's calibrated paths
-        and those of GARCH(1,1)-t, a historical-simulation bootstrap and a Gaussian random walk fitted on up
-        to 1,000 log returns of the history, each method's share of paths fitted to minimise CRPS over the
-        same past origins and shrunk toward a prior (:mod:`kronos.forecasting.combination`; ``Forecast.calibration``
-        reports the shares as ``weights``). A baseline's path takes a model path's bar shapes on its closes.
+        ``combine`` (with ``calibrate``): the model's calibrated spread is moved toward that of a
+        GARCH(1,1)-t fitted on up to 1,000 log returns of the history, and the sample paths are a linear pool
+        of those paths and GARCH-t's, the shares fitted to minimise CRPS over the same past origins and
+        shrunk toward a prior (:mod:`kronos.forecasting.combination`; ``Forecast.calibration`` reports the
+        shares as ``weights`` and the spread's exponent as ``follow``). A GARCH path takes a model path's bar
+        shapes on its closes.
         ``combine=False`` gives the model's calibrated paths alone, the same numbers as before the pool.
         A given ``calibration`` is applied with its own weights (none: the model's paths alone).
         """
