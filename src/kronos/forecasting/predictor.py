@@ -80,8 +80,9 @@ class KronosPredictor:
                  lookback: int | None = None):
         check_pairing(model, tokenizer)
         self.device = torch.device(device) if device is not None else auto_device()
+        check_supported(dtype, self.device)  # before anything moves to a device that cannot run dtype
         self.model = model.to(self.device).eval()
-        self.dtype = prepare(self.model, dtype, self.device)  # checks that the device runs dtype
+        self.dtype = prepare(self.model, dtype, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.max_context = check_count("max_context", max_context)
         if not clip > 0:
