@@ -28,7 +28,7 @@ def record(args: argparse.Namespace) -> list[dict]:
     import pandas as pd
     import torch
 
-    import kronos.forecasting.predictor as predictor_module
+    import kronos.forecasting.forecast as predictor_module
     from kronos import KronosPredictor
     from kronos.data.tables import Series
     from kronos.evaluation.walkforward import EvaluationConfig, load_series, plan_origins
@@ -46,7 +46,7 @@ def record(args: argparse.Namespace) -> list[dict]:
     captured: dict[str, list] = {"fit": [], "pool": [], "past": [], "now": []}
     originals = {name: getattr(predictor_module, name) for name in ("fit_follow", "past_baseline_closes",
                                                                        "baseline_closes")}
-    pooled = predictor_module.KronosPredictor._pooled
+    pooled = predictor_module._pooled
 
     def fit_spy(model, garch, realised, last):  # the model's calibrated past paths, before they follow GARCH
         captured["fit"].append((np.asarray(model, np.float32), realised, last))
@@ -68,7 +68,7 @@ def record(args: argparse.Namespace) -> list[dict]:
 
     predictor_module.fit_follow, predictor_module.past_baseline_closes = fit_spy, past_spy
     predictor_module.baseline_closes = now_spy
-    predictor_module.KronosPredictor._pooled = staticmethod(pool_spy)
+    predictor_module._pooled = pool_spy
     predictor = KronosPredictor.from_pretrained("default", device="cpu")
     out, started = [], time.perf_counter()
     for i in range(0, len(origins), args.batch):
