@@ -535,7 +535,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
     # bad settings fail here, not in every series
     forecasting = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
-                                  calibrate=calibrate, combine=combine, dequantise=dequantise)
+                                  calibrate=calibrate, dequantise=dequantise, combine=combine)
     settings = TaskSettings(pred_len, forecasting, paths)
 
     result = UniverseResult(Path(out))

@@ -123,8 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="add the tokenizer's reconstruction residuals, drawn from the history, to the "
                                "paths (default: on)")
     sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=True,
-                          help="pool the calibrated paths with GARCH(1,1)-t, bootstrap and random-walk paths, "
-                               "weighted by their CRPS at past origins of the history (default: on; "
+                          help="move the calibrated paths' spread toward GARCH(1,1)-t's and pool them with "
+                               "GARCH-t paths, weighted by their CRPS at past origins of the history (default: on; "
                                "--no-combine: the model's paths alone)")
     sampling.add_argument("--seed", type=int, default=DEFAULT_SEED,
                           help=f"random seed of the sample paths (default {DEFAULT_SEED}: the same input gives the "
@@ -361,8 +361,8 @@ def _universe_to_folder(args: argparse.Namespace, out: str, shown: str | None = 
         tokenizer=None if args.tokenizer == "default" else args.tokenizer, device=args.device,
         max_context=args.max_context, engine=engine, pred_len=args.pred_len, sample_count=args.samples,
         quantiles=parse_quantiles(args.quantiles), seed=seed, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        calibrate=args.calibrate, dequantise=args.dequantise, freq=args.freq, calendar=args.calendar,
-        lookback=args.lookback, combine=args.combine,
+        calibrate=args.calibrate, dequantise=args.dequantise, combine=args.combine, freq=args.freq,
+        calendar=args.calendar, lookback=args.lookback,
         batch_size=args.batch_size, format=args.format, partition=args.partition, run=args.run, paths=args.paths,
         overwrite=args.overwrite, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, options=read_options(args))
@@ -397,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_arguments(args)
     options = ForecastOptions(sample_count=args.samples, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               quantiles=parse_quantiles(args.quantiles), seed=args.seed, calibrate=args.calibrate,
-                              combine=args.combine, dequantise=args.dequantise,
+                              dequantise=args.dequantise, combine=args.combine,
                               verbose=not args.quiet and sys.stderr.isatty())
     if args.freq:
         parse_freq(args.freq)

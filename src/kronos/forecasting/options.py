@@ -68,9 +68,10 @@ class ForecastOptions:
             so a series' paths do not depend on which series share its batch.
         calibrate: rescale the price paths' spread per horizon step from forecasts at past origins inside
             each history (:mod:`kronos.forecasting.calibration`).
-        combine: with ``calibrate``, pool the model's calibrated paths with GARCH(1,1)-t's, each method's
-            share of paths and the model spread's move toward GARCH-t's fitted on the same past origins
-            (:mod:`kronos.forecasting.combination`; ``Forecast.calibration.weights`` reports the shares).
+        combine: with ``calibrate``, move the calibrated paths' spread toward GARCH(1,1)-t's and pool them
+            with GARCH-t's paths, the move's exponent and each method's share of paths fitted on the same
+            past origins (:mod:`kronos.forecasting.combination`; ``Forecast.calibration`` reports them as
+            ``follow`` and ``weights``).
             False: the model's calibrated paths alone. Without ``calibrate`` it has no effect. A given
             ``calibration`` is applied with its own weights (none: no pool).
         calibration: a fitted :class:`Calibration` to apply instead of fitting (one for all series, or one

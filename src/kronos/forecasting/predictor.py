@@ -80,8 +80,9 @@ class KronosPredictor:
                  lookback: int | None = None):
         check_pairing(model, tokenizer)
         self.device = torch.device(device) if device is not None else auto_device()
+        check_supported(dtype, self.device)  # before anything moves to a device that cannot run dtype
         self.model = model.to(self.device).eval()
-        self.dtype = prepare(self.model, dtype, self.device)  # checks that the device runs dtype
+        self.dtype = prepare(self.model, dtype, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.max_context = check_count("max_context", max_context)
         if not clip > 0:
@@ -216,12 +217,13 @@ class KronosPredictor:
         and ``calibration_seed`` (not from ``seed``), and kept in :attr:`past_forecasts` (a bounded store).
         ``calibration``: fitted calibrations to apply as they are, without forecasting past origins.
 
-        ``combine`` (with ``calibrate``): the sample paths are a linear pool of the model's calibrated paths
-        and those of GARCH(1,1)-t fitted on up to 1,000 log returns of the history, each method's share of
-        paths fitted to minimise CRPS over the same past origins and shrunk toward a prior
-        (:mod:`kronos.forecasting.combination`; ``Forecast.calibration`` reports the shares as ``weights``).
-        A baseline's path takes a model path's bar shapes on its closes. ``combine=False`` gives the model's
-        calibrated paths alone. A given ``calibration`` is applied with its own weights (none: no pool).
+        ``combine`` (with ``calibrate``): the model's calibrated spread is moved toward that of a
+        GARCH(1,1)-t fitted on up to 1,000 log returns of the history, and the sample paths are a linear pool
+        of those paths and GARCH-t's, the shares fitted to minimise CRPS over the same past origins and
+        shrunk toward a prior (:mod:`kronos.forecasting.combination`; ``Forecast.calibration`` reports the
+        shares as ``weights`` and the spread's exponent as ``follow``). A GARCH path takes a model path's bar
+        shapes on its closes. ``combine=False`` gives the model's calibrated paths alone. A given
+        ``calibration`` is applied with its own weights (none: the model's paths alone).
         """
         options = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
                                   seed=seed, use_cache=use_cache, verbose=verbose, calibrate=calibrate,
