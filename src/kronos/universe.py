@@ -125,9 +125,9 @@ def _expand(source: Any) -> list[Any]:
         text = os.path.expanduser(str(entry))
         path = Path(text)
         if path.is_dir():
-            from .data.tables import FOLDER_SUFFIXES, _table_suffix
+            from .data.formats import FOLDER_SUFFIXES, table_suffix
 
-            found = sorted(p for p in path.iterdir() if p.is_file() and _table_suffix(p) in FOLDER_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and table_suffix(p) in FOLDER_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"folder {path} has no {'/'.join(FOLDER_SUFFIXES)} files")
             items += found
@@ -252,7 +252,7 @@ class _Dataset:
         self._write_file(self.batch_path(ids), table)
 
     def _write_file(self, path: Path, frame: pd.DataFrame) -> None:
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "parquet":
@@ -269,7 +269,7 @@ class _Dataset:
         """Merge ``fitted`` into ``_calibrations.json`` (rewritten atomically)."""
         if not fitted:
             return
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path = self.base / CALIBRATIONS_FILE
         stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -278,7 +278,7 @@ class _Dataset:
         atomic_write_bytes(path, json.dumps(stored, sort_keys=True).encode())
 
     def write_errors(self, failed: dict[str, str]) -> Path | None:
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path = self.base / ERRORS_FILE
         if not failed:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..evaluation.report import _clean, markdown_table
-from ..model.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .stats_report import ic_png, statistics_dict, statistics_lines
 
 BacktestResult = Any  # kronos.backtest.BacktestResult (not imported: the runner imports this module)

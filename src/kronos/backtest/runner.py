@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, FEATURE_COLUMNS, OPEN
 from ..data.features import check_count
 from ..data.tables import Series
 from ..evaluation.walkforward import (
@@ -51,8 +52,6 @@ from .accounting import (
 from .signals import risk_scores
 from .statistics import analyse
 
-OPEN, CLOSE = 0, 3
-COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 MODEL_SIGNALS = ("expected_return", "median_return", "prob_up", "return_to_vol")
 BASELINE_SIGNALS = ("momentum", "reversal", "random")
 BENCHMARK = "buy_and_hold"
@@ -249,7 +248,7 @@ def forecast_origins(predictor: Any, requests: Sequence[tuple[Series, int]], con
     frames, x_ts, y_ts = [], [], []
     for s, o in requests:
         first = history_start(o, config.walk, settings)
-        frames.append(pd.DataFrame(s.bars[first:o], columns=list(COLUMNS)))
+        frames.append(pd.DataFrame(s.bars[first:o], columns=list(FEATURE_COLUMNS)))
         x_ts.append(s.timestamps[first:o])
         y_ts.append(s.timestamps[o:o + config.pred_len])
     forecasts = predictor.forecast_batch(frames, x_ts, y_ts, pred_len=config.pred_len,

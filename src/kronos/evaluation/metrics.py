@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bars import CLOSE, HIGH, LOW, OPEN
 from ..stats.scores import crps_samples
 from ..stats.significance import rankdata
 
@@ -137,7 +138,7 @@ def ohlc_break_rates(bars: np.ndarray) -> dict[str, float]:
     ``any_break``: either.
     """
     bars = np.asarray(bars, dtype=np.float64)
-    o, h, lo, c = bars[..., 0], bars[..., 1], bars[..., 2], bars[..., 3]
+    o, h, lo, c = bars[..., OPEN], bars[..., HIGH], bars[..., LOW], bars[..., CLOSE]
     high = h < np.maximum(o, c)
     low = lo > np.minimum(o, c)
     return {"high_break": float(high.mean()), "low_break": float(low.mean()), "any_break": float((high | low).mean())}

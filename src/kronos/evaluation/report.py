@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
 from .metrics import expected_sample_coverage
 from .results import COLOURS, EvaluationResults

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, FEATURE_COLUMNS, VOLUME
 from ..data.features import check_count
 from ..data.tables import ReadOptions, Series, frame_to_series
 from ..data.tables import load_series as read_tables
-from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
+from .baselines import MethodForecast, baseline_forecasts
 from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
 from .outcomes import origin_statistics
@@ -337,7 +338,7 @@ class _ModelRunner:
             for o in batch:
                 s = by_name[o.series]
                 first = history_start(o.index, config, self.settings)
-                frames.append(pd.DataFrame(s.bars[first:o.index], columns=list(_COLUMNS)))
+                frames.append(pd.DataFrame(s.bars[first:o.index], columns=list(FEATURE_COLUMNS)))
                 x_ts.append(s.timestamps[first:o.index])
                 y_ts.append(s.timestamps[o.index:o.index + config.pred_len])
             started = time.perf_counter()
@@ -349,9 +350,6 @@ class _ModelRunner:
             if self.progress is not None:
                 self.progress(len(out), len(origins))
         return out
-
-
-_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 
 
 def _accepts(method: Callable[..., Any], name: str) -> bool:

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..bars import CLOSE, FEATURE_COLUMNS, NORM_EPS, PRICE_INDICES
 from ..data.candles import valid_candles
 from ..data.features import (
-    FEATURE_COLUMNS,
-    NORM_EPS,
     Normalizer,
     as_timestamps,
     bar_features,
@@ -44,8 +43,6 @@ from .past_forecasts import PastForecasts, past_key, past_seed
 from .result import DEFAULT_PATHS, DEFAULT_QUANTILES, Forecast
 
 NON_NEGATIVE = ("volume", "amount")
-PRICE_INDICES = [0, 1, 2, 3]
-CLOSE = 3
 # forecast_df: how df is read
 _READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit", "date_format", "dayfirst")
 

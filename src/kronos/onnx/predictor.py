@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, FEATURE_COLUMNS, NORM_EPS, PRICE_INDICES
 from ..data.candles import valid_candles
 from ..data.features import (
-    FEATURE_COLUMNS,
-    NORM_EPS,
     Normalizer,
     as_timestamps,
     bar_features,
@@ -44,8 +43,6 @@ from .runtime import OnnxKronos
 from .sampling import RowGenerators, Sampling
 
 NON_NEGATIVE = ("volume", "amount")
-PRICE_INDICES = [0, 1, 2, 3]
-CLOSE = 3
 _READ_KEYWORDS = ("sort", "nan", "rename", "adjusted", "time_unit")
 
 log = logging.getLogger("kronos.forecasting.predictor")

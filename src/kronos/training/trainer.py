@@ -44,12 +44,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import kill_points
 from ..data.tables import ReadOptions
-from ..model.checkpoint import (
-    atomic_write_bytes,
-    read_predictor_info,
-    remove_stale_temp_files,
-    write_predictor_info,
-)
+from ..io import atomic_write_bytes, remove_stale_temp_files
+from ..model.checkpoint import read_predictor_info, write_predictor_info
 from ..model.config import KRONOS_SIZES, TOKENIZER_SIZES, KronosConfig, TokenizerConfig
 from ..model.default_model import describe_source, resolve_source
 from ..model.network import Kronos
