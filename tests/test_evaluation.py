@@ -17,7 +17,7 @@ import pytest
 from kronos.cli import build_parser, main
 from kronos.evaluation import EvaluationConfig, evaluate, load_series
 from kronos.evaluation.garch import garch_available
-from kronos.evaluation.walkforward import _check_accepts, plan_origins
+from kronos.evaluation.walkforward import check_accepts, plan_origins
 
 from .conftest import DATA, PARITY, need
 
@@ -257,10 +257,10 @@ class TestSamplingSettings:
         def forecast_batch(frames, x_ts, y_ts, pred_len=1, sample_count=1, T=1.0, quantiles=(), seed=None):
             return []
 
-        _check_accepts(forecast_batch, {"T": 0.5})
+        check_accepts(forecast_batch, {"T": 0.5})
         with pytest.raises(TypeError, match="does not accept calibrate; leave it unset"):
-            _check_accepts(forecast_batch, {"T": 0.5, "calibrate": True})
-        _check_accepts(lambda *args, **kwargs: [], {"calibrate": True})  # **kwargs takes anything
+            check_accepts(forecast_batch, {"T": 0.5, "calibrate": True})
+        check_accepts(lambda *args, **kwargs: [], {"calibrate": True})  # **kwargs takes anything
 
     def test_command_line_flags_default_to_unset(self):
         parser = build_parser()

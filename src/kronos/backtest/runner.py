@@ -33,12 +33,12 @@ from ..evaluation.walkforward import (
     SAMPLING_SETTINGS,
     Engine,
     EvaluationConfig,
-    _check_accepts,
-    _valid_range,
+    check_accepts,
     engine_batches,
     history_start,
     model_settings,
     origin_seed,
+    valid_range,
 )
 from ..stats.significance import cross_sectional_ic
 from .accounting import (
@@ -170,7 +170,7 @@ def _inside(t: int, config: BacktestConfig) -> bool:
 def plan_dates(series: Sequence[Series], config: BacktestConfig) -> Plan:
     """The rebalance dates and who trades on each (see the module docstring)."""
     walk = config.walk
-    valid = {s.name: _valid_range(s, walk) for s in series}
+    valid = {s.name: valid_range(s, walk) for s in series}
     counts = Counter(t for s in series for t in s.timestamps[valid[s.name]].asi8.tolist())
     need = config.min_names or min(2, len(series))
     kept = np.array(sorted(t for t, c in counts.items() if c >= need and _inside(t, config)), dtype=np.int64)
@@ -264,7 +264,7 @@ def model_scores(predictor: Any, series: Sequence[Series], plan: Plan, config: B
     date after date (several dates and series per model call), on ``engine`` (default this process). Each
     origin's paths depend only on the bars before it and its own seed, not on its batch or engine.
     ``progress(done, total)`` counts origins."""
-    _check_accepts(predictor.forecast_batch, config.walk.sampling)
+    check_accepts(predictor.forecast_batch, config.walk.sampling)
     out = {name: np.full(plan.origins.shape, np.nan) for name in MODEL_SIGNALS}
     step = min(config.step, config.pred_len)
     cells = [(d, int(j)) for d in range(len(plan.dates)) for j in np.flatnonzero(plan.origins[d] >= 0)]

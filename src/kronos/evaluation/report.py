@@ -61,6 +61,7 @@ def _clean(value: Any) -> Any:
 
 
 def to_json_bytes(data: dict[str, Any]) -> bytes:
+    """``data`` as indented JSON (NaN/inf as null, numpy scalars as numbers, timestamps as ISO text), newline-ended."""
     return (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode()
 
 

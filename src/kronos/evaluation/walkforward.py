@@ -183,7 +183,9 @@ def _first_at(timestamps: pd.DatetimeIndex, start: str) -> int:
     return int(timestamps.searchsorted(stamp, side="left"))
 
 
-def _valid_range(series: Series, config: EvaluationConfig) -> range:
+def valid_range(series: Series, config: EvaluationConfig) -> range:
+    """The origins of ``series`` that walk-forward may use: after the test split (or ``config.start``) and the
+    history floor, with ``config.pred_len`` bars after each."""
     n = len(series.bars)
     if config.start is not None:
         split = _first_at(series.timestamps, config.start)
@@ -195,7 +197,7 @@ def _valid_range(series: Series, config: EvaluationConfig) -> range:
 
 def plan_origins(series: Sequence[Series], config: EvaluationConfig) -> tuple[list[Origin], dict[str, str]]:
     """Origins per series (see the module docstring) and the reason for each series left without any."""
-    valid = {s.name: _valid_range(s, config) for s in series}
+    valid = {s.name: valid_range(s, config) for s in series}
     counts = Counter(ts for s in series for ts in s.timestamps[valid[s.name]].asi8.tolist())
     origins, skipped = [], {}
     for s in series:
@@ -276,7 +278,7 @@ def model_settings(predictor: Any, config: EvaluationConfig) -> dict[str, Any]:
     """Keywords for ``predictor.forecast_batch``: the sampling settings that are set, and the run seed as
     the calibration seed where the predictor takes one."""
     settings = config.sampling
-    _check_accepts(predictor.forecast_batch, settings)
+    check_accepts(predictor.forecast_batch, settings)
     if _accepts(predictor.forecast_batch, "calibration_seed"):
         settings["calibration_seed"] = int(config.seed)
     if _accepts(predictor.forecast_batch, "lookback"):  # never more than the model's own lookback
@@ -361,7 +363,7 @@ def _accepts(method: Callable[..., Any], name: str) -> bool:
     return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
-def _check_accepts(method: Callable[..., Any], settings: dict[str, Any]) -> None:
+def check_accepts(method: Callable[..., Any], settings: dict[str, Any]) -> None:
     """TypeError naming the settings that ``method`` has no parameter for (before any model time is spent)."""
     try:
         parameters = inspect.signature(method).parameters
