@@ -1,4 +1,5 @@
-"""Configuration objects for the two networks (sampling settings are ``generation.SamplingConfig``).
+"""Configuration objects for the two networks (the sampling settings are
+:class:`kronos.forecasting.generation.SamplingConfig`).
 
 Field names equal the keys of the published ``config.json`` files, so a config
 round-trips through ``dataclasses.asdict`` unchanged.
