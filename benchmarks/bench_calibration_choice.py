@@ -36,12 +36,12 @@ def main() -> None:
 
     from kronos import KronosPredictor
     from kronos.data.tables import Series
-    from kronos.evaluation.walkforward import EvaluationConfig, load_series, run_walkforward
+    from kronos.evaluation.walkforward import EvaluationConfig, collect_series, run_walkforward
 
     torch.set_num_threads(args.threads)
     files = sorted(Path(args.folder).glob("*.csv"))[::args.every]
     series = []
-    for s in load_series([str(f) for f in files]):
+    for s in collect_series([str(f) for f in files]):
         keep = len(s.bars) - int(round(len(s.bars) * args.tail_fraction))  # drop the held-out tail
         series.append(Series(s.name, s.bars[:keep], s.timestamps[:keep], s.stamps[:keep] if s.stamps is not None
                              else None, s.id_column, s.source))

@@ -55,15 +55,6 @@ NO_PANDAS = ("kronos.model", "kronos.forecasting.generation")  # the networks an
 ONNX_BACKEND = ("kronos.onnx.predictor", "kronos.onnx.runtime", "kronos.onnx.sampling", "kronos.onnx")
 ONNX_EXPORT = "kronos.onnx.export"  # exporting needs PyTorch by nature; running the export does not
 
-# Private names still imported across modules, to be made public (or removed) by the forecasting door's work;
-# the test fails once one of them is gone, so that this list only shrinks.
-PENDING_PRIVATE_IMPORTS = {
-    ("kronos.evaluation.walkforward", "kronos.universe", "_Settings"),
-    ("kronos.evaluation.walkforward", "kronos.universe", "_Task"),
-    ("kronos.training.quality", "kronos.evaluation.walkforward", "_in_float64"),
-    ("kronos.training.quality", "kronos.evaluation.walkforward", "_ModelRunner"),
-}
-
 # -- the forecasting door -------------------------------------------------------------------------------------
 # Reserved for the rule "the service and the command line reach the model only through the forecasting door":
 # once the door module exists, kronos.service.* and kronos.commands.* import it and never kronos.model.* or the
@@ -174,9 +165,7 @@ def test_the_onnx_backend_imports_no_torch():
 
 def test_no_module_imports_another_modules_private_names():
     found = private_imports()
-    assert found - PENDING_PRIVATE_IMPORTS == set(), "private names imported across modules"
-    gone = PENDING_PRIVATE_IMPORTS - found
-    assert not gone, f"no longer imported, remove from PENDING_PRIVATE_IMPORTS: {sorted(gone)}"
+    assert not found, f"private names imported across modules: {sorted(found)}"
 
 
 def test_the_checks_see_what_they_forbid():

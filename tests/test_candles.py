@@ -8,6 +8,9 @@ import pytest
 
 from kronos.data.calendar import future_timestamps
 from kronos.data.candles import invalid_share, valid_candles
+from kronos.forecasting.forecast import forecast_series
+from kronos.forecasting.inputs import from_frames
+from kronos.forecasting.options import ForecastOptions
 from tests.conftest import read_bars
 
 DAILY, INTRADAY = "bokeh_AAPL_1d.csv", "pyalgotrade_SPY-2011-01_1min.csv"
@@ -52,9 +55,8 @@ def test_forecast_paths_of_real_series_are_valid_candles(default_predictor, name
     with calibration and without, while the decoded bars (what predict() keeps) break the rule."""
     df, ts = _history(name)
     future = future_timestamps(ts, 20, None)[0]
-    raw = default_predictor._forecast([df], [ts], [future], 20, sample_count=50, T=1.0, top_k=0, top_p=1.0,
-                                      quantiles=(), seed=0, use_cache=True, verbose=False, truncate=True,
-                                      calibrate=False, dequantise=True, valid=False)[0]
+    raw = forecast_series(default_predictor, from_frames([df], [ts], [future], 20),
+                          ForecastOptions(sample_count=50, quantiles=(), seed=0, calibrate=False, valid=False))[0]
     assert invalid_share(raw.samples) > 0.01  # the decoded bars do break it: the repair is not idle
     for calibrate in (False, True):
         forecast = default_predictor.forecast(df, ts, future, 20, sample_count=50, seed=0, calibrate=calibrate)
@@ -81,7 +83,6 @@ def test_predict_keeps_the_decoded_bars(default_predictor, one_thread):
     df, ts = _history(INTRADAY, 300)
     future = future_timestamps(ts, 20, None)[0]
     mean = default_predictor.predict(df, ts, future, 20, sample_count=5, seed=0)
-    paths = default_predictor._forecast([df], [ts], [future], 20, sample_count=5, T=1.0, top_k=0, top_p=0.9,
-                                        quantiles=(), seed=0, use_cache=True, verbose=False, truncate=False,
-                                        calibrate=False, dequantise=False, valid=False)[0]
+    paths = forecast_series(default_predictor, from_frames([df], [ts], [future], 20),
+                            ForecastOptions.original(sample_count=5, seed=0))[0]
     np.testing.assert_allclose(mean.to_numpy(), paths.samples.mean(axis=0), rtol=1e-6)

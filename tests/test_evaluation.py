@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from kronos.cli import build_parser, main
-from kronos.evaluation import EvaluationConfig, evaluate, load_series
+from kronos.evaluation import EvaluationConfig, collect_series, evaluate
 from kronos.evaluation.garch import garch_available
-from kronos.evaluation.walkforward import check_accepts, plan_origins
+from kronos.evaluation.origins import plan_walk_origins
 
 from .conftest import DATA, PARITY, need
 
@@ -160,14 +160,14 @@ class TestOrigins:
         assert math.isnan(table.loc["persistence", "mean_ic"])  # a zero forecast return has no ranking
 
     def test_stride_cap_and_tail(self):
-        series = load_series(FILES[:1])
+        series = collect_series(FILES[:1])
         n = len(series[0].bars)
         config = EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=None, tail_fraction=0.1)
-        origins, skipped = plan_origins(series, config)
+        origins, skipped = plan_walk_origins(series, config)
         indices = [o.index for o in origins]
         assert not skipped and np.all(np.diff(indices) == 5)
         assert indices[0] >= n - round(n * 0.1) and indices[-1] == n - 10  # the anchor is the last possible origin
-        capped, _ = plan_origins(series, EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=4,
+        capped, _ = plan_walk_origins(series, EvaluationConfig(lookback=64, pred_len=10, stride=5, max_origins=4,
                                                           tail_fraction=0.1))
         assert len(capped) == 4 and capped[-1].index == n - 10
         assert len(set(np.diff([o.index for o in capped]))) == 1  # evenly thinned
@@ -252,15 +252,6 @@ class TestSamplingSettings:
         other = evaluate(FILES[:2], tiny_predictor, **dict(settings, T=0.3)).run.records
         assert not np.allclose(unset.loc[unset["method"] == "kronos", "crps"],
                                other.loc[other["method"] == "kronos", "crps"])
-
-    def test_a_setting_the_predictor_lacks_is_named(self):
-        def forecast_batch(frames, x_ts, y_ts, pred_len=1, sample_count=1, T=1.0, quantiles=(), seed=None):
-            return []
-
-        check_accepts(forecast_batch, {"T": 0.5})
-        with pytest.raises(TypeError, match="does not accept calibrate; leave it unset"):
-            check_accepts(forecast_batch, {"T": 0.5, "calibrate": True})
-        check_accepts(lambda *args, **kwargs: [], {"calibrate": True})  # **kwargs takes anything
 
     def test_command_line_flags_default_to_unset(self):
         parser = build_parser()

@@ -11,8 +11,8 @@ import pytest
 from kronos import backtest
 from kronos.backtest import BacktestConfig
 from kronos.data.tables import Series
-from kronos.evaluation import Engine, EvaluationConfig, evaluate
-from kronos.evaluation.walkforward import _in_float64, _ModelRunner, load_series, plan_origins
+from kronos.evaluation import Engine, EvaluationConfig, collect_series, evaluate
+from kronos.evaluation.origins import ModelRunner, in_float64, plan_walk_origins
 from kronos.forecasting.calibration import Calibration
 from kronos.universe import forecast_universe, read_calibrations, read_universe
 
@@ -30,17 +30,17 @@ def _perturbed_after(s: Series, row: int) -> Series:
 def test_neighbouring_origins_share_past_forecasts_and_none_looks_ahead(tiny_predictor, one_thread):
     """Bars changed from an origin on change no forecast before it, even with the store holding the past
     forecasts made from the changed bars; and later origins reuse the past forecasts of earlier ones."""
-    series = _in_float64(load_series([DATA / "bokeh_MSFT_1d.csv"]))
+    series = in_float64(collect_series([DATA / "bokeh_MSFT_1d.csv"]))
     config = EvaluationConfig(**SETTINGS, stride=6, tail_fraction=0.05)
-    origins, _ = plan_origins(series, config)
+    origins, _ = plan_walk_origins(series, config)
     assert len(origins) == 4
     cut = origins[2].index
     changed = [_perturbed_after(series[0], cut)]
     tiny_predictor.past_forecasts.clear()
-    later = _ModelRunner(tiny_predictor, config).run({s.name: s for s in changed}, origins)
+    later = ModelRunner(tiny_predictor, config).run({s.name: s for s in changed}, origins)
     made = tiny_predictor.past_forecasts.misses
     assert made < 12 * len(origins)  # neighbours one horizon apart share all but one past origin
-    first = _ModelRunner(tiny_predictor, config).run({s.name: s for s in series}, origins)
+    first = ModelRunner(tiny_predictor, config).run({s.name: s for s in series}, origins)
     for o in origins:
         same = np.array_equal(first[o], later[o])
         assert same == (o.index <= cut), o  # an origin at the cut sees only bars before it
@@ -102,7 +102,7 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, one_thre
     remote = evaluate(files, tiny_predictor, engine=engine, **settings).run.records
     pd.testing.assert_frame_equal(local, remote, check_exact=True)  # exact: no tolerance
 
-    series = load_series([DATA / f"bokeh_{n}_1d.csv" for n in ("AAPL", "GOOG", "IBM")])
+    series = collect_series([DATA / f"bokeh_{n}_1d.csv" for n in ("AAPL", "GOOG", "IBM")])
     config = BacktestConfig(lookback=64, pred_len=5, sample_count=4, max_dates=4, k=1, batch_size=3)
     here = backtest.run(series, tiny_predictor, config)
     there = backtest.run(series, tiny_predictor, config, engine=engine)

@@ -245,18 +245,19 @@ def test_no_client_path_is_ever_read(client):
 # -- queueing ---------------------------------------------------------------------------------------------
 
 class Gated:
-    """The real predictor, whose first ``forecast_batch`` waits until the test opens the gate: the worker is then
-    known to be busy while the test queues more requests, so batching and a full queue happen by construction."""
+    """The real predictor, whose first ``sample_paths`` (what the forecasting door asks the backend for) waits until
+    the test opens the gate: the worker is then known to be busy while the test queues more requests, so batching
+    and a full queue happen by construction."""
 
     def __init__(self, predictor):
         import copy
         import threading
 
         self.predictor, self.gate, self.calls = copy.copy(predictor), threading.Event(), 0
-        self.predictor.forecast_batch = self._forecast_batch
-        self._real = predictor.forecast_batch
+        self.predictor.sample_paths = self._sample_paths
+        self._real = predictor.sample_paths
 
-    def _forecast_batch(self, *args, **kwargs):
+    def _sample_paths(self, *args, **kwargs):
         self.calls += 1
         if self.calls == 1:
             assert self.gate.wait(120), "the test never opened the gate"

@@ -1,8 +1,8 @@
 """Forecast a whole universe of series in one job, in this process or on a Ray cluster.
 
 :func:`forecast_universe` reads many series (files, a folder, a glob, a long table with a symbol
-column, a DataFrame), forecasts them in batches of similar length with
-:meth:`~kronos.forecasting.predictor.KronosPredictor.forecast_batch`, and writes one dataset: a folder with one
+column, a DataFrame), forecasts them in batches of similar length through the forecasting door
+(:func:`~kronos.forecasting.forecast.forecast_series`), and writes one dataset: a folder with one
 partition per series (``id=<series>/part-0.parquet``), optionally under a run partition
 (``run=<label>/``), in Parquet or CSV.
 
@@ -41,8 +41,11 @@ import pandas as pd
 from . import kill_points
 from .data.tables import ReadOptions, Series, TableError, read_series, table_stem
 from .forecasting.calibration import Calibration
-from .forecasting.predictor import DEFAULT_QUANTILES, KronosPredictor
-from .forecasting.result import DEFAULT_PATHS
+from .forecasting.forecast import forecast_series
+from .forecasting.inputs import future_of, tidy_frame
+from .forecasting.options import ForecastOptions
+from .forecasting.predictor import KronosPredictor
+from .forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES
 
 log = logging.getLogger("kronos.universe")
 
@@ -82,7 +85,7 @@ class UniverseResult:
 
 
 @dataclass
-class _Task:
+class SeriesTask:
     """One series to forecast: what a worker needs (picklable, no file access)."""
 
     id: str
@@ -94,19 +97,15 @@ class _Task:
 
 
 @dataclass(frozen=True)
-class _Settings:
+class TaskSettings:
+    """How every task of a job is forecast: the horizon, the :class:`ForecastOptions` (their seed and
+    calibration are each task's own), and what a worker returns: the tidy frame (with the sample paths as
+    ``path_k`` columns when ``paths``) or, with ``samples``, the (S, P, 6) sample paths."""
+
     pred_len: int
-    sample_count: int
-    quantiles: tuple[float, ...]
-    T: float
-    top_k: int | None
-    top_p: float
-    calibrate: bool
-    dequantise: bool
-    paths: bool
-    calibration_seed: int = 0
-    samples: bool = False  # workers return the (S, P, 6) sample paths instead of the tidy frame
-    lookback: int | None = None  # bars the network sees (None: the predictor's own)
+    options: ForecastOptions
+    paths: bool = False
+    samples: bool = False
 
 
 # -- reading -------------------------------------------------------------------------------------------
@@ -175,9 +174,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
-           failed: dict[str, str], calendar: str | None = None) -> list[_Task]:
-    from .data.calendar import future_timestamps
-
+           failed: dict[str, str], calendar: str | None = None) -> list[SeriesTask]:
     tasks = []
     for s in series:
         if lookback is not None:
@@ -189,11 +186,11 @@ def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int 
             failed[s.name] = "bars hold values that are not finite"
             continue
         try:
-            future = future_timestamps(s.timestamps, pred_len, freq, calendar)[0]
+            future = future_of([s], pred_len, freq, calendar, label="name")[0][0]
         except ValueError as exc:
-            failed[s.name] = _one_line(exc)
+            failed[s.name] = _one_line(exc).removeprefix(f"{s.name}: ")
             continue
-        tasks.append(_Task(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
+        tasks.append(SeriesTask(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
     return tasks
 
 
@@ -340,10 +337,8 @@ def read_universe(out: str | os.PathLike, run: str | None = None) -> pd.DataFram
 
 # -- the work of one batch (the same in every engine) --------------------------------------------------------
 
-def _frame(forecast: Any, settings: _Settings) -> pd.DataFrame:
-    frame = forecast.to_frame()
-    numeric = frame.columns[2:]
-    frame[numeric] = frame[numeric].astype("float32")
+def _frame(forecast: Any, settings: TaskSettings) -> pd.DataFrame:
+    frame = tidy_frame([forecast], float32=True)
     if settings.paths:
         samples = forecast.samples  # (S, P, 6) -> one column per path, rows (timestamp, column)
         values = samples.transpose(1, 2, 0).reshape(-1, samples.shape[0]).astype("float32")
@@ -352,19 +347,14 @@ def _frame(forecast: Any, settings: _Settings) -> pd.DataFrame:
     return frame
 
 
-def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
-                   settings: _Settings) -> list[tuple[str, Any, str | None, Calibration | None]]:
+def forecast_tasks(predictor: KronosPredictor, tasks: list[SeriesTask],
+                   settings: TaskSettings) -> list[tuple[str, Any, str | None, Calibration | None]]:
     """(id, frame, None, calibration) or (id, None, reason, None) per task (the (S, P, 6) sample paths
     instead of the frame with ``settings.samples``); a batch that fails is retried series by series so that
     only the bad series fails (with per-series seeds the good ones come out the same)."""
-    def run(part: list[_Task]) -> list[Any]:
-        return predictor.forecast_batch(
-            [pd.DataFrame(t.bars, columns=["open", "high", "low", "close", "volume", "amount"]) for t in part],
-            [t.timestamps for t in part], [t.future for t in part], settings.pred_len,
-            sample_count=settings.sample_count, T=settings.T, top_k=settings.top_k, top_p=settings.top_p,
-            quantiles=settings.quantiles, seed=[t.seed for t in part], calibrate=settings.calibrate,
-            dequantise=settings.dequantise, calibration=[t.calibration for t in part],
-            calibration_seed=settings.calibration_seed, lookback=settings.lookback)
+    def run(part: list[SeriesTask]) -> list[Any]:
+        options = settings.options.with_(seed=[t.seed for t in part], calibration=[t.calibration for t in part])
+        return forecast_series(predictor, [(t.bars, t.timestamps) for t in part], options, [t.future for t in part])
 
     try:
         return [(t.id, f.samples if settings.samples else _frame(f, settings), None, f.calibration)
@@ -380,7 +370,7 @@ def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
 
 # -- engines ---------------------------------------------------------------------------------------------
 
-def run_batches(predictor: KronosPredictor | None, batches: list[list[_Task]], settings: _Settings, *,
+def run_batches(predictor: KronosPredictor | None, batches: list[list[SeriesTask]], settings: TaskSettings, *,
                 engine: str = "local", loader: dict[str, Any] | None = None, address: str | None = None,
                 workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Iterator[list[Any]]:
     """The results of :func:`forecast_tasks` for each batch, in order, on ``engine`` ("local": ``predictor``
@@ -400,7 +390,8 @@ def run_batches(predictor: KronosPredictor | None, batches: list[list[_Task]], s
             ray.shutdown()
 
 
-def _run_local(predictor: KronosPredictor, batches: list[list[_Task]], settings: _Settings) -> Iterator[list[Any]]:
+def _run_local(predictor: KronosPredictor, batches: list[list[SeriesTask]],
+               settings: TaskSettings) -> Iterator[list[Any]]:
     for batch in batches:
         yield forecast_tasks(predictor, batch, settings)
 
@@ -408,7 +399,7 @@ def _run_local(predictor: KronosPredictor, batches: list[list[_Task]], settings:
 class _RayWorker:
     """A Ray Data actor: loads the model once, then forecasts one planned batch per call."""
 
-    def __init__(self, predictor_ref: Any, loader: dict[str, Any] | None, threads: int, settings: _Settings):
+    def __init__(self, predictor_ref: Any, loader: dict[str, Any] | None, threads: int, settings: TaskSettings):
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -444,8 +435,8 @@ def _ray_init(address: str | None, workers: int, cpus_per_worker: float, gpus_pe
     return True
 
 
-def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[_Task]],
-             settings: _Settings, *, workers: int, cpus_per_worker: float,
+def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[SeriesTask]],
+             settings: TaskSettings, *, workers: int, cpus_per_worker: float,
              gpus_per_worker: float) -> Iterator[list[Any]]:
     import ray
 
@@ -453,6 +444,9 @@ def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, b
     context.enable_progress_bars = False  # the progress bar over series is ours
     if hasattr(context, "enable_operator_progress_bars"):
         context.enable_operator_progress_bars = False
+    # results are matched to their batches by position: with several actors Ray Data would otherwise yield
+    # them in the order they finish
+    context.execution_options.preserve_order = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ref = [ray.put(predictor)] if loader is None else None  # in a list: Ray passes it to actors unresolved
     items = [{"payload": pickle.dumps(batch)} for batch in batches]
@@ -540,13 +534,10 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
 
         if find_spec("pyarrow") is None:
             raise ImportError("format='parquet' needs pyarrow: pip install 'kronos-kline[parquet]' (or format='csv')")
-    settings = _Settings(pred_len, sample_count, tuple(float(q) for q in quantiles), T, top_k, top_p, calibrate,
-                         dequantise, paths)
-    from .forecasting.generation import SamplingConfig
-
-    SamplingConfig(temperature=T, top_k=top_k, top_p=top_p)  # bad settings fail here, not in every series
-    if any(not 0 <= q <= 1 for q in settings.quantiles):
-        raise ValueError(f"quantiles must be in [0, 1], got {list(settings.quantiles)}")
+    # bad settings fail here, not in every series
+    forecasting = ForecastOptions(sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, quantiles=quantiles,
+                                  calibrate=calibrate, dequantise=dequantise)
+    settings = TaskSettings(pred_len, forecasting, paths)
 
     result = UniverseResult(Path(out))
     dataset = _Dataset(Path(out), format, partition, run)

@@ -1,6 +1,6 @@
 """Walk-forward backtest of forecast signals over a universe of series.
 
-Rebalance dates. An origin follows the rules of ``kronos evaluate`` (:mod:`kronos.evaluation.walkforward`):
+Rebalance dates. An origin follows the rules of ``kronos evaluate`` (:mod:`kronos.evaluation.origins`):
 the origin bar ``o`` of a series lies in its held-out tail (the last ``tail_fraction`` of its rows, the
 test split of ``kronos train``) with its whole forecast horizon, the history is bars ``[o - lookback, o)``
 (at least ``min_history``), and nothing at or after ``o`` is read to forecast or to score. A portfolio
@@ -26,18 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bars import CLOSE, FEATURE_COLUMNS, OPEN
+from ..bars import CLOSE, OPEN
 from ..data.features import check_count
 from ..data.tables import Series
-from ..evaluation.walkforward import (
+from ..evaluation.origins import (
     SAMPLING_SETTINGS,
     Engine,
     EvaluationConfig,
-    check_accepts,
     engine_batches,
-    history_start,
-    model_settings,
-    origin_seed,
+    forecast_requests,
+    model_options,
     valid_range,
 )
 from ..stats.significance import cross_sectional_ic
@@ -235,7 +233,8 @@ def path_signals(close_paths: np.ndarray, last_close: float, step: int) -> dict[
 
 def forecast_origins(predictor: Any, requests: Sequence[tuple[Series, int]], config: BacktestConfig,
                      seed: int | None = None) -> list[np.ndarray]:
-    """(S, P) close paths for each (series, origin) request, in one ``forecast_batch`` call.
+    """(S, P) close paths for each (series, origin) request, in one batch through the forecasting door
+    (:func:`kronos.evaluation.origins.forecast_requests`).
 
     Each request is sent with its series' whole history before the origin (the predictor forecasts from
     the last ``lookback`` bars and calibrates on earlier ones, sharing past forecasts between origins)
@@ -244,17 +243,8 @@ def forecast_origins(predictor: Any, requests: Sequence[tuple[Series, int]], con
     inputs and outputs to spread the work over machines.
     """
     run_seed = config.seed if seed is None else seed
-    settings = model_settings(predictor, config.walk)
-    frames, x_ts, y_ts = [], [], []
-    for s, o in requests:
-        first = history_start(o, config.walk, settings)
-        frames.append(pd.DataFrame(s.bars[first:o], columns=list(FEATURE_COLUMNS)))
-        x_ts.append(s.timestamps[first:o])
-        y_ts.append(s.timestamps[o:o + config.pred_len])
-    forecasts = predictor.forecast_batch(frames, x_ts, y_ts, pred_len=config.pred_len,
-                                         sample_count=config.sample_count, quantiles=(),
-                                         seed=[origin_seed(run_seed, s.name, o) for s, o in requests], **settings)
-    return [f.samples[..., CLOSE] for f in forecasts]
+    paths = forecast_requests(predictor, requests, config.pred_len, model_options(predictor, config.walk), run_seed)
+    return [p[..., CLOSE] for p in paths]
 
 
 def model_scores(predictor: Any, series: Sequence[Series], plan: Plan, config: BacktestConfig,
@@ -264,7 +254,6 @@ def model_scores(predictor: Any, series: Sequence[Series], plan: Plan, config: B
     date after date (several dates and series per model call), on ``engine`` (default this process). Each
     origin's paths depend only on the bars before it and its own seed, not on its batch or engine.
     ``progress(done, total)`` counts origins."""
-    check_accepts(predictor.forecast_batch, config.walk.sampling)
     out = {name: np.full(plan.origins.shape, np.nan) for name in MODEL_SIGNALS}
     step = min(config.step, config.pred_len)
     cells = [(d, int(j)) for d in range(len(plan.dates)) for j in np.flatnonzero(plan.origins[d] >= 0)]
@@ -274,7 +263,7 @@ def model_scores(predictor: Any, series: Sequence[Series], plan: Plan, config: B
         results = (forecast_origins(predictor, r, config) for r in requests)
     else:
         results = ([p[..., CLOSE] for p in paths] for paths in engine_batches(
-            predictor, requests, config.walk, model_settings(predictor, config.walk), engine))
+            predictor, requests, config.walk, model_options(predictor, config.walk), engine))
     done = 0
     for batch, batch_requests, paths in zip(batches, requests, results):
         done += len(batch)
@@ -377,7 +366,7 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
     ``config`` or keywords of :class:`BacktestConfig` (not both). ``extra_signals`` maps a name to a
     function of the :class:`Plan` returning (dates x names) scores, traded like the others (e.g. a signal
     of your own). ``progress(done, total)`` is called after each model batch with the origins forecast so far.
-    ``engine``: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`; default this
+    ``engine``: where the model's batches run (:class:`kronos.evaluation.origins.Engine`; default this
     process), with the same results on each.
     """
     if config is not None and settings:

@@ -95,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from ..backtest import BacktestConfig
     from ..backtest import run as run_backtest
     from ..backtest.report import SHOWN
-    from ..evaluation import load_series
+    from ..evaluation import collect_series
     from ..evaluation.report import markdown_table
 
     check_out_folder(args.out)
-    series = load_series(args.files, read_options(args))
+    series = collect_series(args.files, read_options(args))
     kind = STRATEGY_FLAGS[args.strategy] if args.strategy else ("long_flat" if len(series) == 1 else "topk_dropout")
     try:
         config = BacktestConfig(

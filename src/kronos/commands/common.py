@@ -75,9 +75,18 @@ class _FlagFormatter(logging.Formatter):
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
-    """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with."""
+    """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with
+    (checked once per command: a second call returns at once)."""
     from ..model.checkpoint import read_predictor_info
     from ..model.default_model import resolve_source
+
+    if getattr(args, "model_arguments_checked", False):
+        return
+    _check_model_arguments(args, read_predictor_info, resolve_source)
+    args.model_arguments_checked = True
+
+
+def _check_model_arguments(args: argparse.Namespace, read_predictor_info: Any, resolve_source: Any) -> None:
 
     if getattr(args, "backend", "torch") == "onnx":
         return _check_onnx_arguments(args)
@@ -99,14 +108,9 @@ def load_predictor(args: argparse.Namespace):
     check_model_arguments(args)
     if getattr(args, "backend", "torch") == "onnx":
         return _load_onnx_predictor(args)
-    from ..forecasting.predictor import KronosPredictor, auto_device
-    from ..model.precision import check_supported
+    from ..forecasting.predictor import KronosPredictor
 
     dtype = getattr(args, "dtype", None)
-    try:
-        check_supported(dtype, args.device or auto_device())
-    except ValueError as exc:  # the library's message names dtype='int8'; here it is --dtype int8
-        raise UsageError(flag_names(str(exc), ("dtype", "device")).replace("'", "")) from None
     logger = logging.getLogger("kronos.forecasting.predictor")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
         handler = StderrHandler()
@@ -116,6 +120,8 @@ def load_predictor(args: argparse.Namespace):
         return KronosPredictor.from_pretrained(args.model, args.tokenizer, device=args.device,
                                                max_context=args.max_context, dtype=dtype)
     except ValueError as exc:
+        if str(exc).startswith("dtype="):  # checked before any weight is read; here it is --dtype int8
+            raise UsageError(flag_names(str(exc), ("dtype", "device")).replace("'", "")) from None
         raise UsageError(flag_names(str(exc), MODEL_ARGUMENTS)) from exc
     except RuntimeError as exc:  # e.g. an unavailable device
         raise UsageError(f"could not load the model on device {args.device!r}: {str(exc).splitlines()[0]}") from exc
@@ -272,8 +278,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_of(args: argparse.Namespace):
-    """The :class:`kronos.evaluation.walkforward.Engine` the engine arguments ask for."""
-    from ..evaluation.walkforward import Engine
+    """The :class:`kronos.evaluation.origins.Engine` the engine arguments ask for."""
+    from ..evaluation.origins import Engine
 
     if not args.cpus_per_worker > 0 or args.gpus_per_worker < 0:
         raise UsageError(f"--cpus-per-worker must be > 0 and --gpus-per-worker >= 0, got {args.cpus_per_worker} "

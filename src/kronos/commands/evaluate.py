@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import EvaluationConfig, evaluate, load_series
+    from ..evaluation import EvaluationConfig, collect_series, evaluate
 
     check_out_folder(args.out)
     try:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.baselines_only:
         check_model_arguments(args)  # before reading the data
-    series = load_series(args.files, read_options(args))
+    series = collect_series(args.files, read_options(args))
     predictor, model_name = None, None
     if not args.baselines_only:
         predictor = load_predictor(args)

@@ -1,14 +1,12 @@
-"""``kronos forecast`` (bars in, tidy forecast out, optional chart) and ``kronos info``."""
+"""``kronos forecast``: read the bars, forecast them through the door, write the tidy frame (and a chart)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import io
-import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,7 +21,6 @@ from .common import (
     add_table_arguments,
     check_model_arguments,
     load_predictor,
-    model_summary,
     positive_int,
     progress,
     read_options,
@@ -64,11 +61,6 @@ in batches; series already there are skipped (rerun a killed job to resume); fai
 _errors.csv there and the exit status is 3 (0 when every series was forecast).
 """
 
-INFO_EXAMPLES = """\
-examples:
-  kronos info
-  kronos info --model ./my-model --tokenizer ./my-tokenizer --json
-"""
 
 
 def pred_len_int(text: str) -> int:
@@ -164,6 +156,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     universe.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per Ray actor (default 1)")
     universe.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0)")
     parser.set_defaults(func=run)
+    from .info import register_info
+
     register_info(subparsers)
 
 
@@ -380,8 +374,6 @@ def _universe_to_folder(args: argparse.Namespace, out: str, shown: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     _check_calendar(args)
     if _universe_mode(args):
         if args.backend == "onnx":
@@ -391,13 +383,17 @@ def run(args: argparse.Namespace) -> int:
         args.pred_len = args.pred_len or 20
         return run_universe(args)
 
-    from ..data.calendar import future_timestamps, parse_freq
-    from ..onnx.sampling import Sampling as SamplingConfig  # NumPy only: the same checks as the torch backend's
+    from ..bars import CLOSE
+    from ..data.calendar import parse_freq
+    from ..forecasting.forecast import forecast_series
+    from ..forecasting.inputs import future_of, tidy_frame
+    from ..forecasting.options import ForecastOptions
 
     _check_outputs(args)
     check_model_arguments(args)
-    quantiles = parse_quantiles(args.quantiles)
-    SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)  # raises naming the value
+    options = ForecastOptions(sample_count=args.samples, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              quantiles=parse_quantiles(args.quantiles), seed=args.seed, calibrate=args.calibrate,
+                              dequantise=args.dequantise, verbose=not args.quiet and sys.stderr.isatty())
     if args.freq:
         parse_freq(args.freq)
     if args.holdout is not None and args.pred_len not in (None, args.holdout):
@@ -405,61 +401,30 @@ def run(args: argparse.Namespace) -> int:
                          f"give the same number (got --pred-len {args.pred_len})")
     args.pred_len = args.pred_len or args.holdout or 20
     series, name = _read(args)
-    realised = {}
-    if args.holdout is not None:
-        for s in series:
-            if len(s) - args.holdout < 2:
-                raise UsageError(f"--holdout {args.holdout}: {s.name} has {len(s)} bars; at least 2 must remain "
-                                 "before the held-out ones")
-        realised = {s.name: s.slice(len(s) - args.holdout, None) for s in series}
-        series = [s.slice(None, len(s) - args.holdout) for s in series]
+    realised = _hold_out(args, series)
+    series = [s.slice(None, len(s) - args.holdout) for s in series] if realised else series
     started = time.perf_counter()
     predictor = load_predictor(args)
     progress(args, f"loaded model {args.model} on {predictor.device} in {time.perf_counter() - started:.1f}s")
     if args.lookback:
         series = [s.slice(-args.lookback, None) for s in series]
-    futures = []
-    for s in series:
-        if s.name in realised:
-            futures.append((realised[s.name].timestamps, "the held-out bars' timestamps"))
-            continue
-        try:
-            futures.append(future_timestamps(s.timestamps, args.pred_len, args.freq, args.calendar))
-        except ValueError as exc:
-            raise UsageError(f"{s.name}: {exc}") from None
-    longest = max(len(s) for s in series)
-    seen = "" if longest <= predictor.lookback else f" (the model sees the last {predictor.lookback})"
-    if len(series) == 1:
-        what = f"{args.pred_len} bars ({futures[0][1]}) from {longest} history bars"
-    else:
-        what = f"{args.pred_len} bars of {len(series)} series from up to {longest} history bars"
-    progress(args, f"forecasting {what}{seen}, {args.samples} sample paths")
+    futures = _futures(args, series, realised, future_of)
+    _say_what(args, series, futures, predictor.lookback)
     started = time.perf_counter()
-    forecasts = predictor.forecast_batch([s.frame() for s in series], [s.timestamps for s in series],
-                                         [future for future, _ in futures], args.pred_len, sample_count=args.samples,
-                                         T=args.temperature, top_k=args.top_k, top_p=args.top_p, quantiles=quantiles,
-                                         seed=args.seed, calibrate=args.calibrate, dequantise=args.dequantise,
-                                         verbose=not args.quiet and sys.stderr.isatty())
+    forecasts = forecast_series(predictor, series, options, [future for future, _ in futures])
     progress(args, f"done in {time.perf_counter() - started:.1f}s")
     _calibration_note(args, forecasts)
+    frames = None
     if realised:
         from ..forecasting.holdout import holdout_frame, summary
 
         frames = [holdout_frame(f, realised[s.name].frame()) for f, s in zip(forecasts, series)]
         for f, s in zip(forecasts, series):
-            got = summary(f, realised[s.name].frame(), float(s.bars[-1, 3]))
+            got = summary(f, realised[s.name].frame(), float(s.bars[-1, CLOSE]))
             progress(args, f"{s.name}: held-out {got['bars']} bars from {realised[s.name].timestamps[0]}: close CRPS "
                            f"{got['crps_close']:.4g} ({got['crps_close_rel']:.2%} of the last close), inside the 50% "
                            f"interval {got['coverage_50']:.0%}, the 80% interval {got['coverage_80']:.0%}")
-    else:
-        frames = [f.to_frame() for f in forecasts]
-    id_column = series[0].id_column
-    if id_column is not None:
-        frames = [frame.assign(**{id_column: s.name}) for frame, s in zip(frames, series)]
-        frames = [frame[[id_column, *frame.columns[:-1]]] for frame in frames]
-    frame = pd.concat(frames, ignore_index=True)
-    numeric = frame.columns[2 + (id_column is not None):]
-    frame[numeric] = frame[numeric].astype("float32")  # one precision for mean and quantiles
+    frame = tidy_frame(forecasts, [s.name for s in series], series[0].id_column, frames=frames, float32=True)
     if args.out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:
@@ -476,54 +441,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- kronos info ---------------------------------------------------------------------------------------
-
-def register_info(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "info", help="versions, device, and the model's configuration and size", epilog=INFO_EXAMPLES,
-        description="Print library versions, the device that would be used, and the loaded model's "
-                    "configuration, parameter counts and size.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser, backend=False)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run_info)
+def _hold_out(args: argparse.Namespace, series: list) -> dict:
+    """With --holdout N: each series' last N bars, by name (checked to leave 2 bars before them)."""
+    if args.holdout is None:
+        return {}
+    for s in series:
+        if len(s) - args.holdout < 2:
+            raise UsageError(f"--holdout {args.holdout}: {s.name} has {len(s)} bars; at least 2 must remain "
+                             "before the held-out ones")
+    return {s.name: s.slice(len(s) - args.holdout, None) for s in series}
 
 
-def _versions() -> dict[str, str]:
-    import numpy
-    import pandas
-    import torch
+def _futures(args: argparse.Namespace, series: list, realised: dict, future_of: Any) -> list:
+    """Per series, (future timestamps, the rule that made them): the held-out bars' or the calendar's."""
+    try:
+        made = iter(future_of([s for s in series if s.name not in realised], args.pred_len, args.freq,
+                              args.calendar))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return [(realised[s.name].timestamps, "the held-out bars' timestamps") if s.name in realised else next(made)
+            for s in series]
 
-    from .. import __version__
 
-    return {"kronos-kline": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "pandas": pandas.__version__, "platform": platform.platform()}
-
-
-def run_info(args: argparse.Namespace) -> int:
-    from ..forecasting.predictor import auto_device
-    from ..model.default_model import bundled_folder
-
-    info: dict[str, Any] = {"versions": _versions(), "device": str(args.device or auto_device()),
-                            "bundled": {part: str(bundled_folder(part)) for part in ("model", "tokenizer")}}
-    if not args.json:
-        for key, value in info["versions"].items():
-            print(f"{key:<24}{value}")
-        print(f"{'device':<24}{info['device']}")
-        for part, folder in info["bundled"].items():
-            print(f"{'bundled ' + part:<24}{folder}")
-        sys.stdout.flush()
-    info["model"] = model_summary(load_predictor(args), args.model, args.tokenizer)
-    if args.json:
-        print(json.dumps(info, indent=1, default=str))
-        return 0
-    for key, value in info["model"].items():
-        if key == "device" and str(value) == info["device"]:  # printed above
-            continue
-        if isinstance(value, dict):
-            print(key)
-            for k, v in value.items():
-                print(f"  {k:<22}{v}")
-        else:
-            print(f"{key:<24}{value}")
-    return 0
+def _say_what(args: argparse.Namespace, series: list, futures: list, lookback: int) -> None:
+    longest = max(len(s) for s in series)
+    seen = "" if longest <= lookback else f" (the model sees the last {lookback})"
+    if len(series) == 1:
+        what = f"{args.pred_len} bars ({futures[0][1]}) from {longest} history bars"
+    else:
+        what = f"{args.pred_len} bars of {len(series)} series from up to {longest} history bars"
+    progress(args, f"forecasting {what}{seen}, {args.samples} sample paths")

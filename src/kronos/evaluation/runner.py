@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 
 from ..data.tables import ReadOptions, Series
+from .origins import Engine, EvaluationConfig
 from .report import write_report
 from .results import EvaluationResults
-from .walkforward import Engine, EvaluationConfig, load_series, run_walkforward
+from .walkforward import collect_series, run_walkforward
 
 
 @dataclass
@@ -39,7 +40,7 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
         progress: called as ``progress(origins_done, origins_total)`` after each model batch.
         read_options: how files and frames are read (:class:`kronos.data.tables.ReadOptions`: time_column, sort,
             nan, rename, id_column, adjusted, time_unit).
-        engine: where the model's batches run (:class:`kronos.evaluation.walkforward.Engine`: this process
+        engine: where the model's batches run (:class:`kronos.evaluation.origins.Engine`: this process
             by default, or a Ray actor pool), with the same results on each.
 
     Example:
@@ -54,6 +55,6 @@ def evaluate(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] |
     if config is not None and settings:
         raise TypeError("give either config or keyword settings, not both")
     config = config or EvaluationConfig(**settings)
-    series = load_series(sources, read_options)
+    series = collect_series(sources, read_options)
     run = run_walkforward(series, config, predictor, model_name=model_name, progress=progress, engine=engine)
     return Evaluation.from_run(run)

@@ -23,32 +23,10 @@ import torch
 
 from ..model.kv_cache import KVCache, SharedPrefixCache, SplitKV
 from ..model.network import Kronos, positions_and_mask
+from .sampling import MIN_TEMPERATURE, SamplingConfig
 
-MIN_TEMPERATURE = 1e-3
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How tokens are drawn. ``top_k`` 0 or None and ``top_p`` 1.0 switch those filters off;
-    ``top_k=1`` is greedy (the generator is then not used)."""
-
-    temperature: float = 1.0
-    top_k: int | None = 0
-    top_p: float = 0.9
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or not self.temperature >= MIN_TEMPERATURE:
-            raise ValueError(f"T (temperature) must be at least {MIN_TEMPERATURE:g} (smaller values overflow the "
-                             f"scaled logits; top_k=1 is greedy), got {self.temperature!r}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
-            raise ValueError(f"top_k must be None or an integer >= 0, got {self.top_k!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.top_k == 1
-
+__all__ = ["MIN_TEMPERATURE", "SamplingConfig", "SeriesGenerators", "filter_logits", "generate_tokens",
+           "sample_next_token"]
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float) -> torch.Tensor:
     """Mask logits (N, V) outside the top-k and outside the nucleus of mass ``top_p`` with -inf.

@@ -26,7 +26,8 @@ DEFAULT_MAX_BYTES = 256 * 2**20  # close paths kept: 16 paths x 24 steps take 1.
 def past_seed(bars: np.ndarray, timestamps: Any, horizon: Any, calibration_seed: int = 0) -> int:
     """The 63-bit seed one past forecast is drawn with: a BLAKE2b hash of its history bars (T, 6) as the
     predictor reads them (float32, :func:`kronos.data.features.bar_features`), their timestamps (T,), the horizon's
-    timestamps (P,) and ``calibration_seed``. Reproduce a calibration's past forecast with
+    timestamps (P,) (both in nanoseconds, so any resolution gives one seed) and ``calibration_seed``.
+    Reproduce a calibration's past forecast with
     ``predictor.forecast(history, timestamps, horizon, P, sample_count=PATHS_PER_ORIGIN, seed=past_seed(...))``.
     """
     return int.from_bytes(_content_digest(bars, timestamps, horizon, calibration_seed)[:8], "little") >> 1
@@ -47,7 +48,7 @@ def _content_digest(bars: np.ndarray, timestamps: Any, horizon: Any, calibration
     digest.update(f"{values.shape}".encode())
     digest.update(values.tobytes())
     for stamps in (timestamps, horizon):
-        ns = np.ascontiguousarray(pd.DatetimeIndex(stamps).asi8)
+        ns = np.ascontiguousarray(pd.DatetimeIndex(stamps).as_unit("ns").asi8)  # the same for any resolution
         digest.update(f"|{len(ns)}|".encode())
         digest.update(ns.tobytes())
     digest.update(f"|{int(calibration_seed)}".encode())

@@ -23,7 +23,7 @@ PREDICTOR_INFO_NAME = "predictor.json"  # optional, beside a predictor's config.
 
 M = TypeVar("M", bound="PretrainedMixin")
 
-# the bundled default model (kronos.model.default_model)
+# the bundled default model (kronos.model.default_model), in the package folder
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 
 BUNDLED_PARTS = ("model", "tokenizer")

@@ -1,5 +1,4 @@
-"""Configuration objects for the two networks (the sampling settings are
-:class:`kronos.forecasting.generation.SamplingConfig`).
+"""Configuration objects for the two networks (sampling settings are ``kronos.forecasting.sampling.SamplingConfig``).
 
 Field names equal the keys of the published ``config.json`` files, so a config
 round-trips through ``dataclasses.asdict`` unchanged.

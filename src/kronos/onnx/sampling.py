@@ -8,35 +8,14 @@ paths agree in distribution; greedy decoding, ``top_k=1``, uses no random number
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-MIN_TEMPERATURE = 1e-3
+from ..forecasting.sampling import MIN_TEMPERATURE, SamplingConfig
 
+Sampling = SamplingConfig  # the one sampling config of both backends
 
-@dataclass(frozen=True)
-class Sampling:
-    """``temperature``, ``top_k`` (0 or None: off, 1: greedy) and ``top_p`` (1.0: off), checked as the
-    PyTorch predictor checks them."""
-
-    temperature: float = 1.0
-    top_k: int | None = 0
-    top_p: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or not self.temperature >= MIN_TEMPERATURE:
-            raise ValueError(f"T (temperature) must be at least {MIN_TEMPERATURE:g} (smaller values overflow the "
-                             f"scaled logits; top_k=1 is greedy), got {self.temperature!r}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer))
-                                       or self.top_k < 0):
-            raise ValueError(f"top_k must be None or an integer >= 0, got {self.top_k!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.top_k == 1
+__all__ = ["MIN_TEMPERATURE", "RowGenerators", "Sampling", "SamplingConfig", "filter_logits", "sample_next_token"]
 
 
 class RowGenerators:
@@ -88,7 +67,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def sample_next_token(logits: np.ndarray, sampling: Sampling, generators: RowGenerators | None) -> np.ndarray:
+def sample_next_token(logits: np.ndarray, sampling: SamplingConfig, generators: RowGenerators | None) -> np.ndarray:
     """Logits (N, V) -> int64 token ids (N,): argmax when greedy, else one inverse-CDF draw per row."""
     if sampling.greedy:
         return logits.argmax(-1).astype(np.int64)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.calendar import MAX_PRED_LEN
-from ..forecasting.generation import MIN_TEMPERATURE
 from ..forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES, DEFAULT_SEED
+from ..forecasting.sampling import MIN_TEMPERATURE
 
 MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
 HARD_MAX_ROWS = 1_000_000

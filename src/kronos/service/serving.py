@@ -2,7 +2,7 @@
 
 One worker task owns the model. Requests wait in a bounded queue; the worker takes the oldest and
 every other waiting request with the same sampling settings, up to ``max_batch_series`` series and
-``max_batch_paths`` sample paths, and runs them as one ``forecast_batch`` call in a thread. Each
+``max_batch_paths`` sample paths, and runs them as one call of the forecasting door in a thread. Each
 request draws from its own seed (``seed``, default 0; a random one when the request sets ``null``), so
 its answer does not depend on which requests share its call: the same request gives the same forecast.
 At most one model call runs at a time, so memory is bounded whatever the number of concurrent
@@ -29,7 +29,10 @@ import pandas as pd
 
 from ..data.calendar import check_calendar, future_timestamps
 from ..data.tables import TableError, frame_to_series, parse_table
-from ..forecasting.predictor import Forecast, ForecastCancelled, KronosPredictor
+from ..forecasting.forecast import ForecastCancelled, forecast_series
+from ..forecasting.inputs import from_arrays
+from ..forecasting.options import ForecastOptions
+from ..forecasting.predictor import Forecast, KronosPredictor
 from .checks import check_ohlc, forecast_work
 from .schemas import MAX_ABS_VALUE, ForecastRequest, ForecastSettings
 from .upload import UploadRefused, check_table_bytes
@@ -379,11 +382,12 @@ class ForecastService:
             return self._closing or all(job.cancelled or now > job.deadline for job in batch)
 
         try:
-            return self.predictor.forecast_batch(
-                [job.bars for job in batch], [job.bars.index for job in batch], [job.future for job in batch],
-                [job.settings.pred_len for job in batch], sample_count=s.samples, T=s.temperature,
-                top_k=s.top_k, top_p=s.top_p, quantiles=(), seed=[job.seed for job in batch], calibrate=s.calibrate,
-                dequantise=s.dequantise, should_stop=given_up)
+            options = ForecastOptions(sample_count=s.samples, T=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                      quantiles=(), seed=[job.seed for job in batch], calibrate=s.calibrate,
+                                      dequantise=s.dequantise, should_stop=given_up)
+            inputs = [from_arrays(job.bars.to_numpy(dtype=np.float32), job.bars.index, job.future, name=f"bars[{i}]")
+                      for i, job in enumerate(batch)]  # checked when the job was made; float arrays from here
+            return forecast_series(self.predictor, inputs, options)
         except ForecastCancelled as exc:
             self.cancelled_calls += 1
             log.info("model call dropped: %s; nobody waits for it", exc)

@@ -19,7 +19,7 @@ import numpy as np
 from ..bars import CLOSE, VOLUME
 from ..data.tables import Series
 from ..evaluation.metrics import score_origin
-from ..evaluation.walkforward import EvaluationConfig, _in_float64, _ModelRunner, plan_origins
+from ..evaluation.origins import EvaluationConfig, ModelRunner, in_float64, plan_walk_origins
 from ..forecasting.calibration import MAX_ORIGINS
 
 SCORES = ("crps_rel", "coverage_80", "coverage_50")
@@ -46,13 +46,13 @@ class ValidationForecasts:
         history = lookback + horizon + MAX_ORIGINS
         origins, kept = [], []
         config = None
-        for s in _in_float64(eligible):
+        for s in in_float64(eligible):
             fraction = min(val_rows[s.name] / len(s), 0.999)
             config = EvaluationConfig(lookback=history, pred_len=horizon, sample_count=samples, stride=horizon,
                                       max_origins=per_series, tail_fraction=fraction, min_history=min(lookback, 64),
                                       seed=seed, batch_size=64, dequantise=True)
-            found, _ = plan_origins([s], config)
-            # plan_origins rounds the tail like split_by_time; keep only horizons inside the validation rows.
+            found, _ = plan_walk_origins([s], config)
+            # plan_walk_origins rounds the tail like split_by_time; keep only horizons inside the validation rows.
             found = [o for o in found if o.index >= len(s) - val_rows[s.name]]
             if found:
                 origins += found
@@ -66,7 +66,7 @@ class ValidationForecasts:
         each origin)."""
         started = time.perf_counter()
         config = EvaluationConfig(**{**self.config.__dict__, "calibrate": calibrate})
-        runner = _ModelRunner(predictor, config)
+        runner = ModelRunner(predictor, config)
         by_name = {s.name: s for s in self.series}
         paths = runner.run(by_name, self.origins)
         rows = []
