@@ -25,6 +25,7 @@ measures what calibration gives on held-out data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,7 +227,7 @@ def fit_scale(paths: np.ndarray, realised: np.ndarray, window: int = 2, damping:
     return fitted ** damping
 
 
-def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], reference: int, last_close: float,
+def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: Sequence[int], reference: int, last_close: float,
                   shrink: float) -> np.ndarray:
     """Paths (S, P, C) with the given columns moved and scaled together around the per-step median of
     column ``reference`` (the close): that median goes to ``last_close + shrink * (median - last_close)``
@@ -236,5 +237,6 @@ def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], refe
     out = paths.copy()
     median = np.median(paths[..., reference], axis=0)[None, :, None]  # (1, P, 1)
     centre = last_close + shrink * (median - last_close)
+    columns = list(columns)
     out[..., columns] = centre + scale[None, :, None] * (paths[..., columns] - median)
     return out
