@@ -56,9 +56,15 @@ ONNX_BACKEND = ("kronos.onnx.predictor", "kronos.onnx.runtime", "kronos.onnx.sam
 ONNX_EXPORT = "kronos.onnx.export"  # exporting needs PyTorch by nature; running the export does not
 
 # -- the forecasting door -------------------------------------------------------------------------------------
-# Reserved for the rule "the service and the command line reach the model only through the forecasting door":
-# once the door module exists, kronos.service.* and kronos.commands.* import it and never kronos.model.* or the
-# engine directly. The rule is added here, beside the table, when the door lands.
+# The service and the command line reach the model only through the forecasting door (kronos.forecasting.forecast,
+# with its options, inputs and results, and the predictor that loads a model): they never import the networks or
+# the engine themselves. Of the model layer they may read where a model comes from, its files and its precision.
+DOOR = "kronos.forecasting.forecast"
+FRONT_ENDS = ("kronos.service", "kronos.commands", "kronos.cli")
+ENGINE_AND_NETWORKS = ("kronos.forecasting.generation", "kronos.forecasting.paths", "kronos.forecasting.past_forecasts",
+                       "kronos.model.network", "kronos.model.tokenizer", "kronos.model.modules",
+                       "kronos.model.kv_cache", "kronos.model.quantizer")
+MODEL_FILES = ("kronos.model.checkpoint", "kronos.model.default_model", "kronos.model.precision")
 
 
 def in_layer(module: str) -> str:
@@ -176,3 +182,14 @@ def test_the_checks_see_what_they_forbid():
     assert in_layer("kronos.commands.forecast") == "cli" and in_layer("kronos") == "package"
     assert in_layer("kronos.onnx.runtime") == "forecasting" and in_layer("kronos.io") == "base"
     assert "pandas" in external_imports()["kronos.data.tables"]
+
+
+def test_the_service_and_the_command_line_reach_the_model_only_through_the_door():
+    graph = import_graph()
+    assert set(ENGINE_AND_NETWORKS) | set(MODEL_FILES) | {DOOR} <= set(graph)  # the names are real modules
+    fronts = [m for m in graph if any(m == f or m.startswith(f + ".") for f in FRONT_ENDS)]
+    direct = sorted(f"{a} imports {b}" for a in fronts for b in graph[a]
+                    if b in ENGINE_AND_NETWORKS or (b.startswith("kronos.model.") and b not in MODEL_FILES))
+    assert not direct, "front ends past the door:\n" + "\n".join(direct)
+    for forecaster in ("kronos.commands.forecast", "kronos.service.serving"):  # the two that forecast
+        assert DOOR in graph[forecaster], forecaster
