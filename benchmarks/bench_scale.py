@@ -77,7 +77,8 @@ def _quality(records_csv: Path):
 
     records = pd.read_csv(records_csv)
     pooled = records.groupby("method")[["crps_rel", "coverage_50", "coverage_80"]].mean()
-    per_series = records[records["method"] == "kronos"].groupby("series")["crps_rel"].mean()
+    per_series = records[records["method"] == "kronos"].groupby("series")[["crps_rel", "coverage_50",
+                                                                           "coverage_80"]].mean()
     return pooled, per_series, int((records["method"] == "kronos").sum())
 
 
@@ -93,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, src in sides.items():
             before = _load()
-            out = Path(tmp) / name
+            out = Path(args.keep or tmp) / name
             seconds, _ = _run(src, ["-m", "kronos", "evaluate", *files, "--out", str(out), *options])
             results[name] = (seconds, _load(), before, *_quality(out / "records.csv"))
             print(f"{name}: {seconds:.1f} s, load before {before}, after {results[name][1]}", flush=True)
@@ -112,10 +113,13 @@ def evaluate(args: argparse.Namespace) -> None:
     moved = {level: 100 * (c_pool.loc["kronos", f"coverage_{level}"] - b_pool.loc["kronos", f"coverage_{level}"])
              for level in (50, 80)}
     print(f"\nmodel CRPS {change:+.2%}; coverage 50 {moved[50]:+.1f} points, coverage 80 {moved[80]:+.1f} points")
-    print("\nper series, model CRPS (rel): baseline, current, change")
+    print("\nper series, model: CRPS (rel) baseline -> current (change), coverage 50 and 80 baseline -> current")
     for series in b_series.index:
-        now = c_series.get(series, float("nan"))
-        print(f"  {series}: {b_series[series]:.5f} {now:.5f} {now / b_series[series] - 1:+.1%}")
+        was, now = b_series.loc[series], c_series.reindex([series]).iloc[0]
+        change = now["crps_rel"] / was["crps_rel"] - 1
+        print(f"  {series}: {was['crps_rel']:.5f} -> {now['crps_rel']:.5f} ({change:+.1%}),"
+              f" {was['coverage_50']:.2f} -> {now['coverage_50']:.2f}, {was['coverage_80']:.2f} -> "
+              f"{now['coverage_80']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"baseline_s": b_s, "current_s": c_s, "origins": n,
                                                "load": {k: v[1:3] for k, v in results.items()}}))
@@ -152,6 +156,7 @@ def main() -> None:
     ev.add_argument("--origins", type=int, default=10)
     ev.add_argument("--every", type=int, default=1, help="only every N-th file of the folders (sorted by name)")
     ev.add_argument("--json", help="also write the timings here")
+    ev.add_argument("--keep", help="write each side's report folder under this folder (default: a temporary one)")
     ev.add_argument("--extra", default="", help="more kronos evaluate options, in one string")
     fc = sub.add_parser("forecast")
     fc.add_argument("--baseline", required=True)

@@ -2,16 +2,17 @@
 latency percentiles, for series the server has not seen and for series it has, against a baseline
 source tree, in one run.
 
-For each side (``--baseline`` src folder, then ours) it starts the real ``kronos serve`` (bundled model,
-CPU) in a subprocess on a free loopback port, with ``PYTHONPATH`` at that side's sources. The requests
-are windows of ``--window`` real bars from the test data (each window a distinct history: no two share
-their bars), ``pred_len`` 24, ``--samples`` paths, calibrated. At each concurrency ``c`` with ``r``
-requests per client (``--requests c:r,...``), the clients first send ``c * r`` windows the server has
-never seen (first time: calibration forecasts every past origin; one request before them all warms the
-server up), each client one request after
-another; then the same windows again, in another order and with other seeds (repeat: past forecasts
-can be reused). Prints requests/s and p50/p90/p99 latency per side, concurrency and pass, then the
-ratios, and the server's past-forecast store after the run (``/healthz``, when the side reports it).
+For each side (``--baseline`` src folder and ours) it starts the real ``kronos serve`` (bundled model,
+CPU) in a subprocess on a free loopback port, with ``PYTHONPATH`` at that side's sources; the two
+servers run side by side and each measurement is taken on one, then at once on the other (only one
+works at a time), so both see the same load. The requests are windows of ``--window`` real bars from
+the test data (each window a distinct history: no two share their bars), ``pred_len`` 24,
+``--samples`` paths, calibrated. One request warms each server up. Then, at each concurrency ``c``
+with ``r`` requests per client (``--requests c:r,...``), the clients send ``c * r`` windows the server
+has never seen (first time: calibration forecasts every past origin), each client one request after
+another; then the same windows again, in another order and with other seeds (repeat: the past
+forecasts can be reused). Prints requests/s and p50/p90/p99 latency per side, concurrency and pass,
+the ratios, and each server's past-forecast store at the end (``/healthz``, where the side reports it).
 
     git archive 94111f1 src | tar -x -C /tmp/base
     python benchmarks/bench_service_clients.py --baseline /tmp/base/src
@@ -142,21 +143,25 @@ def main() -> None:
     print("| side | clients x requests each | series | requests/s | p50 s | p90 s | p99 s | not 200 | load |\n"
           "|---|---|---|---|---|---|---|---|---|")
     results = {}
-    for side, src in (("baseline", args.baseline), ("current", args.current)):
-        process, url = _start(str(Path(src).resolve()), args.timeout, args.threads)
-        try:
+    servers = {side: _start(str(Path(src).resolve()), args.timeout, args.threads)
+               for side, src in (("baseline", args.baseline), ("current", args.current))}
+    try:
+        for _, url in servers.values():
             asyncio.run(_wave(url, [[warm_up]], args.timeout))  # the first model call pays for warming up
-            for clients, per_client, first, again in plan:
-                for kind, per in (("first time", first), ("repeat", again)):
+        for clients, per_client, first, again in plan:
+            for kind, per in (("first time", first), ("repeat", again)):
+                for side, (_, url) in servers.items():  # interleaved: both sides under the same load
                     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
                     rate, (p50, p90, p99), failed = asyncio.run(_wave(url, per, args.timeout))
                     results[side, clients, kind] = rate
                     print(f"| {side} | {clients} x {per_client} | {kind} | {rate:.2f} | {p50:.2f} | {p90:.2f} | "
                           f"{p99:.2f} | {failed} | {load} |", flush=True)
+        for side, (_, url) in servers.items():
             store = httpx.get(url + "/healthz", timeout=10).json().get("past_forecasts")
             if store:
                 print(f"{side}: past forecasts kept: {store}", flush=True)
-        finally:
+    finally:
+        for process, _ in servers.values():
             process.terminate()
             process.wait(timeout=30)
     print("\nrequests/s, current / baseline:")
