@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("kronos", "random_walk", "bootstrap", "garch_t")
+METHODS = ("kronos", "gaussian_rw", "bootstrap", "garch_t")
 
 FORECAST_SNIPPET = r"""
 import inspect, json, sys, time
