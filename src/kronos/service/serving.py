@@ -195,7 +195,7 @@ class ForecastService:
     def past_forecasts(self) -> dict[str, int]:
         """The predictor's store of calibration's past-origin forecasts, shared by every request: a
         calibrated request for a series seen before finds its past forecasts there (keyed by the bars'
-        content, :mod:`kronos.past_forecasts`). Entries, bytes held, the bound, hits and misses."""
+        content, :mod:`kronos.forecasting.past_forecasts`). Entries, bytes held, the bound, hits and misses."""
         store = self.predictor.past_forecasts
         return {"entries": len(store), "bytes": store.bytes, "max_bytes": store.max_bytes, "hits": store.hits,
                 "misses": store.misses}
