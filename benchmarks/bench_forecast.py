@@ -1,7 +1,9 @@
 """Time per series of ``forecast()`` with its defaults, against a baseline model and history.
 
 Measures, in one run on the same real series: the bundled default model's ``forecast()`` with its
-defaults (``--history`` bars given, calibration on), the same without calibration, and a baseline
+defaults (``--history`` bars given, calibration on) for a series not seen before (every past origin
+forecast) and for one seen before (past forecasts found in the predictor's store), the same without
+calibration, and a baseline
 predictor (``--baseline-model``/``--baseline-tokenizer``, e.g. an earlier bundled model extracted with
 ``git archive``) on ``--baseline-history`` bars without calibration (what ``forecast()`` did before it
 calibrated). Prints seconds per series (median of ``--repeats`` after one warm-up) and the ratios.
@@ -23,7 +25,10 @@ SERIES = ROOT / "tests" / "data" / "bokeh_MSFT_1d.csv"
 
 
 def seconds_per_series(predictor, frame, history: int, pred_len: int, samples: int, repeats: int,
-                       **settings) -> float:
+                       seen: bool = False, **settings) -> float:
+    """Median seconds of ``forecast()`` on the last ``history`` bars before the last ``pred_len``. Unless
+    ``seen``, the predictor's store of past forecasts is emptied before each call, so calibration forecasts
+    every past origin (a series not seen before); with ``seen`` they are all found there."""
     import pandas as pd
 
     bars = frame.iloc[-history - pred_len:-pred_len]
@@ -33,6 +38,8 @@ def seconds_per_series(predictor, frame, history: int, pred_len: int, samples: i
     run()
     times = []
     for _ in range(repeats):
+        if not seen:
+            predictor.past_forecasts.clear()
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
@@ -45,7 +52,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=512)
     parser.add_argument("--baseline-history", type=int, default=192)
     parser.add_argument("--pred-len", type=int, default=24)
-    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=50, help="sample paths (default: forecast()'s)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-model")
@@ -66,8 +73,10 @@ def main() -> None:
     common = dict(pred_len=args.pred_len, samples=args.samples, repeats=args.repeats)
     predictor = KronosPredictor.from_pretrained(device="cpu")
     rows = {
-        f"default model, forecast() defaults, {args.history} bars": seconds_per_series(
+        f"default model, forecast() defaults, {args.history} bars not seen before": seconds_per_series(
             predictor, frame, args.history, **common),
+        f"default model, forecast() defaults, {args.history} bars seen before": seconds_per_series(
+            predictor, frame, args.history, seen=True, **common),
         f"default model, calibrate=False, {args.history} bars": seconds_per_series(
             predictor, frame, args.history, calibrate=False, **common),
     }

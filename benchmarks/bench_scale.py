@@ -24,28 +24,36 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("kronos", "random_walk", "bootstrap", "garch_t")
+METHODS = ("kronos", "gaussian_rw", "bootstrap", "garch_t")
 
 FORECAST_SNIPPET = r"""
-import json, sys, time
+import inspect, json, sys, time
 import pandas as pd
 import torch
 from kronos import KronosPredictor
-from kronos.data.calendar import future_timestamps
-from kronos.data.tables import read_series
+try:
+    from kronos.data.calendar import future_timestamps
+    from kronos.data.tables import read_series
+except ImportError:  # a tree from before the package layout
+    from kronos.calendar import future_timestamps
+    from kronos.tables import read_series
 torch.set_num_threads(int(sys.argv[3]))
 series = read_series(sys.argv[1])[0]
 predictor = KronosPredictor.from_pretrained("default", device="cpu")
 rows = int(sys.argv[2])
-times = []
-for k in range(4):  # histories ending 0, 1, 2, 3 bars before the last: new series each time
-    end = len(series.bars) - 3 + k
+paths = {} if sys.argv[4] == "default" else {"sample_count": int(sys.argv[4])}
+if len(series.bars) < rows + 6:
+    raise SystemExit(f"{sys.argv[1]} has {len(series.bars)} bars; --rows {rows} needs {rows + 6}")
+times = {"calibrated": [], "uncalibrated": []}
+for k in range(7):  # histories ending 6, 5, ... 0 bars before the last: a series not seen before each time
+    end = len(series.bars) - 6 + k
     frame = series.frame().iloc[end - rows:end]
     stamps = series.timestamps[end - rows:end]
     future = future_timestamps(stamps, 24)[0]
     started = time.perf_counter()
-    predictor.forecast(frame, stamps, future, 24, seed=0)
-    times.append(time.perf_counter() - started)
+    predictor.forecast(frame, stamps, future, 24, seed=0, calibrate=k < 4, **paths)
+    times["calibrated" if k < 4 else "uncalibrated"].append(time.perf_counter() - started)
+times["paths"] = paths.get("sample_count", inspect.signature(predictor.forecast).parameters["sample_count"].default)
 print(json.dumps(times))
 """
 
@@ -69,7 +77,8 @@ def _quality(records_csv: Path):
 
     records = pd.read_csv(records_csv)
     pooled = records.groupby("method")[["crps_rel", "coverage_50", "coverage_80"]].mean()
-    per_series = records[records["method"] == "kronos"].groupby("series")["crps_rel"].mean()
+    per_series = records[records["method"] == "kronos"].groupby("series")[["crps_rel", "coverage_50",
+                                                                           "coverage_80"]].mean()
     return pooled, per_series, int((records["method"] == "kronos").sum())
 
 
@@ -85,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, src in sides.items():
             before = _load()
-            out = Path(tmp) / name
+            out = Path(args.keep or tmp) / name
             seconds, _ = _run(src, ["-m", "kronos", "evaluate", *files, "--out", str(out), *options])
             results[name] = (seconds, _load(), before, *_quality(out / "records.csv"))
             print(f"{name}: {seconds:.1f} s, load before {before}, after {results[name][1]}", flush=True)
@@ -104,10 +113,13 @@ def evaluate(args: argparse.Namespace) -> None:
     moved = {level: 100 * (c_pool.loc["kronos", f"coverage_{level}"] - b_pool.loc["kronos", f"coverage_{level}"])
              for level in (50, 80)}
     print(f"\nmodel CRPS {change:+.2%}; coverage 50 {moved[50]:+.1f} points, coverage 80 {moved[80]:+.1f} points")
-    print("\nper series, model CRPS (rel): baseline, current, change")
+    print("\nper series, model: CRPS (rel) baseline -> current (change), coverage 50 and 80 baseline -> current")
     for series in b_series.index:
-        now = c_series.get(series, float("nan"))
-        print(f"  {series}: {b_series[series]:.5f} {now:.5f} {now / b_series[series] - 1:+.1%}")
+        was, now = b_series.loc[series], c_series.reindex([series]).iloc[0]
+        change = now["crps_rel"] / was["crps_rel"] - 1
+        print(f"  {series}: {was['crps_rel']:.5f} -> {now['crps_rel']:.5f} ({change:+.1%}),"
+              f" {was['coverage_50']:.2f} -> {now['coverage_50']:.2f}, {was['coverage_80']:.2f} -> "
+              f"{now['coverage_80']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"baseline_s": b_s, "current_s": c_s, "origins": n,
                                                "load": {k: v[1:3] for k, v in results.items()}}))
@@ -118,13 +130,18 @@ def forecast(args: argparse.Namespace) -> None:
     times = {}
     for name, src in (("baseline", str(Path(args.baseline).resolve())), ("current", str(Path(args.current).resolve()))):
         before = _load()
-        _, out = _run(src, ["-c", FORECAST_SNIPPET, file, str(args.rows), str(args.threads)])
+        _, out = _run(src, ["-c", FORECAST_SNIPPET, file, str(args.rows), str(args.threads), args.samples])
         times[name] = json.loads(out.strip().splitlines()[-1])
-        print(f"{name}: forecast() {' '.join(f'{t:.3f}' for t in times[name])} s (first call warms up), "
-              f"load before {before}, after {_load()}", flush=True)
-    base, cur = (min(times[k][1:]) for k in ("baseline", "current"))
-    print(f"\nforecast() defaults, {args.rows} bars, pred_len 24, 20 paths, {args.threads} thread(s): baseline "
-          f"{base:.3f} s, current {cur:.3f} s per series: {base / cur:.2f}x faster")
+        print(f"{name}: forecast() calibrated {' '.join(f'{t:.3f}' for t in times[name]['calibrated'])} s (the first "
+              f"call warms up), calibrate=False {' '.join(f'{t:.3f}' for t in times[name]['uncalibrated'])} s; "
+              f"{times[name]['paths']} paths; load before {before}, after {_load()}", flush=True)
+    cost = {k: (min(times[k]["calibrated"][1:]), min(times[k]["uncalibrated"])) for k in times}
+    print(f"\nforecast(), {args.rows} bars of {Path(file).name} not seen before, pred_len 24, {args.threads} "
+          f"thread(s), best of 3:")
+    for name, (calibrated, plain) in cost.items():
+        print(f"  {name} ({times[name]['paths']} paths): {calibrated:.3f} s per series, of which the forecast "
+              f"itself {plain:.3f} s and calibration {calibrated - plain:.3f} s")
+    print(f"  current / baseline: {cost['baseline'][0] / cost['current'][0]:.2f}x faster per calibrated series")
 
 
 def main() -> None:
@@ -139,12 +156,15 @@ def main() -> None:
     ev.add_argument("--origins", type=int, default=10)
     ev.add_argument("--every", type=int, default=1, help="only every N-th file of the folders (sorted by name)")
     ev.add_argument("--json", help="also write the timings here")
+    ev.add_argument("--keep", help="write each side's report folder under this folder (default: a temporary one)")
     ev.add_argument("--extra", default="", help="more kronos evaluate options, in one string")
     fc = sub.add_parser("forecast")
     fc.add_argument("--baseline", required=True)
-    fc.add_argument("--file", default=str(ROOT / "src" / "kronos" / "examples_data" / "AAPL_1d.csv"))
+    fc.add_argument("--file", default=str(ROOT / "tests" / "data" / "bokeh_MSFT_1d.csv"),
+                    help="a series longer than --rows + 3 bars")
     fc.add_argument("--rows", type=int, default=2000, help="history bars given to forecast()")
     fc.add_argument("--threads", type=int, default=2)
+    fc.add_argument("--samples", default="default", help="sample paths (default: each side's own default)")
     for sub_parser in (ev, fc):
         sub_parser.add_argument("--current", default=str(ROOT / "src"), help="the src folder measured (default: ours)")
     args = parser.parse_args()

@@ -16,7 +16,7 @@ from kronos import backtest
 from kronos.backtest import BacktestConfig, Strategy
 from kronos.backtest.signals import RISK_SIGNALS
 from kronos.data.tables import Series, load_series
-from kronos.evaluation.garch import garch_available
+from kronos.stats.garch import garch_available
 
 from .conftest import DATA
 

@@ -74,6 +74,24 @@ def test_fitted_scale_lowers_the_crps_of_the_past_forecasts():
     assert np.all(after < before)
 
 
+@pytest.mark.parametrize("window", [0, 2])
+def test_fit_scale_picks_the_grid_factor_of_least_pooled_crps(window):
+    from kronos.forecasting.calibration import SCALE_GRID
+
+    rng = np.random.default_rng(3)
+    k, s, p = 12, 16, 9
+    realised = 100 + rng.standard_normal((k, p)).cumsum(-1)
+    paths = (100 + rng.uniform(0.3, 3) * rng.standard_normal((k, s, p)).cumsum(-1)).astype(np.float32)
+    median = np.median(paths, axis=1, keepdims=True)
+    expected = []
+    for h in range(p):  # the definition: every factor's CRPS, scored member by member, pooled over the window
+        steps = slice(max(0, h - window), h + window + 1)
+        scores = [crps_samples(np.moveaxis(median + g * (paths - median), 1, 0)[:, :, steps],
+                               realised[:, steps]).mean() for g in SCALE_GRID]
+        expected.append(SCALE_GRID[int(np.argmin(scores))])
+    np.testing.assert_array_equal(fit_scale(paths, realised, window=window, damping=1.0), expected)
+
+
 def test_rescale_paths_keeps_the_close_median_and_every_bar_s_shape():
     rng = np.random.default_rng(2)
     close = 10 + rng.standard_normal((21, PRED))

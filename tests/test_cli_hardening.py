@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from kronos.forecasting.predictor import KronosPredictor
-from kronos.model.checkpoint import remove_stale_temp_files
 from kronos.model.network import Kronos
 from kronos.model.tokenizer import KronosTokenizer
 
@@ -93,22 +92,6 @@ def test_a_tokenizer_of_other_bit_widths_is_refused_naming_both():
         tokenizer = KronosTokenizer(**config)
         with pytest.raises(ValueError, match=words):
             KronosPredictor(model, tokenizer, device="cpu")
-
-
-def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
-    keep = [tmp_path / "checkpoint.pt", tmp_path / "final" / "model.safetensors", tmp_path / "notes.tmp",
-            tmp_path / ".hidden"]
-    stale = [tmp_path / ".checkpoint.pt.k2j3h.tmp", tmp_path / "final" / ".model.safetensors.a1b2.tmp"]
-    stale_dirs = [tmp_path / ".best.tmp", tmp_path / ".final.old"]
-    for path in keep + stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x" * 1024)
-    for folder in stale_dirs:
-        folder.mkdir()
-        (folder / "model.safetensors").write_bytes(b"x")
-    removed = remove_stale_temp_files(tmp_path)
-    assert sorted(removed) == sorted(stale + stale_dirs)
-    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale + stale_dirs)
 
 
 def train_command(out: Path) -> list[str]:

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from kronos.data.candles import valid_candles
-from kronos.evaluation.garch import fit_garch_t
 from kronos.forecasting.calibration import Calibration
 from kronos.forecasting.combination import (
     MAX_RETURNS,
@@ -22,6 +21,7 @@ from kronos.forecasting.combination import (
     pool_paths,
     pool_terms,
 )
+from kronos.stats.garch import fit_garch_t
 from kronos.stats.scores import crps_samples
 
 PRED = 6

@@ -16,8 +16,8 @@ import pytest
 
 from kronos.cli import build_parser, main
 from kronos.evaluation import EvaluationConfig, collect_series, evaluate
-from kronos.evaluation.garch import garch_available
 from kronos.evaluation.origins import plan_walk_origins
+from kronos.stats.garch import garch_available
 
 from .conftest import DATA, PARITY, need
 

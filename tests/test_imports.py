@@ -27,15 +27,19 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return out
 
 
+def imported_from(name: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute name of the module a ``from ... import`` in module ``name`` reads from."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _targets(name: str, is_package: bool, node: ast.Import | ast.ImportFrom, modules: dict) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
-    if node.level:
-        base = name.split(".") if is_package else name.split(".")[:-1]
-        base = base[:len(base) - node.level + 1]
-        package = ".".join(base + ([node.module] if node.module else []))
-    else:
-        package = node.module or ""
+    package = imported_from(name, is_package, node)
     # ``from package import name``: the submodule if there is one, else the package itself
     return [f"{package}.{alias.name}" if f"{package}.{alias.name}" in modules else package for alias in node.names]
 

@@ -23,7 +23,6 @@ from kronos.evaluation.baselines import (
     seasonal_naive_volume,
 )
 from kronos.evaluation.compare import geometric_mean_ratio, paired_differences, paired_stats, versus
-from kronos.evaluation.garch import fit_garch_t, simulate_garch_t
 from kronos.evaluation.metrics import (
     CALIBRATION_LEVELS,
     central_interval,
@@ -40,6 +39,7 @@ from kronos.evaluation.metrics import (
     score_origin,
     spearman,
 )
+from kronos.stats.garch import fit_garch_t, simulate_garch_t
 
 from .conftest import import_or_need, read_bars
 

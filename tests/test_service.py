@@ -121,6 +121,32 @@ def test_given_no_seed_then_the_default_seed_gives_the_same_answer_alone_or_batc
     assert calibration["drift_kept"] == calibration["shrink"] and "drift kept: " in calibration["summary"]
 
 
+def test_a_calibrated_request_for_a_series_seen_before_reuses_its_past_forecasts(tiny_predictor, one_thread):
+    tiny_predictor.past_forecasts.clear()
+    every = real_bars(196)
+    bars = every[:190]
+    with ServerThread(create_app(tiny_predictor, LIMITS)) as base, \
+            httpx.Client(base_url=base, timeout=120, headers=CLIENT) as http:
+        def ask(bars: list[dict], seed: int) -> tuple[dict, dict]:
+            response = http.post("/v1/forecast", json={"bars": bars, "pred_len": 4, "samples": 8, "seed": seed})
+            assert response.status_code == 200, response.text
+            return response.json(), http.get("/healthz").json()["past_forecasts"]
+
+        first, seen = ask(bars, seed=1)
+        origins = first["calibration"]["origins"]
+        assert origins >= 4 and (seen["misses"], seen["hits"], seen["entries"]) == (origins, 0, origins)
+        assert 0 < seen["bytes"] <= seen["max_bytes"]
+        again, store = ask(bars, seed=2)  # another client, another seed: only its own paths are drawn
+        assert (store["misses"], store["hits"], store["entries"]) == (origins, origins, origins)
+        assert again["calibration"] == first["calibration"]
+        assert again["quantiles"] != first["quantiles"]
+        grown, grown_store = ask(every[:194], seed=1)  # four new bars: the past origins both plan are reused
+        new = set(grown["calibration"]["ends"]) - set(first["calibration"]["ends"])
+        assert 0 < len(new) < origins
+        assert grown_store["misses"] - store["misses"] == len(new)
+        assert grown_store["hits"] - store["hits"] == grown["calibration"]["origins"] - len(new)
+
+
 def test_given_a_csv_upload_when_asking_for_a_chart_then_plotly_figure_is_returned(client):
     lines = (DATA / "kronos_XSHG-600977_5min.csv").read_bytes().splitlines(keepends=True)
     data = b"".join(lines[:1] + lines[-300:])  # the server takes at most 1000 rows

@@ -23,7 +23,6 @@ from kronos.data.tables import (
     option_style,
     read_series,
     read_table,
-    write_output,
 )
 
 from .conftest import DATA, PARITY, read_bars
@@ -357,11 +356,6 @@ class TestRealSeries:
             expand_paths([tmp_path / "nope.csv"])
         with pytest.raises(FileNotFoundError, match="no such file"):
             read_table(tmp_path / "nope.csv")
-
-    def test_write_output_is_atomic_and_replaces(self, tmp_path):
-        path = write_output(tmp_path / "out.csv", b"a\n")
-        write_output(path, b"b\n")
-        assert path.read_bytes() == b"b\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 
 # -- the same options in every command ------------------------------------------------------------------

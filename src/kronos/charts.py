@@ -208,6 +208,6 @@ def save_chart(history: pd.DataFrame, forecast: Forecast, path: str | Path, hist
                title: str = "", realised: pd.DataFrame | None = None, **_: Any) -> Path:
     """Write the chart to ``path`` (format from its extension: .png, .svg or .html) atomically; ``realised``
     bars of the horizon, when given, are drawn over the forecast bands."""
-    from .data.tables import write_output
+    from .io import atomic_write_bytes
 
-    return write_output(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title, realised))
+    return atomic_write_bytes(path, chart_bytes(history, forecast, Path(path).suffix, history_bars, title, realised))

@@ -85,7 +85,7 @@ class UniverseResult:
 
 
 @dataclass
-class _Task:
+class SeriesTask:
     """One series to forecast: what a worker needs (picklable, no file access)."""
 
     id: str
@@ -124,9 +124,9 @@ def _expand(source: Any) -> list[Any]:
         text = os.path.expanduser(str(entry))
         path = Path(text)
         if path.is_dir():
-            from .data.tables import FOLDER_SUFFIXES, _table_suffix
+            from .data.formats import FOLDER_SUFFIXES, table_suffix
 
-            found = sorted(p for p in path.iterdir() if p.is_file() and _table_suffix(p) in FOLDER_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and table_suffix(p) in FOLDER_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"folder {path} has no {'/'.join(FOLDER_SUFFIXES)} files")
             items += found
@@ -174,7 +174,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
-           failed: dict[str, str], calendar: str | None = None) -> list[_Task]:
+           failed: dict[str, str], calendar: str | None = None) -> list[SeriesTask]:
     tasks = []
     for s in series:
         if lookback is not None:
@@ -190,7 +190,7 @@ def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int 
         except ValueError as exc:
             failed[s.name] = _one_line(exc).removeprefix(f"{s.name}: ")
             continue
-        tasks.append(_Task(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
+        tasks.append(SeriesTask(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
     return tasks
 
 
@@ -249,7 +249,7 @@ class _Dataset:
         self._write_file(self.batch_path(ids), table)
 
     def _write_file(self, path: Path, frame: pd.DataFrame) -> None:
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "parquet":
@@ -266,7 +266,7 @@ class _Dataset:
         """Merge ``fitted`` into ``_calibrations.json`` (rewritten atomically)."""
         if not fitted:
             return
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path = self.base / CALIBRATIONS_FILE
         stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -275,7 +275,7 @@ class _Dataset:
         atomic_write_bytes(path, json.dumps(stored, sort_keys=True).encode())
 
     def write_errors(self, failed: dict[str, str]) -> Path | None:
-        from .model.checkpoint import atomic_write_bytes
+        from .io import atomic_write_bytes
 
         path = self.base / ERRORS_FILE
         if not failed:
@@ -347,12 +347,12 @@ def _frame(forecast: Any, settings: TaskSettings) -> pd.DataFrame:
     return frame
 
 
-def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
+def forecast_tasks(predictor: KronosPredictor, tasks: list[SeriesTask],
                    settings: TaskSettings) -> list[tuple[str, Any, str | None, Calibration | None]]:
     """(id, frame, None, calibration) or (id, None, reason, None) per task (the (S, P, 6) sample paths
     instead of the frame with ``settings.samples``); a batch that fails is retried series by series so that
     only the bad series fails (with per-series seeds the good ones come out the same)."""
-    def run(part: list[_Task]) -> list[Any]:
+    def run(part: list[SeriesTask]) -> list[Any]:
         options = settings.options.with_(seed=[t.seed for t in part], calibration=[t.calibration for t in part])
         return forecast_series(predictor, [(t.bars, t.timestamps) for t in part], options, [t.future for t in part])
 
@@ -370,7 +370,7 @@ def forecast_tasks(predictor: KronosPredictor, tasks: list[_Task],
 
 # -- engines ---------------------------------------------------------------------------------------------
 
-def run_batches(predictor: KronosPredictor | None, batches: list[list[_Task]], settings: TaskSettings, *,
+def run_batches(predictor: KronosPredictor | None, batches: list[list[SeriesTask]], settings: TaskSettings, *,
                 engine: str = "local", loader: dict[str, Any] | None = None, address: str | None = None,
                 workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Iterator[list[Any]]:
     """The results of :func:`forecast_tasks` for each batch, in order, on ``engine`` ("local": ``predictor``
@@ -390,7 +390,8 @@ def run_batches(predictor: KronosPredictor | None, batches: list[list[_Task]], s
             ray.shutdown()
 
 
-def _run_local(predictor: KronosPredictor, batches: list[list[_Task]], settings: TaskSettings) -> Iterator[list[Any]]:
+def _run_local(predictor: KronosPredictor, batches: list[list[SeriesTask]],
+               settings: TaskSettings) -> Iterator[list[Any]]:
     for batch in batches:
         yield forecast_tasks(predictor, batch, settings)
 
@@ -434,7 +435,7 @@ def _ray_init(address: str | None, workers: int, cpus_per_worker: float, gpus_pe
     return True
 
 
-def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[_Task]],
+def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[SeriesTask]],
              settings: TaskSettings, *, workers: int, cpus_per_worker: float,
              gpus_per_worker: float) -> Iterator[list[Any]]:
     import ray

@@ -8,15 +8,14 @@ below; ic.png the rolling RankIC of each signal.
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..evaluation.report import _clean, markdown_table
-from ..model.checkpoint import atomic_write_bytes
+from ..evaluation.report import markdown_table, to_json_bytes
+from ..io import atomic_write_bytes
 from .stats_report import ic_png, statistics_dict, statistics_lines
 
 BacktestResult = Any  # kronos.backtest.BacktestResult (not imported: the runner imports this module)
@@ -144,7 +143,7 @@ def write_report(result: BacktestResult, out_dir: str | os.PathLike, chart: bool
         "rank_ic": {str(d): row for d, row in result.rank_ic.to_dict(orient="index").items()},
         "statistics": statistics_dict(result),
     }
-    put("metrics.json", (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode())
+    put("metrics.json", to_json_bytes(data))
     put("equity.csv", result.equity.rename_axis("timestamp").to_csv().encode())
     ic = result.ic.add_prefix("ic_").join(result.rank_ic.add_prefix("rank_ic_"))
     put("ic.csv", ic.rename_axis("timestamp").to_csv().encode())

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, OPEN
 from ..data.features import check_count
 from ..data.tables import Series
 from ..evaluation.origins import (
@@ -49,8 +50,6 @@ from .accounting import (
 from .signals import risk_scores
 from .statistics import analyse
 
-OPEN, CLOSE = 0, 3
-COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 MODEL_SIGNALS = ("expected_return", "median_return", "prob_up", "return_to_vol")
 BASELINE_SIGNALS = ("momentum", "reversal", "random")
 BENCHMARK = "buy_and_hold"

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..bars import CLOSE
 from ..data.tables import Series
-from ..evaluation.garch import GarchFit, fit_garch_t, garch_available
+from ..stats.garch import GarchFit, fit_garch_t, garch_available
 
-CLOSE = 3
 REFIT_EVERY = 20
 RISK_SIGNALS = ("low_vol", "garch_scaled")
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, OPEN
 from ..data.tables import Series
 from ..stats.significance import (
     bootstrap_sharpe_interval,
@@ -41,7 +42,6 @@ COSTS_BPS = (0.0, 5.0, 10.0, 20.0)
 DECAY_HORIZONS = (1, 2, 5, 10, 20)
 RANDOM_SEEDS = 200
 BAND = (0.05, 0.5, 0.95)
-OPEN, CLOSE = 0, 3
 
 
 def _periods_per_year(dates: pd.DatetimeIndex, end: pd.Timestamp) -> float:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..forecasting.result import DEFAULT_PATHS, DEFAULT_SEED
+from ..data.calendar import MAX_PRED_LEN
+from ..forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES, DEFAULT_SEED
 from .common import (
     UsageError,
     add_model_arguments,
@@ -25,10 +26,8 @@ from .common import (
     read_options,
 )
 
-DEFAULT_QUANTILES = "0.1,0.25,0.5,0.75,0.9"
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
 PLOT_FORMATS = (".png", ".svg", ".html")
-MAX_PRED_LEN = 4096  # ceiling of --pred-len (the service's own ceiling too); beyond it timestamps and memory grow
 UNIVERSE_FAILED = 3  # exit status when some series of a universe failed (the others were written)
 
 FORECAST_EXAMPLES = """\
@@ -130,8 +129,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help=f"random seed of the sample paths (default {DEFAULT_SEED}: the same input gives the "
                                "same forecast; another seed draws other paths; in a universe each series draws from "
                                "a seed derived from this one and its id)")
-    sampling.add_argument("--quantiles", default=DEFAULT_QUANTILES,
-                          help=f"comma-separated quantile levels (default {DEFAULT_QUANTILES})")
+    sampling.add_argument("--quantiles", default=",".join(map(str, DEFAULT_QUANTILES)),
+                          help="comma-separated quantile levels (default %(default)s)")
     add_model_arguments(parser)
     add_table_arguments(parser)
     output = parser.add_argument_group("output")
@@ -220,7 +219,7 @@ def _check_writable(option: str, path: Path) -> None:
 
 def _write(option: str, path: str, data: bytes) -> None:
     """Write an output file (atomically when it is a regular file); an OSError becomes one line naming it."""
-    from ..data.tables import write_output
+    from ..io import atomic_write_bytes as write_output
 
     target = Path(path)
     try:
@@ -388,9 +387,10 @@ def run(args: argparse.Namespace) -> int:
         args.pred_len = args.pred_len or 20
         return run_universe(args)
 
+    from ..bars import CLOSE
     from ..data.calendar import parse_freq
     from ..forecasting.forecast import forecast_series
-    from ..forecasting.inputs import CLOSE, future_of, tidy_frame
+    from ..forecasting.inputs import future_of, tidy_frame
     from ..forecasting.options import ForecastOptions
 
     _check_outputs(args)

@@ -25,6 +25,9 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 FREQ_EXAMPLES = "e.g. 5min, 15min, h, D, B, W-FRI, MS, ME"
+# The longest horizon the command line and the service take: beyond it timestamps and memory grow. Exchange
+# calendars are built far enough ahead for it once, so every horizon up to it reuses one calendar.
+MAX_PRED_LEN = 4096
 log = logging.getLogger("kronos.data.calendar")
 # Tried in this order when no calendar is named (a tie goes to the earlier one: XNYS before XNAS-like twins).
 DETECTED_CALENDARS = ("XNYS", "XLON", "XETR", "XTKS", "XHKG", "XSHG", "XKRX", "XTSE", "XASX", "XBOM")
@@ -368,7 +371,7 @@ def _session_filter(exchange: _Exchange, index: pd.DatetimeIndex) -> Callable[[p
 
     The bars' clock is the exchange's wall clock or UTC, whichever puts the regular open and close nearer the
     history's earliest and latest times of day."""
-    exchange = _extend(exchange, index[-1], 4096)
+    exchange = _extend(exchange, index[-1], MAX_PRED_LEN)
     times = index - index.normalize()
     earliest, latest = pd.Timedelta(times.min()), pd.Timedelta(times.max())
     local = (abs(earliest - exchange.regular_open) + abs(latest - exchange.regular_close)

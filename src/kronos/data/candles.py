@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OPEN, HIGH, LOW, CLOSE, VOLUME, AMOUNT = range(6)
+from ..bars import AMOUNT, CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN, VOLUME
 
 
 def valid_candles(bars: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def valid_candles(bars: np.ndarray) -> np.ndarray:
     open and close are unchanged. Units and dtype are kept.
     """
     bars = np.asarray(bars)
-    if bars.shape[-1] != 6:
+    if bars.shape[-1] != len(FEATURE_COLUMNS):
         raise ValueError(f"bars must have 6 columns (open, high, low, close, volume, amount), got shape {bars.shape}")
     out = bars.copy()
     body_top = np.maximum(bars[..., OPEN], bars[..., CLOSE])

@@ -13,16 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
-FEATURE_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+from ..bars import FEATURE_COLUMNS, NORM_EPS, PRICE_COLUMNS
+from .errors import rows_text
+
 TIME_COLUMNS = ("minute", "hour", "weekday", "day", "month")
 TIME_COLUMN_NAMES = ("timestamps", "timestamp", "date", "datetime", "time", "ts")  # looked for, in this order
-NORM_EPS = 1e-5
-
-
-def _rows_text(rows: np.ndarray, limit: int = 5) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
 def check_count(name: str, value: Any) -> int:
@@ -76,7 +71,7 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
             bad = np.flatnonzero(converted.isna().to_numpy() & df[column].notna().to_numpy())
             example = df[column].iloc[bad[0]] if len(bad) else None
             raise ValueError(f"{name} column '{column}' must be numeric; dtype {df[column].dtype}, "
-                             f"non-numeric value {example!r} at row(s) {_rows_text(bad)}")
+                             f"non-numeric value {example!r} at row(s) {rows_text(bad)}")
     # Column-major like a DataFrame's values: float32 column sums (the normalising statistics) depend on it.
     array = np.zeros((len(df), len(FEATURE_COLUMNS)), dtype=np.float64, order="F")
     for j, column in enumerate(FEATURE_COLUMNS):
@@ -85,7 +80,7 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
     for j, column in enumerate(FEATURE_COLUMNS):  # the user's own columns first: a message names what they sent
         huge = np.flatnonzero(np.isfinite(array[:, j]) & (np.abs(array[:, j]) > FLOAT32_MAX))
         if column in present and len(huge):
-            raise ValueError(f"{name} column '{column}' has value {array[huge[0], j]:g} at row(s) {_rows_text(huge)}; "
+            raise ValueError(f"{name} column '{column}' has value {array[huge[0], j]:g} at row(s) {rows_text(huge)}; "
                              f"bars are float32, at most {FLOAT32_MAX:.3g}")
     if "volume" in present and "amount" not in present:
         # Row mean of the four prices, summed left to right like pandas' DataFrame.mean(axis=1).
@@ -98,13 +93,13 @@ def bar_features(df: pd.DataFrame, name: str = "df") -> np.ndarray:
         if len(huge):
             i = huge[0]
             raise ValueError(f"{name} has no amount column, and the one derived as volume × mean price overflows "
-                             f"float32 at row(s) {_rows_text(huge)} (volume {array[i, 4]:g}, close {array[i, 3]:g})")
+                             f"float32 at row(s) {rows_text(huge)} (volume {array[i, 4]:g}, close {array[i, 3]:g})")
     for j, column in enumerate(FEATURE_COLUMNS):
         bad = np.flatnonzero(~np.isfinite(array[:, j]))
         if len(bad):
             kind = "NaN" if np.isnan(array[bad[0], j]) else "inf"
             raise ValueError(f"{name} column '{column}' has NaN or inf values (first: {kind}) at row(s) "
-                             f"{_rows_text(bad)}; fill or drop them first")
+                             f"{rows_text(bad)}; fill or drop them first")
     return array.astype(np.float32)
 
 
@@ -121,7 +116,7 @@ def as_timestamps(values: Any, name: str, expected_len: int | None = None) -> pd
     if expected_len is not None and len(index) != expected_len:
         raise ValueError(f"{name} has {len(index)} timestamps but {expected_len} were expected")
     if index.hasnans:
-        raise ValueError(f"{name} has missing timestamps at position(s) {_rows_text(np.flatnonzero(index.isna()))}")
+        raise ValueError(f"{name} has missing timestamps at position(s) {rows_text(np.flatnonzero(index.isna()))}")
     steps = np.flatnonzero(np.diff(index.asi8) <= 0)
     if len(steps):
         i = steps[0]

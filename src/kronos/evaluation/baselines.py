@@ -9,7 +9,7 @@
   bar: the open as a ratio to the previous close, the high and low as ratios to the close, so the
   bootstrap also forecasts highs and lows (scored as ``crps_high_rel``, ``crps_low_rel``).
 - ``garch_t``: GARCH(1,1) with Student-t innovations fitted on the last N log returns (needs the optional
-  ``arch`` package, see :mod:`kronos.evaluation.garch`); where the fit fails, the Gaussian random walk's
+  ``arch`` package, see :mod:`kronos.stats.garch`); where the fit fails, the Gaussian random walk's
   paths stand in and the forecast is flagged ``fallback``.
 - ``ewma``: zero-drift Gaussian random walk whose per-bar variance is the RiskMetrics exponentially weighted
   mean of squared log returns (lambda 0.94) at the origin (:func:`kronos.evaluation.volatility.ewma_variance`).
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .garch import fit_garch_t, garch_available, simulate_garch_t
+from ..bars import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN, VOLUME
+from ..stats.garch import fit_garch_t, garch_available, simulate_garch_t
 from .volatility import ewma_variance, har_variance
 
 BASELINES = ("persistence", "rw_drift", "gaussian_rw", "bootstrap", "garch_t", "ewma", "har_rv", "seasonal_naive")
 PATH_BASELINES = ("gaussian_rw", "bootstrap", "garch_t", "ewma", "har_rv")  # the baselines with sample paths
-CLOSE, VOLUME = 3, 4
 DAY_NS = 86_400 * 10**9
 
 
@@ -122,11 +122,11 @@ def bootstrap_bars(history: np.ndarray, window: int | None, sample_count: int, p
     idx = rng.integers(0, len(returns), size=(sample_count, pred_len))
     closes = paths_from_returns(last_close, returns[idx])
     before = np.concatenate([np.full((sample_count, 1), last_close), closes[:, :-1]], axis=1)
-    bars = np.zeros((sample_count, pred_len, 6))
-    bars[..., 0] = before * ratios[idx, 0]
-    bars[..., 1] = closes * ratios[idx, 1]
-    bars[..., 2] = closes * ratios[idx, 2]
-    bars[..., 3] = closes
+    bars = np.zeros((sample_count, pred_len, len(FEATURE_COLUMNS)))
+    bars[..., OPEN] = before * ratios[idx, 0]
+    bars[..., HIGH] = closes * ratios[idx, 1]
+    bars[..., LOW] = closes * ratios[idx, 2]
+    bars[..., CLOSE] = closes
     return closes, bars
 
 

@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats.scores import crps_samples
+from ..bars import CLOSE, HIGH, LOW, OPEN
+from ..stats.scores import central_interval, crps_samples
 from ..stats.significance import rankdata
 
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 PINBALL_LEVELS = CALIBRATION_LEVELS
-
-
-def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) of the central ``level`` interval of ``samples`` (S, ...) over axis 0.
-
-    Bounds are the (1 - level)/2 and (1 + level)/2 empirical quantiles (linear interpolation).
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
-    lo, hi = np.quantile(np.asarray(samples, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lo, hi
 
 
 def expected_sample_coverage(level: float, paths: int) -> float:
@@ -137,7 +127,7 @@ def ohlc_break_rates(bars: np.ndarray) -> dict[str, float]:
     ``any_break``: either.
     """
     bars = np.asarray(bars, dtype=np.float64)
-    o, h, lo, c = bars[..., 0], bars[..., 1], bars[..., 2], bars[..., 3]
+    o, h, lo, c = bars[..., OPEN], bars[..., HIGH], bars[..., LOW], bars[..., CLOSE]
     high = h < np.maximum(o, c)
     low = lo > np.minimum(o, c)
     return {"high_break": float(high.mean()), "low_break": float(low.mean()), "any_break": float((high | low).mean())}

@@ -245,9 +245,9 @@ def engine_batches(predictor: Any, batches: list[list[tuple[Series, int]]], conf
     """Per batch of (series, origin row) requests, the (S, P, 6) sample paths of each, computed on
     ``engine`` by :func:`kronos.universe.run_batches`: each request with its series' whole history before the
     origin, its :func:`origin_seed` and ``options``."""
-    from ..universe import TaskSettings, _Task, run_batches
+    from ..universe import SeriesTask, TaskSettings, run_batches
 
-    tasks = [[_Task(f"{s.name}\x00{o}", s.bars[:o], s.timestamps[:o], s.timestamps[o:o + config.pred_len],
+    tasks = [[SeriesTask(f"{s.name}\x00{o}", s.bars[:o], s.timestamps[:o], s.timestamps[o:o + config.pred_len],
                     origin_seed(config.seed, s.name, o)) for s, o in batch] for batch in batches]
     spec = TaskSettings(config.pred_len, options, samples=True)
     for batch, result in zip(tasks, run_batches(predictor, tasks, spec, **engine.options())):

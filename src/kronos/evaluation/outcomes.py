@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 
+from ..bars import CLOSE
 from . import probability, volatility
-from .baselines import CLOSE, history_returns
+from .baselines import history_returns
 
 
 def history_scale(history_close: np.ndarray, pred_len: int) -> float:

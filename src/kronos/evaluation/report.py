@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .aggregate import METRICS, POOLED, ordered_methods
 from .metrics import expected_sample_coverage
 from .results import COLOURS, EvaluationResults
@@ -61,6 +61,7 @@ def _clean(value: Any) -> Any:
 
 
 def to_json_bytes(data: dict[str, Any]) -> bytes:
+    """``data`` as indented JSON (NaN/inf as null, numpy scalars as numbers, timestamps as ISO text), newline-ended."""
     return (json.dumps(_clean(data), indent=2, allow_nan=False) + "\n").encode()
 
 

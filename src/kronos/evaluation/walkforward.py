@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.tables import ReadOptions, Series, frame_to_series, load_series
+from ..stats.garch import INSTALL_HINT, garch_available
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
-from .garch import INSTALL_HINT, garch_available
 from .metrics import score_origin
 from .origins import (
     Engine,

@@ -25,11 +25,10 @@ measures what calibration gives on held-out data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from ..stats.scores import crps_samples
 
 MIN_ORIGINS = 4
 MAX_ORIGINS = 12
@@ -238,18 +237,31 @@ def fit_scale(paths: np.ndarray, realised: np.ndarray, window: int = 2, damping:
         damping: 1 keeps the fitted factor, 0 ignores it; in between, ``factor ** damping``.
     """
     median = np.median(paths, axis=1, keepdims=True)  # (K, 1, P)
-    deviation = np.moveaxis(paths - median, 1, 0)  # (S, K, P)
-    base = median[:, 0, :]
-    fitted = np.empty(paths.shape[2])
-    for h in range(paths.shape[2]):
-        steps = slice(max(0, h - window), h + window + 1)
-        scores = [float(crps_samples(base[:, steps] + g * deviation[:, :, steps], realised[:, steps]).mean())
-                  for g in SCALE_GRID]
-        fitted[h] = SCALE_GRID[int(np.argmin(scores))]
-    return fitted ** damping
+    scores = _scaled_crps(np.asarray(paths - median, dtype=np.float64),
+                          np.asarray(realised, dtype=np.float64) - median[:, 0, :])  # (G, K, P)
+    k, p = paths.shape[0], paths.shape[2]
+    total = np.concatenate([np.zeros((len(SCALE_GRID), 1)), np.cumsum(scores.sum(axis=1), axis=1)], axis=1)
+    first = np.maximum(0, np.arange(p) - window)
+    last = np.minimum(p, np.arange(p) + window + 1)
+    pooled = (total[:, last] - total[:, first]) / ((last - first) * k)  # (G, P) mean CRPS of steps h-window..h+window
+    return SCALE_GRID[np.argmin(pooled, axis=0)] ** damping
 
 
-def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], reference: int, last_close: float,
+def _scaled_crps(deviation: np.ndarray, miss: np.ndarray) -> np.ndarray:
+    """(G, K, P) CRPS of the paths ``median + g * deviation`` for every factor g of :data:`SCALE_GRID`:
+    deviations (K, S, P) from the per-step median, ``miss`` (K, P) the realised value minus that median.
+
+    :func:`~kronos.stats.scores.crps_samples` for all factors at once: a positive factor keeps the
+    members' order and scales their mean pairwise distance, so the members are sorted once."""
+    s = deviation.shape[1]
+    ordered = np.sort(deviation, axis=1)
+    weights = (2 * np.arange(s) - s + 1).astype(np.float64)
+    spread = np.einsum("s,ksp->kp", weights, ordered) / s**2  # (K, P) = 0.5 * mean|D - D'|
+    g = SCALE_GRID[:, None, None, None]
+    return np.abs(g * ordered[None] - miss[None, :, None, :]).mean(axis=2) - SCALE_GRID[:, None, None] * spread[None]
+
+
+def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: Sequence[int], reference: int, last_close: float,
                   shrink: float) -> np.ndarray:
     """Paths (S, P, C) with the given columns moved and scaled together around the per-step median of
     column ``reference`` (the close): that median goes to ``last_close + shrink * (median - last_close)``
@@ -259,5 +271,6 @@ def rescale_paths(paths: np.ndarray, scale: np.ndarray, columns: list[int], refe
     out = paths.copy()
     median = np.median(paths[..., reference], axis=0)[None, :, None]  # (1, P, 1)
     centre = last_close + shrink * (median - last_close)
+    columns = list(columns)
     out[..., columns] = centre + scale[None, :, None] * (paths[..., columns] - median)
     return out

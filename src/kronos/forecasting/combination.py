@@ -3,7 +3,7 @@
 Calibration forecasts past origins inside the history (:mod:`kronos.forecasting.calibration`). The same past origins
 also get the forecasts of three baselines, each from the closes before that origin only:
 
-- ``garch_t``: GARCH(1,1) with Student-t innovations (:mod:`kronos.evaluation.garch`). One fit per
+- ``garch_t``: GARCH(1,1) with Student-t innovations (:mod:`kronos.stats.garch`). One fit per
   forecast, on the last :data:`MAX_RETURNS` log returns of the history; at a past origin its paths start
   from the conditional variance that fit's recursion reaches at that origin (the parameters are the
   forecast's own, the variance path only uses returns before the past origin).
@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluation.garch import GarchFit, fit_garch_t, simulate_garch_t
+from ..bars import CLOSE, PRICE_INDICES
+from ..stats.garch import GarchFit, fit_garch_t, simulate_garch_t
 from .calibration import rescale_paths
 
 MODEL = "kronos"
@@ -59,8 +60,7 @@ GRID = 40  # weights on the simplex in steps of 1/GRID
 PRIOR_WEIGHTS = {MODEL: 0.3, "garch_t": 0.7, "bootstrap": 0.0, "gaussian_rw": 0.0}
 PRIOR_ORIGINS = 8.0
 FOLLOW_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # exponents of the spread's move toward GARCH-t's
-CLOSE = 3
-PRICES = [0, 1, 2, 3]
+PRICES = list(PRICE_INDICES)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ MAX_FITS = 4096
 
 
 def garch_fit(returns: np.ndarray) -> GarchFit | None:
-    """:func:`kronos.evaluation.garch.fit_garch_t` of ``returns`` (N,), kept by a hash of their bytes (the
+    """:func:`kronos.stats.garch.fit_garch_t` of ``returns`` (N,), kept by a hash of their bytes (the
     last :data:`MAX_FITS` fits), so a history forecast again (a service asked twice, a rerun) fits once."""
     values = np.ascontiguousarray(returns, dtype=np.float64)
     key = hashlib.blake2b(values.tobytes(), digest_size=16).digest()

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ..bars import CLOSE, FEATURE_COLUMNS, NORM_EPS, PRICE_INDICES
 from ..data.candles import valid_candles
-from ..data.features import FEATURE_COLUMNS, NORM_EPS, Normalizer
+from ..data.features import Normalizer
 from .calibration import Calibration, fit_scale, fit_shrink, minimum_history, recentre, rescale_paths
 from .calibration import plan_origins as plan_calibration_origins
-from .inputs import CLOSE, SeriesInput, from_arrays, from_series
+from .inputs import SeriesInput, from_arrays, from_series
 from .options import ForecastOptions
 from .past_forecasts import PastForecasts, past_key, past_seed
 from .result import Forecast
@@ -35,7 +36,6 @@ from .sampling import SamplingConfig
 if TYPE_CHECKING:
     from .combination import Baselines
 
-PRICE_INDICES = [0, 1, 2, 3]
 NON_NEGATIVE = [FEATURE_COLUMNS.index(c) for c in ("volume", "amount")]
 
 log = logging.getLogger("kronos.forecasting.predictor")

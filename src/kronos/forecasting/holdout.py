@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..evaluation.metrics import central_interval
-from ..stats.scores import crps_samples
+from ..stats.scores import central_interval, crps_samples
 from .predictor import Forecast
 
 LEVELS = (0.5, 0.8)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.features import FEATURE_COLUMNS, _rows_text, as_timestamps, bar_features, check_count, time_features
+from ..bars import FEATURE_COLUMNS
+from ..data.errors import rows_text
+from ..data.features import as_timestamps, bar_features, check_count, time_features
 from .result import Forecast
-
-CLOSE = FEATURE_COLUMNS.index("close")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _float32_bars(bars: Any, name: str) -> np.ndarray:
     array = np.asfortranarray(array, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if len(bad):
-        raise ValueError(f"{name} has NaN or inf values at row(s) {_rows_text(bad)}; fill or drop them first")
+        raise ValueError(f"{name} has NaN or inf values at row(s) {rows_text(bad)}; fill or drop them first")
     return array
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +14,8 @@ if TYPE_CHECKING:  # torch is imported where weights are loaded: the readers and
     import torch
     from torch import nn
 
-from .. import kill_points
+from ..bars import NORM_EPS
+from ..io import atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -59,55 +59,6 @@ class CheckpointError(ValueError):
     """A checkpoint folder or file that cannot be loaded; the message names the file and tensor."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        kill_points.reached("atomic-write")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-TEMP_SUFFIXES = (".tmp", ".old")  # atomic_write_bytes' files; a training run's half-written or replaced folders
-
-
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete what an interrupted atomic write left in ``folder`` and its sub-folders: hidden ``.*.tmp``
-    files of :func:`atomic_write_bytes`, and hidden ``.*.tmp``/``.*.old`` folders of a model-folder swap.
-
-    Run where no other process is writing (a training run's output folder, at start and on resume); a
-    SIGKILL during a write leaves such files behind, gigabytes each for a large model. Returns what
-    was removed.
-    """
-    import shutil
-
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    removed = []
-    for path in sorted(root.rglob(".*")):
-        if not path.name.endswith(TEMP_SUFFIXES) or path.is_symlink():
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name.endswith(".tmp"):
-            path.unlink(missing_ok=True)
-        else:
-            continue
-        removed.append(path)
-    return removed
-
-
 def resolve_checkpoint(source: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
                        local_files_only: bool = False, token: str | bool | None = None) -> tuple[Path, Path]:
     """Return local paths of ``config.json`` and ``model.safetensors`` for a folder or a hub id.
@@ -147,7 +98,6 @@ def write_predictor_info(directory: str | os.PathLike, lookback: int, max_contex
     which also fix the normalisation statistics), the longest window it saw (``max_context`` tokens), the
     training ``horizon``, the ``tokenizer`` it was trained with (a folder, a hub id or ``"default"``) and the
     normalisation rules (z-scores from the lookback bars, clipped at ±``clip``)."""
-    from ..data.features import NORM_EPS
 
     info: dict[str, Any] = {"lookback": int(lookback), "max_context": int(max_context)}
     if horizon is not None:

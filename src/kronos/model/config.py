@@ -33,6 +33,20 @@ class _ConfigMixin:
             raise TypeError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
         return cls(**values)
 
+    @classmethod
+    def of(cls, config: Any = None, **kwargs: Any):
+        """The config a network is built from: ``config`` (an instance or a ``config.json`` mapping) or the
+        keyword arguments, not both."""
+        if config is None:
+            return cls.from_dict(kwargs)
+        if kwargs:
+            raise TypeError(f"pass either a {cls.__name__} or keyword arguments, not both")
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
+        return config
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

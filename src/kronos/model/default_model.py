@@ -53,7 +53,8 @@ def package_default(model_dir: str | Path, tokenizer_dir: str | Path, max_contex
     """Copy trained checkpoints into the package as float16 safetensors plus ``default.json``."""
     import torch
 
-    from .checkpoint import atomic_write_bytes, write_predictor_info
+    from ..io import atomic_write_bytes
+    from .checkpoint import write_predictor_info
     from .network import Kronos
     from .tokenizer import KronosTokenizer
 

@@ -18,7 +18,6 @@ from .checkpoint import PretrainedMixin
 from .config import KronosConfig
 from .kv_cache import KVCache, SharedPrefixCache, SplitKV
 from .modules import RMSNorm, RotaryEmbedding, TransformerBlock, padded_causal_mask
-from .tokenizer import _build_config
 
 TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
 TIME_TABLE_SIZES = (60, 24, 7, 32, 13)
@@ -167,7 +166,7 @@ class Kronos(PretrainedMixin, nn.Module):
 
     def __init__(self, config: KronosConfig | dict | None = None, **kwargs: Any):
         super().__init__()
-        cfg = self.config = _build_config(KronosConfig, config, kwargs)
+        cfg = self.config = KronosConfig.of(config, **kwargs)
         self.s1_vocab_size, self.s2_vocab_size = cfg.s1_vocab, cfg.s2_vocab
         self.embedding = HierarchicalEmbedding(cfg.s1_bits, cfg.s2_bits, cfg.d_model)
         self.time_emb = TemporalEmbedding(cfg.d_model, cfg.learn_te)

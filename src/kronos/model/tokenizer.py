@@ -14,18 +14,6 @@ from .modules import TransformerBlock
 from .quantizer import BSQuantizer
 
 
-def _build_config(config_class: type, config: Any, kwargs: dict[str, Any]):
-    if config is None:
-        return config_class.from_dict(kwargs)
-    if kwargs:
-        raise TypeError(f"pass either a {config_class.__name__} or keyword arguments, not both")
-    if isinstance(config, dict):
-        return config_class.from_dict(config)
-    if not isinstance(config, config_class):
-        raise TypeError(f"config must be a {config_class.__name__} or a dict, got {type(config).__name__}")
-    return config
-
-
 class KronosTokenizer(PretrainedMixin, nn.Module):
     """Causal transformer autoencoder with a binary spherical quantiser in the middle.
 
@@ -38,7 +26,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
 
     def __init__(self, config: TokenizerConfig | dict | None = None, **kwargs: Any):
         super().__init__()
-        cfg = self.config = _build_config(TokenizerConfig, config, kwargs)
+        cfg = self.config = TokenizerConfig.of(config, **kwargs)
         self.s1_bits, self.s2_bits, self.codebook_dim = cfg.s1_bits, cfg.s2_bits, cfg.codebook_dim
 
         def blocks(n: int) -> nn.ModuleList:

@@ -281,11 +281,11 @@ def create_app(predictor: KronosPredictor, limits: ServiceLimits | None = None, 
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc.status, exc.detail, exc.errors, exc.headers)
 
-    @app.get("/healthz", summary="Liveness: the model is loaded and the queue length")
+    @app.get("/healthz", summary="Liveness: the model is loaded, the queue length and the past forecasts kept")
     async def healthz(request: Request) -> dict[str, Any]:
         service: ForecastService = request.app.state.service
         return {"status": "ok", "queued": service.queued, "model_calls": service.model_calls,
-                "cancelled_calls": service.cancelled_calls}
+                "cancelled_calls": service.cancelled_calls, "past_forecasts": service.past_forecasts()}
 
     @app.get("/v1/model", summary="The loaded model and this server's limits")
     async def model(request: Request) -> dict[str, Any]:

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..bars import PRICE_COLUMNS
+from ..data.errors import rows_text
 from ..forecasting.calibration import PATHS_PER_ORIGIN, plan_origins
-
-PRICES = ("open", "high", "low", "close")
-
-
-def _rows_text(rows: np.ndarray) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:5])
-    return shown + (f" (and {len(rows) - 5} more)" if len(rows) > 5 else "")
 
 
 def check_ohlc(bars: pd.DataFrame, name: str, lenient: bool = False) -> tuple[pd.DataFrame, list[str]]:
@@ -22,21 +17,21 @@ def check_ohlc(bars: pd.DataFrame, name: str, lenient: bool = False) -> tuple[pd
     high and low are widened to hold open and close, and the repairs are returned as one line each.
     Rows are counted from 0 in the order given.
     """
-    prices = bars[list(PRICES)].to_numpy(dtype=np.float64)
+    prices = bars[list(PRICE_COLUMNS)].to_numpy(dtype=np.float64)
     o, h, lo, c = prices.T
     not_positive = np.flatnonzero((prices <= 0).any(axis=1))
     bad_high = np.flatnonzero(h < np.maximum(o, c))
     bad_low = np.flatnonzero(lo > np.minimum(o, c))
     if not lenient:
         if len(not_positive):
-            raise ValueError(f"{name} has a price <= 0 at row(s) {_rows_text(not_positive)}; prices must be > 0 "
+            raise ValueError(f"{name} has a price <= 0 at row(s) {rows_text(not_positive)}; prices must be > 0 "
                              "(lenient mode drops such rows)")
         if len(bad_high) or len(bad_low):
             parts = []
             if len(bad_high):
-                parts.append(f"high below open or close at row(s) {_rows_text(bad_high)}")
+                parts.append(f"high below open or close at row(s) {rows_text(bad_high)}")
             if len(bad_low):
-                parts.append(f"low above open or close at row(s) {_rows_text(bad_low)}")
+                parts.append(f"low above open or close at row(s) {rows_text(bad_low)}")
             raise ValueError(f"{name} has inconsistent bars: {'; '.join(parts)} (lenient mode widens high and low)")
         return bars, []
     repairs = []
@@ -45,12 +40,12 @@ def check_ohlc(bars: pd.DataFrame, name: str, lenient: bool = False) -> tuple[pd
     if len(widen):
         repaired["high"] = np.maximum.reduce([o, h, lo, c])
         repaired["low"] = np.minimum.reduce([o, h, lo, c])
-        repairs.append(f"widened high/low to hold open and close at row(s) {_rows_text(widen)}")
+        repairs.append(f"widened high/low to hold open and close at row(s) {rows_text(widen)}")
     if len(not_positive):
         keep = np.ones(len(bars), dtype=bool)
         keep[not_positive] = False
         repaired = repaired[keep]
-        repairs.append(f"dropped {len(not_positive)} row(s) with a price <= 0: {_rows_text(not_positive)}")
+        repairs.append(f"dropped {len(not_positive)} row(s) with a price <= 0: {rows_text(not_positive)}")
     return repaired, repairs
 
 

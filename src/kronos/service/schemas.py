@@ -15,12 +15,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..forecasting.result import DEFAULT_PATHS, DEFAULT_SEED
+from ..data.calendar import MAX_PRED_LEN
+from ..forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES, DEFAULT_SEED
 from ..forecasting.sampling import MIN_TEMPERATURE
 
 MAX_ABS_VALUE = 1e15  # larger prices/volumes overflow the float32 normalisation
 HARD_MAX_ROWS = 1_000_000
-DEFAULT_QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
+HARD_MAX_SAMPLES = 4096
 
 Value = Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
 NonNegative = Annotated[float, Field(ge=0, le=MAX_ABS_VALUE)]
@@ -45,8 +46,8 @@ class Bar(_Strict):
 class ForecastSettings(_Strict):
     """How to forecast: horizon, sampling, quantile levels and output options."""
 
-    pred_len: int = Field(20, ge=1, le=4096, description="bars to forecast (server limit: GET /v1/model)")
-    samples: int = Field(DEFAULT_PATHS, ge=1, le=4096,
+    pred_len: int = Field(20, ge=1, le=MAX_PRED_LEN, description="bars to forecast (server limit: GET /v1/model)")
+    samples: int = Field(DEFAULT_PATHS, ge=1, le=HARD_MAX_SAMPLES,
                          description="sample paths (forecast()'s sample_count; server limit: GET /v1/model)")
     temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=100,
                                description=f"sampling temperature (forecast()'s T; at least {MIN_TEMPERATURE:g}; "

@@ -6,7 +6,9 @@ every other waiting request with the same sampling settings, up to ``max_batch_s
 request draws from its own seed (``seed``, default 0; a random one when the request sets ``null``), so
 its answer does not depend on which requests share its call: the same request gives the same forecast.
 At most one model call runs at a time, so memory is bounded whatever the number of concurrent
-clients; a full queue answers 429 and a request that waits past the timeout 503.
+clients; a full queue answers 429 and a request that waits past the timeout 503. Calibration's
+past-origin forecasts are kept in the predictor's bounded store (``predictor.past_forecasts``) across
+requests, so a calibrated request for a series seen before forecasts only its own paths.
 
 Every request's cost is estimated before it is queued (:func:`~kronos.service.checks.forecast_work`)
 and refused over ``max_work``. A model call stops between generation steps once every request in
@@ -189,6 +191,14 @@ class ForecastService:
     @property
     def queued(self) -> int:
         return len(self._pending)
+
+    def past_forecasts(self) -> dict[str, int]:
+        """The predictor's store of calibration's past-origin forecasts, shared by every request: a
+        calibrated request for a series seen before finds its past forecasts there (keyed by the bars'
+        content, :mod:`kronos.forecasting.past_forecasts`). Entries, bytes held, the bound, hits and misses."""
+        store = self.predictor.past_forecasts
+        return {"entries": len(store), "bytes": store.bytes, "max_bytes": store.max_bytes, "hits": store.hits,
+                "misses": store.misses}
 
     # -- validation -----------------------------------------------------------------------------------
     def effective(self, settings: ForecastSettings) -> ForecastSettings:

@@ -1,4 +1,5 @@
-"""Proper scoring of sample-path forecasts (pure numpy), shared by calibration and evaluation."""
+"""Proper scoring of sample-path forecasts and their intervals (pure numpy), shared by calibration, the hold-out
+check and evaluation."""
 
 from __future__ import annotations
 
@@ -21,3 +22,14 @@ def crps_samples(samples: np.ndarray, y: np.ndarray | float) -> np.ndarray:
     weights = (2 * np.arange(s) - s + 1).astype(np.float64).reshape((s,) + (1,) * (x.ndim - 1))
     spread = (weights * x).sum(axis=0) / s**2  # = 0.5 * mean|X - X'|
     return np.abs(x - y).mean(axis=0) - spread
+
+
+def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the central ``level`` interval of ``samples`` (S, ...) over axis 0.
+
+    Bounds are the (1 - level)/2 and (1 + level)/2 empirical quantiles (linear interpolation).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
+    lo, hi = np.quantile(np.asarray(samples, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi

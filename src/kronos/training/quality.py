@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bars import CLOSE, VOLUME
 from ..data.tables import Series
-from ..evaluation.baselines import CLOSE, VOLUME
 from ..evaluation.metrics import score_origin
 from ..evaluation.origins import EvaluationConfig, ModelRunner, in_float64, plan_walk_origins
 from ..forecasting.calibration import MAX_ORIGINS
