@@ -276,11 +276,12 @@ class TestReport:
         assert numbers["config"]["lookback"] == 64 and numbers["model"] == "parity-tiny"
         assert numbers["pooled"]["persistence"]["coverage_80"] is None  # NaN written as null
         summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-        assert set(summary["method"]) == {"kronos", "seasonal_naive"} | BASELINES
+        # har_rv: the daily series' baselines see up to 1,000 past returns, enough for its regression
+        assert set(summary["method"]) == {"kronos", "seasonal_naive", "har_rv"} | BASELINES
         assert len(pd.read_csv(tmp_path / "out" / "records.csv")) == len(evaluation.run.records)
         markdown = (tmp_path / "out" / "summary.md").read_text()
         methods = " | ".join(["kronos", "persistence", "rw_drift", "gaussian_rw", "bootstrap", *GARCH, "ewma",
-                              "seasonal_naive"])
+                              "har_rv", "seasonal_naive"])
         assert f"| metric | {methods} | unit |" in markdown
         assert "break high >= max(open, close)" in markdown and "## Targets (pooled)" in markdown
         paths = evaluation.run.config.sample_count
@@ -301,7 +302,7 @@ class TestReport:
     def test_volatility_and_probability_numbers_are_carried(self, evaluation, tmp_path):
         evaluation.write(tmp_path / "out", plots=False)
         numbers = json.loads((tmp_path / "out" / "metrics.json").read_text())
-        with_paths = {"kronos", "gaussian_rw", "bootstrap", "ewma"} | GARCH
+        with_paths = {"kronos", "gaussian_rw", "bootstrap", "ewma", "har_rv"} | GARCH
         assert {row["method"] for row in numbers["volatility"]} == with_paths
         assert {row["proxy"] for row in numbers["volatility"]} == {"rv_close", "rv_parkinson", "rv_gk"}
         tests = evaluation.volatility_tests

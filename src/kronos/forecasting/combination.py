@@ -43,10 +43,12 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..evaluation.garch import GarchFit, fit_garch_t, simulate_garch_t
+if TYPE_CHECKING:  # kronos.evaluation imports the forecasting door; its GARCH module is read when first used
+    from ..evaluation.garch import GarchFit
 
 MODEL = "kronos"
 BASELINES = ("garch_t", "bootstrap", "gaussian_rw")
@@ -93,6 +95,8 @@ def garch_fit(returns: np.ndarray) -> GarchFit | None:
         if key in _FITS:
             _FITS.move_to_end(key)
             return _FITS[key]
+    from ..evaluation.garch import fit_garch_t
+
     fit = fit_garch_t(values)
     with _FITS_LOCK:
         _FITS[key] = fit
@@ -133,6 +137,8 @@ def garch_at(fit: GarchFit, returns: np.ndarray, ends: list[int]) -> list[GarchF
     ``returns`` (N,) are the history's returns; ``ends[k]`` counts the returns before past origin ``k``
     (>= 1). The variance recursion starts :data:`MAX_RETURNS` returns before the earliest end, and
     ``bound`` is the largest absolute return among the last :data:`MAX_RETURNS` before each origin."""
+    from ..evaluation.garch import GarchFit
+
     first = max(0, min(ends) - MAX_RETURNS)
     variances = _filtered(fit, returns[first:max(ends)])
     out = []
@@ -148,6 +154,8 @@ def baseline_closes(returns: np.ndarray, last_close: float, garch: GarchFit | No
     """(count, pred_len) close paths of each baseline from the returns before an origin (the last
     :data:`MAX_RETURNS` of them) and the close before it. Where GARCH has no fit its paths are the
     Gaussian random walk's. Drawn in the order bootstrap, gaussian_rw, garch_t from ``rng``."""
+    from ..evaluation.garch import simulate_garch_t
+
     recent = np.asarray(returns[-MAX_RETURNS:], dtype=np.float64)
     if len(recent) == 0:
         recent = np.zeros(1)

@@ -144,7 +144,8 @@ def forecast_series(backend: Backend, series: Sequence[Any], options: ForecastOp
     for length in sorted(set(pred_lens)):  # series of one pred_len share every generation step
         idx = [i for i in range(n) if pred_lens[i] == length]
         streams = backend.series_streams([seeds[i] for i in idx], options.sample_count)
-        part = _forecast(backend, [inputs[i] for i in idx], streams, [given[i] for i in idx], options, lookback)
+        own = options.with_(seed=tuple(seeds[i] for i in idx))  # the group's seeds, in its order
+        part = _forecast(backend, [inputs[i] for i in idx], streams, [given[i] for i in idx], own, lookback)
         for i, forecast in zip(idx, part):
             out[i] = forecast
     return out  # type: ignore[return-value]
