@@ -61,7 +61,7 @@ class BacktestConfig:
     """What to backtest. Bars are rows of each series.
 
     lookback, pred_len, sample_count, tail_fraction, min_history, seed and the sampling settings (T, top_k,
-    top_p, calibrate, dequantise; None: the predictor's default) mean what they mean in
+    top_p, calibrate, dequantise, combine; None: the predictor's default) mean what they mean in
     :class:`kronos.evaluation.EvaluationConfig`. stride: calendar steps between rebalance dates (default
     ``pred_len``); the model's signals read the forecast ``min(stride, pred_len)`` bars ahead.
     max_dates: most recent rebalance dates kept (None: all). start, end: only rebalance dates in this time
@@ -97,6 +97,7 @@ class BacktestConfig:
     top_p: float | None = None
     calibrate: bool | None = None
     dequantise: bool | None = None
+    combine: bool | None = None
 
     def __post_init__(self) -> None:
         _ = self.walk  # the walk-forward settings are checked by the evaluation's own config
