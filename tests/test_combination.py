@@ -166,12 +166,14 @@ def test_the_pool_does_not_depend_on_the_batch_and_follows_generators(predictor,
                                       seed=[3, 7])[1]
     assert alone.calibration.weights and alone.calibration.weights == paired.calibration.weights
     np.testing.assert_array_equal(alone.samples, paired.samples)
-    # A torch.Generator: the same seed gives the same pool; the generator, moved on, draws another one.
+    # A torch.Generator forecasts as the int it was seeded with; moved on, it draws other paths.
     generator = torch.Generator().manual_seed(4)
     first = predictor.forecast(frame, x_ts, y_ts, PRED, sample_count=12, seed=generator)
     second = predictor.forecast(frame, x_ts, y_ts, PRED, sample_count=12, seed=generator)
     again = predictor.forecast(frame, x_ts, y_ts, PRED, sample_count=12, seed=torch.Generator().manual_seed(4))
     np.testing.assert_array_equal(first.samples, again.samples)
+    np.testing.assert_array_equal(first.samples, predictor.forecast(frame, x_ts, y_ts, PRED, sample_count=12,
+                                                                    seed=4).samples)
     assert not np.array_equal(first.samples, second.samples)
 
 

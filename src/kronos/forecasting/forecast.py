@@ -14,7 +14,6 @@ command line, the universe job, evaluation, the backtest and the service all com
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -238,8 +237,9 @@ def _baselines(series: list[SeriesInput], options: ForecastOptions,
 def _pool_salts(seeds: list[Any]) -> list[int]:
     """Per series, the salt of its baselines' draws in the pool, from its seed (after its paths were drawn):
     an int seed is its own salt (the history's closes tell the series apart, so its pool does not depend on
-    the batch); a ``numpy.random.Generator`` gives a number drawn from it, a ``torch.Generator`` a hash of
-    its state (so the next forecast with it draws other paths, as the model's do); None a fresh number."""
+    the batch); a ``numpy.random.Generator`` gives a number drawn from it, a ``torch.Generator`` the seed it
+    was seeded with (``initial_seed()``, so ``torch.Generator().manual_seed(5)`` forecasts as ``seed=5`` does);
+    None a fresh number."""
     out: list[int] = []
     drawn: dict[int, int] = {}  # one salt per generator object: a batch shares its stream
     for seed in seeds:
@@ -250,8 +250,7 @@ def _pool_salts(seeds: list[Any]) -> list[int]:
             if isinstance(seed, np.random.Generator):
                 drawn[id(seed)] = int(seed.integers(2**62))
             else:
-                state = np.asarray(seed.get_state()).tobytes()
-                drawn[id(seed)] = int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little")
+                drawn[id(seed)] = int(seed.initial_seed())
         out.append(drawn[id(seed)])
     return out
 
