@@ -45,7 +45,9 @@ json_values = st.recursive(
     | st.text(max_size=12) | st.sampled_from(["2013-01-02", "5min", "B", "0.5,0.9", "-1", "1e400", "NaN"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12)
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40)
+# printable ASCII; no surrounding spaces, which no HTTP client sends in a header value (h11 refuses them)
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40).filter(
+    lambda s: s == s.strip())
 
 
 @pytest.fixture(scope="module")
