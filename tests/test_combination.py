@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ from kronos.forecasting.combination import (
 )
 from kronos.stats.garch import fit_garch_t
 from kronos.stats.scores import crps_samples
+
+from .conftest import DATA
 
 PRED = 6
 
@@ -214,3 +217,21 @@ def test_evaluation_baselines_see_at_most_1000_past_returns():
     assert moved.loc["bootstrap", "crps_rel"] != reference.loc["bootstrap", "crps_rel"]
     window = baselines(late, baseline_returns=None)  # only the model's window: those bars are not seen
     pd.testing.assert_frame_equal(window, baselines(bars, baseline_returns=None))
+
+
+def test_garch_fit_is_the_same_at_any_blas_thread_count():
+    # A Ray actor runs one BLAS thread, the driver all cores: the fit must not depend on which.
+    import subprocess
+    import sys
+
+    closes = pd.read_csv(DATA / "bokeh_MSFT_1d.csv")["close"].to_numpy()
+    returns = np.diff(np.log(closes))
+    here = [fit_garch_t(returns[end - 1000:end]) for end in (1000, 1300, 1700)]
+    code = ("import sys, numpy as np, pandas as pd; from kronos.stats.garch import fit_garch_t; "
+            "r = np.diff(np.log(pd.read_csv(sys.argv[1])['close'].to_numpy())); "
+            "print(repr([fit_garch_t(r[e - 1000:e]) for e in (1000, 1300, 1700)]))")
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        there = subprocess.run([sys.executable, "-c", code, str(DATA / "bokeh_MSFT_1d.csv")], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert there == repr(here), threads

@@ -95,9 +95,8 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, one_thre
                                      KronosTokenizer.from_pretrained(PARITY / "tokenizer"), device="cpu",
                                      max_context=256)
     files = [DATA / "bokeh_AAPL_1d.csv", DATA / "bokeh_GOOG_1d.csv"]
-    # The model's paths are compared bit for bit (combine=False): the pool's GARCH-t fit runs SciPy's optimiser on
-    # NumPy's BLAS, whose thread count differs between an actor and this process, so its last bits may too.
-    settings = dict(SETTINGS, max_origins=3, batch_size=2, combine=False)
+    # At the defaults, pool included: its GARCH-t fit runs on one BLAS thread wherever it runs.
+    settings = dict(SETTINGS, max_origins=3, batch_size=2)
     engine = Engine("ray", workers=2)
     tiny_predictor.past_forecasts.clear()
     local = evaluate(files, tiny_predictor, **settings).run.records
@@ -105,8 +104,7 @@ def test_ray_evaluation_and_backtest_equal_the_local_ones(ray_instance, one_thre
     pd.testing.assert_frame_equal(local, remote, check_exact=True)  # exact: no tolerance
 
     series = collect_series([DATA / f"bokeh_{n}_1d.csv" for n in ("AAPL", "GOOG", "IBM")])
-    config = BacktestConfig(lookback=64, pred_len=5, sample_count=4, max_dates=4, k=1, batch_size=3,
-                            combine=False)
+    config = BacktestConfig(lookback=64, pred_len=5, sample_count=4, max_dates=4, k=1, batch_size=3)
     here = backtest.run(series, tiny_predictor, config)
     there = backtest.run(series, tiny_predictor, config, engine=engine)
     for name in backtest.MODEL_SIGNALS:

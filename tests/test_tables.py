@@ -502,3 +502,17 @@ class TestForecastDf:
         a = tiny_predictor.forecast(history, stamps, future, 3, **self.KW)
         b = tiny_predictor.forecast(upper, stamps, future, 3, **self.KW)
         np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_evaluation_and_backtest_refuse_repeated_series_names():
+    import dataclasses
+
+    from kronos import backtest
+    from kronos.evaluation.walkforward import collect_series
+
+    one, other, third = (read_series(DATA / f"bokeh_{name}_1d.csv")[0] for name in ("IBM", "AAPL", "GOOG"))
+    one, other = dataclasses.replace(one, name="IBM"), dataclasses.replace(other, name="IBM")
+    with pytest.raises(ValueError, match="series names must be unique; repeated: IBM$"):
+        collect_series([one, other, third])
+    with pytest.raises(ValueError, match="series names must be unique; repeated: IBM$"):
+        backtest.run([one, third, other], None, backtest.BacktestConfig())

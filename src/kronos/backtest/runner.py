@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..bars import CLOSE, OPEN
 from ..data.features import check_count
-from ..data.tables import Series
+from ..data.tables import Series, check_unique_names
 from ..evaluation.origins import (
     SAMPLING_SETTINGS,
     Engine,
@@ -376,10 +376,7 @@ def run(series: Sequence[Series], predictor: Any | None = None, config: Backtest
     series = list(series)
     if not series:
         raise ValueError("series is empty: nothing to backtest")
-    names = [s.name for s in series]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"series names must be unique; repeated: {', '.join(repeated)}")
+    check_unique_names(series)
     started = time.perf_counter()
     plan = plan_dates(series, config)
     scores: dict[str, np.ndarray] = {}

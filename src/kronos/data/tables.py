@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,14 @@ class Series:
     def __repr__(self) -> str:
         span = f"{self.timestamps[0]} to {self.timestamps[-1]}" if len(self) else "empty"
         return f"Series({self.name!r}, {len(self)} bars, {span})"
+
+
+def check_unique_names(series: Sequence[Series]) -> None:
+    """Raise ValueError naming every series name that appears more than once (results are keyed by name)."""
+    counts = Counter(s.name for s in series)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise ValueError(f"series names must be unique; repeated: {', '.join(repeated)}")
 
 
 # -- frames to series ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.tables import ReadOptions, Series, frame_to_series, load_series
+from ..data.tables import ReadOptions, Series, check_unique_names, frame_to_series, load_series
 from ..stats.garch import INSTALL_HINT, garch_available
 from .baselines import CLOSE, VOLUME, MethodForecast, baseline_forecasts
 from .metrics import score_origin
@@ -65,10 +65,7 @@ def collect_series(sources: Sequence[str | os.PathLike] | Mapping[str, pd.DataFr
         series = load_series(list(sources), opts) if sources else []
     if not series:
         raise ValueError("no series to evaluate")
-    names = [s.name for s in series]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"series names must be unique; repeated: {', '.join(duplicates)}")
+    check_unique_names(series)
     return series
 
 
@@ -114,7 +111,7 @@ def _garch_notes() -> dict[str, str]:
     """{"garch_t": why} when the GARCH baseline cannot run (logged once), else {}."""
     if garch_available():
         return {}
-    why = f"not run: the optional 'arch' package is not installed ({INSTALL_HINT})"
+    why = f"not run: the optional 'arch' and 'threadpoolctl' packages are not installed ({INSTALL_HINT})"
     log.warning("garch_t baseline %s", why)
     return {"garch_t": why}
 
