@@ -96,6 +96,16 @@ def test_calibration_can_be_turned_off(client):
     assert response.json()["calibration"] is None
 
 
+def test_the_pool_with_garch_can_be_turned_off_per_request(client):
+    request = {"bars": real_bars(), "pred_len": 4, "samples": 8}
+    pooled, alone = (client.post("/v1/forecast", json={**request, **extra}) for extra in ({}, {"combine": False}))
+    assert pooled.status_code == 200 and alone.status_code == 200, (pooled.text, alone.text)
+    weights = pooled.json()["calibration"]["weights"]
+    assert set(weights) >= {"kronos", "garch_t"} and abs(sum(weights.values()) - 1) < 1e-3
+    assert alone.json()["calibration"]["weights"] == {} and alone.json()["calibration"]["origins"] >= 4
+    assert alone.json()["mean"] != pooled.json()["mean"]
+
+
 def test_given_a_seed_when_forecasting_twice_then_identical_answers(client):
     request = {"bars": real_bars(40), "pred_len": 3, "samples": 3, "seed": 11}
     first, second = (client.post("/v1/forecast", json=request).json() for _ in range(2))

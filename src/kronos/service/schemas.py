@@ -58,6 +58,8 @@ class ForecastSettings(_Strict):
                                               "history")
     dequantise: bool = Field(True, description="add the tokenizer's reconstruction residuals, drawn from the "
                                                "history, to the paths")
+    combine: bool = Field(True, description="pool the calibrated paths with GARCH(1,1)-t's, weighted by their "
+                                            "scores at the past origins (false: the model's paths alone)")
     seed: int | None = Field(DEFAULT_SEED, ge=0, le=2**63 - 1,
                              description=f"random seed of the sample paths (default {DEFAULT_SEED}: the same request "
                                          "gives the same forecast; null draws fresh paths every time)")
@@ -110,8 +112,9 @@ class ForecastResponse(BaseModel):
     elapsed_ms: float = Field(description="time from request to answer, queueing included")
     calibration: dict[str, Any] | None = Field(
         None, description="what calibration did: past origins used, drift_kept (share of the model's drift kept, "
-                          "0 to 1; shrink is the same number), spread factor per forecast bar (scale), a summary "
-                          "in words, or why it did not run (note)")
+                          "0 to 1; shrink is the same number), spread factor per forecast bar (scale), the share of "
+                          "paths per method when pooled with GARCH(1,1)-t (weights; empty with combine=false), a "
+                          "summary in words, or why it did not run (note)")
     chart: dict[str, Any] | None = None
     repairs: list[str] = Field(default_factory=list, description="what a lenient server repaired in the bars "
                                                                  "(empty when nothing was)")

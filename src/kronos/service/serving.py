@@ -153,7 +153,7 @@ class Job:
 def _batch_key(settings: ForecastSettings) -> tuple:
     """Requests with equal keys may share a model call (each keeps its own seed, :func:`_seed`)."""
     return (settings.samples, settings.temperature, settings.top_k, settings.top_p, settings.calibrate,
-            settings.dequantise)
+            settings.dequantise, settings.combine)
 
 
 def _seed(settings: ForecastSettings) -> int:
@@ -394,7 +394,7 @@ class ForecastService:
         try:
             options = ForecastOptions(sample_count=s.samples, T=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                       quantiles=(), seed=[job.seed for job in batch], calibrate=s.calibrate,
-                                      dequantise=s.dequantise, should_stop=given_up)
+                                      dequantise=s.dequantise, combine=s.combine, should_stop=given_up)
             inputs = [from_arrays(job.bars.to_numpy(dtype=np.float32), job.bars.index, job.future, name=f"bars[{i}]")
                       for i, job in enumerate(batch)]  # checked when the job was made; float arrays from here
             return forecast_series(self.predictor, inputs, options)
@@ -505,4 +505,5 @@ def calibration_dict(forecast: Forecast) -> dict[str, Any] | None:
     if c is None:
         return None
     return {"origins": c.origins, "shrink": round(c.shrink, 4), "drift_kept": round(c.shrink, 4),
-            "scale": [round(float(v), 4) for v in c.scale], "ends": list(c.ends), "note": c.note, "summary": c.summary}
+            "scale": [round(float(v), 4) for v in c.scale], "ends": list(c.ends), "note": c.note, "summary": c.summary,
+            "weights": {name: round(weight, 4) for name, weight in c.weights}, "follow": round(c.follow, 4)}
