@@ -18,7 +18,7 @@ from kronos.backtest.signals import RISK_SIGNALS
 from kronos.data.tables import Series, load_series
 from kronos.stats.garch import garch_available
 
-from .conftest import DATA
+from .conftest import DATA, PARITY
 
 STOCKS = [DATA / f"bokeh_{name}_1d.csv" for name in ("AAPL", "GOOG", "IBM", "MSFT")]
 CRYPTO = sorted(DATA.glob("freqtrade_*-BTC_5min.csv"))
@@ -212,6 +212,20 @@ def test_command_line_on_a_long_table(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--commission-bps -2.0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_command_line_passes_sampling_settings_to_the_model(tmp_path, one_thread):
+    import json
+
+    from kronos.cli import main
+
+    argv = ["backtest", *map(str, STOCKS[:3]), "--model", str(PARITY / "model"),
+            "--tokenizer", str(PARITY / "tokenizer"),
+            "--max-context", "256", "--lookback", "64", "--pred-len", "3", "--samples", "2", "--dates", "2", "--k", "1",
+            "--top-p", "0.9", "--no-combine", "--no-chart", "-q", "--out", str(tmp_path / "bt")]
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "bt" / "metrics.json").read_text())["config"]
+    assert config["combine"] is False and config["top_p"] == 0.9 and config["calibrate"] is None
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from .common import (
     UsageError,
     add_engine_arguments,
     add_model_arguments,
+    add_sampling_overrides,
     add_table_arguments,
     check_out_folder,
     engine_of,
@@ -82,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="bars of past return for the momentum signal (default 20)")
     strategy.add_argument("--reversal-window", type=positive_int, default=5,
                           help="bars of past return for the reversal signal (default 5)")
+    add_sampling_overrides(parser)
     add_model_arguments(parser)
     add_table_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="only the baseline signals (no model)")
@@ -109,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, strategy=kind, k=args.k, n_drop=args.n_drop, threshold=args.threshold,
             commission_bps=args.commission_bps,
             slippage_bps=args.slippage_bps, momentum_window=args.momentum_window,
-            reversal_window=args.reversal_window)
+            reversal_window=args.reversal_window, T=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            calibrate=args.calibrate, dequantise=args.dequantise, combine=args.combine)
     except ValueError as exc:
         raise UsageError(flag_names(str(exc), ("lookback", "pred_len", "tail_fraction", "min_history", "k",
                                                 "n_drop", "commission_bps", "slippage_bps", "start", "end"))) from exc

@@ -74,6 +74,22 @@ class _FlagFormatter(logging.Formatter):
         return "kronos: " + flag_names(record.getMessage(), MODEL_ARGUMENTS)
 
 
+def add_sampling_overrides(parser: argparse.ArgumentParser) -> None:
+    """Sampling flags that default to None: unset, the predictor's own default holds."""
+    sampling = parser.add_argument_group("sampling (unset: the predictor's own defaults)")
+    sampling.add_argument("--temperature", "-T", type=float, default=None,
+                          help="sampling temperature, the model's T")
+    sampling.add_argument("--top-k", type=int, default=None, help="keep the k likeliest tokens; 0 = off")
+    sampling.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
+    sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                          help="apply (or not) the predictor's calibration of the sample paths")
+    sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=None,
+                          help="add (or not) the tokenizer's reconstruction residuals to the sample paths")
+    sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=None,
+                          help="pool (or not) the model's paths with the baselines weighted on past origins "
+                               "(--no-combine: the model's paths alone)")
+
+
 def check_model_arguments(args: argparse.Namespace) -> None:
     """Before any data is read: a model without --tokenizer must record the tokenizer it was trained with
     (checked once per command: a second call returns at once)."""

@@ -10,6 +10,7 @@ from .common import (
     UsageError,
     add_engine_arguments,
     add_model_arguments,
+    add_sampling_overrides,
     add_table_arguments,
     check_model_arguments,
     check_out_folder,
@@ -78,18 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "whatever --lookback (default 1000; 0: only the model's history window)")
     walk.add_argument("--batch-size", type=positive_int, default=32, help="origins per model call (default 32)")
     walk.add_argument("--seed", type=int, default=0, help="random seed of model and baselines (default 0)")
-    sampling = parser.add_argument_group("sampling (unset: the predictor's own defaults)")
-    sampling.add_argument("--temperature", "-T", type=float, default=None,
-                          help="sampling temperature, EvaluationConfig.T")
-    sampling.add_argument("--top-k", type=int, default=None, help="keep the k likeliest tokens; 0 = off")
-    sampling.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
-    sampling.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
-                          help="apply (or not) the predictor's calibration of the sample paths")
-    sampling.add_argument("--dequantise", action=argparse.BooleanOptionalAction, default=None,
-                          help="add (or not) the tokenizer's reconstruction residuals to the sample paths")
-    sampling.add_argument("--combine", action=argparse.BooleanOptionalAction, default=None,
-                          help="pool (or not) the model's paths with the baselines weighted on past origins "
-                               "(--no-combine: the model's paths alone)")
+    add_sampling_overrides(parser)
     add_model_arguments(parser)
     add_table_arguments(parser)
     parser.add_argument("--baselines-only", action="store_true", help="score only the baselines (no model)")
