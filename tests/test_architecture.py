@@ -11,9 +11,10 @@ data         kronos.data.*                                   base
 stats        kronos.stats.*                                  base
 forecasting  kronos.forecasting.*, kronos.onnx.*             base, model, data, stats
 package      kronos (its __init__: the public names)         base, model, forecasting
-universe     kronos.universe                                 base, data, stats, forecasting
-evaluation   kronos.evaluation.*                             base, data, stats, forecasting, universe
-backtest     kronos.backtest.*                               base, data, stats, forecasting, universe, evaluation
+engines      kronos.engines                                  base, data, stats, forecasting
+universe     kronos.universe                                 base, data, stats, forecasting, engines
+evaluation   kronos.evaluation.*                             base, data, stats, forecasting, engines
+backtest     kronos.backtest.*                               base, data, stats, forecasting, engines, evaluation
 training     kronos.training.*                               base, model, data, stats, forecasting, evaluation
 charts       kronos.charts                                   base, data, forecasting
 service      kronos.service.*                                base, data, stats, forecasting, charts, package
@@ -40,14 +41,16 @@ LAYERS: dict[str, tuple[tuple[str, ...], set[str]]] = {  # layer: (module prefix
     "stats": (("kronos.stats",), {"base"}),
     "forecasting": (("kronos.forecasting", "kronos.onnx"), {"base", "model", "data", "stats"}),
     "package": ((PACKAGE,), {"base", "model", "forecasting"}),  # kronos/__init__.py alone
-    "universe": (("kronos.universe",), {"base", "data", "stats", "forecasting"}),
-    "evaluation": (("kronos.evaluation",), {"base", "data", "stats", "forecasting", "universe"}),
-    "backtest": (("kronos.backtest",), {"base", "data", "stats", "forecasting", "universe", "evaluation"}),
+    "engines": (("kronos.engines",), {"base", "data", "stats", "forecasting"}),
+    "universe": (("kronos.universe",), {"base", "data", "stats", "forecasting", "engines"}),
+    "evaluation": (("kronos.evaluation",), {"base", "data", "stats", "forecasting", "engines"}),
+    "backtest": (("kronos.backtest",), {"base", "data", "stats", "forecasting", "engines", "evaluation"}),
     "training": (("kronos.training",), {"base", "model", "data", "stats", "forecasting", "evaluation"}),
     "charts": (("kronos.charts",), {"base", "data", "forecasting"}),
     "service": (("kronos.service",), {"base", "data", "stats", "forecasting", "charts", "package"}),
     "cli": (("kronos.cli", "kronos.__main__", "kronos.commands"), {
-        "base", "model", "data", "stats", "forecasting", "package", "universe", "evaluation", "backtest", "training",
+        "base", "model", "data", "stats", "forecasting", "package", "engines", "universe", "evaluation", "backtest",
+        "training",
         "charts", "service"}),
 }
 

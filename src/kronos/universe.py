@@ -26,10 +26,9 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,16 +39,15 @@ import pandas as pd
 
 from . import kill_points
 from .data.tables import ReadOptions, Series, TableError, read_series, table_stem
+from .engines import ENGINES, SeriesTask, TaskSettings, first_line, run_batches
 from .forecasting.calibration import Calibration
-from .forecasting.forecast import forecast_series
-from .forecasting.inputs import future_of, tidy_frame
+from .forecasting.inputs import future_of
 from .forecasting.options import ForecastOptions
 from .forecasting.predictor import KronosPredictor
 from .forecasting.result import DEFAULT_PATHS, DEFAULT_QUANTILES
 
 log = logging.getLogger("kronos.universe")
 
-ENGINES = ("local", "ray")
 FORMATS = ("parquet", "csv")
 PARTITIONS = ("series", "run")
 ERRORS_FILE = "_errors.csv"
@@ -82,30 +80,6 @@ class UniverseResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-@dataclass
-class SeriesTask:
-    """One series to forecast: what a worker needs (picklable, no file access)."""
-
-    id: str
-    bars: np.ndarray
-    timestamps: pd.DatetimeIndex
-    future: pd.DatetimeIndex
-    seed: int
-    calibration: Calibration | None = None  # a fitted one to apply instead of fitting
-
-
-@dataclass(frozen=True)
-class TaskSettings:
-    """How every task of a job is forecast: the horizon, the :class:`ForecastOptions` (their seed and
-    calibration are each task's own), and what a worker returns: the tidy frame (with the sample paths as
-    ``path_k`` columns when ``paths``) or, with ``samples``, the (S, P, 6) sample paths."""
-
-    pred_len: int
-    options: ForecastOptions
-    paths: bool = False
-    samples: bool = False
 
 
 # -- reading -------------------------------------------------------------------------------------------
@@ -157,7 +131,7 @@ def _read(source: Any, options: ReadOptions, failed: dict[str, str]) -> list[Ser
                 found = read_series(item, label, options)
             except (TableError, ValueError, OSError) as exc:
                 key = label if isinstance(item, pd.DataFrame) else table_stem(item)
-                failed[key] = _one_line(exc)
+                failed[key] = first_line(exc)
                 continue
         for s in found:
             if s.name in seen:
@@ -166,11 +140,6 @@ def _read(source: Any, options: ReadOptions, failed: dict[str, str]) -> list[Ser
             seen.add(s.name)
             out.append(s)
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int | None, seed: int,
@@ -188,7 +157,7 @@ def _tasks(series: list[Series], pred_len: int, freq: str | None, lookback: int 
         try:
             future = future_of([s], pred_len, freq, calendar, label="name")[0][0]
         except ValueError as exc:
-            failed[s.name] = _one_line(exc).removeprefix(f"{s.name}: ")
+            failed[s.name] = first_line(exc).removeprefix(f"{s.name}: ")
             continue
         tasks.append(SeriesTask(s.name, s.bars, s.timestamps, future, series_seed(seed, s.name)))
     return tasks
@@ -335,132 +304,6 @@ def read_universe(out: str | os.PathLike, run: str | None = None) -> pd.DataFram
     return frame.sort_values(["id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
-# -- the work of one batch (the same in every engine) --------------------------------------------------------
-
-def _frame(forecast: Any, settings: TaskSettings) -> pd.DataFrame:
-    frame = tidy_frame([forecast], float32=True)
-    if settings.paths:
-        samples = forecast.samples  # (S, P, 6) -> one column per path, rows (timestamp, column)
-        values = samples.transpose(1, 2, 0).reshape(-1, samples.shape[0]).astype("float32")
-        paths = pd.DataFrame(values, columns=[f"path_{k}" for k in range(samples.shape[0])])
-        frame = pd.concat([frame, paths], axis=1)
-    return frame
-
-
-def forecast_tasks(predictor: KronosPredictor, tasks: list[SeriesTask],
-                   settings: TaskSettings) -> list[tuple[str, Any, str | None, Calibration | None]]:
-    """(id, frame, None, calibration) or (id, None, reason, None) per task (the (S, P, 6) sample paths
-    instead of the frame with ``settings.samples``); a batch that fails is retried series by series so that
-    only the bad series fails (with per-series seeds the good ones come out the same)."""
-    def run(part: list[SeriesTask]) -> list[Any]:
-        options = settings.options.with_(seed=[t.seed for t in part], calibration=[t.calibration for t in part])
-        return forecast_series(predictor, [(t.bars, t.timestamps) for t in part], options, [t.future for t in part])
-
-    try:
-        return [(t.id, f.samples if settings.samples else _frame(f, settings), None, f.calibration)
-                for t, f in zip(tasks, run(tasks))]
-    except Exception as exc:  # any failure belongs to this batch: find its series, report it per series
-        if len(tasks) == 1:
-            return [(tasks[0].id, None, _one_line(exc), None)]
-    out = []
-    for t in tasks:
-        out += forecast_tasks(predictor, [t], settings)
-    return out
-
-
-# -- engines ---------------------------------------------------------------------------------------------
-
-def run_batches(predictor: KronosPredictor | None, batches: list[list[SeriesTask]], settings: TaskSettings, *,
-                engine: str = "local", loader: dict[str, Any] | None = None, address: str | None = None,
-                workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Iterator[list[Any]]:
-    """The results of :func:`forecast_tasks` for each batch, in order, on ``engine`` ("local": ``predictor``
-    in this process; "ray": an actor pool, each actor loading ``predictor`` or ``loader``'s model once).
-    Starts a local Ray instance when none runs and no ``address`` is given, and shuts it down after."""
-    if engine == "local":
-        yield from _run_local(predictor or KronosPredictor.from_pretrained(**(loader or {})), batches, settings)
-        return
-    started = _ray_init(address, workers, cpus_per_worker, gpus_per_worker)
-    try:
-        yield from _run_ray(predictor, loader if predictor is None else None, batches, settings, workers=workers,
-                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-
-
-def _run_local(predictor: KronosPredictor, batches: list[list[SeriesTask]],
-               settings: TaskSettings) -> Iterator[list[Any]]:
-    for batch in batches:
-        yield forecast_tasks(predictor, batch, settings)
-
-
-class _RayWorker:
-    """A Ray Data actor: loads the model once, then forecasts one planned batch per call."""
-
-    def __init__(self, predictor_ref: Any, loader: dict[str, Any] | None, threads: int, settings: TaskSettings):
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        if loader is not None:
-            self.predictor = KronosPredictor.from_pretrained(**loader)
-        else:
-            import ray
-
-            self.predictor = ray.get(predictor_ref[0])
-        self.settings = settings
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = []
-        for payload in batch["payload"]:
-            tasks = pickle.loads(payload)
-            out.append(pickle.dumps(forecast_tasks(self.predictor, tasks, self.settings)))
-        return {"payload": np.array(out, dtype=object)}
-
-
-def _ray_init(address: str | None, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> bool:
-    """Connect to ``address`` or start a local instance; True when this call started Ray."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError("engine='ray' needs Ray Data: pip install 'kronos-kline[ray]'") from exc
-    if ray.is_initialized():
-        return False
-    if address is not None:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        cpus = max(int(np.ceil(workers * cpus_per_worker)) + 1, 2)
-        ray.init(num_cpus=cpus, num_gpus=None if gpus_per_worker else 0, log_to_driver=False)
-    return True
-
-
-def _run_ray(predictor: KronosPredictor | None, loader: dict[str, Any] | None, batches: list[list[SeriesTask]],
-             settings: TaskSettings, *, workers: int, cpus_per_worker: float,
-             gpus_per_worker: float) -> Iterator[list[Any]]:
-    import ray
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the progress bar over series is ours
-    if hasattr(context, "enable_operator_progress_bars"):
-        context.enable_operator_progress_bars = False
-    # results are matched to their batches by position: with several actors Ray Data would otherwise yield
-    # them in the order they finish
-    context.execution_options.preserve_order = True
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ref = [ray.put(predictor)] if loader is None else None  # in a list: Ray passes it to actors unresolved
-    items = [{"payload": pickle.dumps(batch)} for batch in batches]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    resources: dict[str, Any] = {"num_cpus": cpus_per_worker}
-    if gpus_per_worker:
-        resources["num_gpus"] = gpus_per_worker
-    threads = max(1, int(cpus_per_worker))
-    forecasts = dataset.map_batches(_RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-                                    fn_constructor_args=(ref, loader, threads, settings), **resources)
-    for row in forecasts.iter_rows():
-        yield pickle.loads(row["payload"])
-
-
 # -- the entry point -------------------------------------------------------------------------------------
 
 def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], out: str | os.PathLike, *,
@@ -561,18 +404,10 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
     unusable = len(result.failed)  # known before any forecast: counted on the bar as done, and named as failed
 
     bar, report = _progress(progress, total + unusable, engine, unusable)
-    started_ray = False
     if todo:
-        if engine == "local":
-            predictor = predictor or KronosPredictor.from_pretrained(model, tokenizer, device=device,
-                                                                     max_context=max_context)
-            results = _run_local(predictor, todo, settings)
-        else:
-            started_ray = _ray_init(address, workers, cpus_per_worker, gpus_per_worker)
-            loader = None if predictor is not None else {"model": model, "tokenizer": tokenizer,
-                                                         "device": device, "max_context": max_context}
-            results = _run_ray(predictor, loader, todo, settings, workers=workers, cpus_per_worker=cpus_per_worker,
-                               gpus_per_worker=gpus_per_worker)
+        loader = {"model": model, "tokenizer": tokenizer, "device": device, "max_context": max_context}
+        results = run_batches(predictor, todo, settings, engine=engine, loader=loader, address=address,
+                              workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
         try:
             written = 0
             for batch in results:
@@ -589,10 +424,7 @@ def forecast_universe(source: str | os.PathLike | pd.DataFrame | Iterable[Any], 
         finally:
             if bar is not None:
                 bar.close()
-            if started_ray:
-                import ray
-
-                ray.shutdown()
+            results.close()  # shuts down a Ray instance the job started
     elif bar is not None:
         bar.close()
     result.errors_path = dataset.write_errors(result.failed)

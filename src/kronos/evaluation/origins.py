@@ -13,7 +13,7 @@ taken from that file); ``start`` (a date) puts the first horizon at or after tha
 
 The model's forecasts at origins go through the forecasting door
 (:func:`kronos.forecasting.forecast.forecast_series`): :func:`forecast_requests` in this process,
-:func:`engine_batches` on the engines of :mod:`kronos.universe`, :class:`ModelRunner` batching a plan.
+:func:`engine_batches` on the engines of :mod:`kronos.engines`, :class:`ModelRunner` batching a plan.
 """
 
 from __future__ import annotations
@@ -243,9 +243,9 @@ def forecast_requests(predictor: Any, requests: Sequence[tuple[Series, int]], pr
 def engine_batches(predictor: Any, batches: list[list[tuple[Series, int]]], config: EvaluationConfig,
                    options: ForecastOptions, engine: Engine) -> Iterator[list[np.ndarray]]:
     """Per batch of (series, origin row) requests, the (S, P, 6) sample paths of each, computed on
-    ``engine`` by :func:`kronos.universe.run_batches`: each request with its series' whole history before the
+    ``engine`` by :func:`kronos.engines.run_batches`: each request with its series' whole history before the
     origin, its :func:`origin_seed` and ``options``."""
-    from ..universe import SeriesTask, TaskSettings, run_batches
+    from ..engines import SeriesTask, TaskSettings, run_batches
 
     tasks = [[SeriesTask(f"{s.name}\x00{o}", s.bars[:o], s.timestamps[:o], s.timestamps[o:o + config.pred_len],
                     origin_seed(config.seed, s.name, o)) for s, o in batch] for batch in batches]
