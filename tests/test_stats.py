@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from kronos.evaluation import probability, volatility
 from kronos.stats import significance as stats
 
-from .conftest import import_or_need
+from .conftest import DATA, import_or_need
 
 
 def ar1(n: int, phi: float, seed: int) -> np.ndarray:
@@ -194,6 +194,17 @@ class TestVolatility:
         assert after_calm == pytest.approx(1e-4, rel=0.35)
         assert after_wild > 3 * after_calm
         assert math.isnan(volatility.har_variance(calm[:50], 5))
+
+    def test_har_stays_within_the_history_after_one_extreme_bar(self):
+        # 1,000 real daily returns (a crash among them), the 8th last replaced by an unadjusted 1:8 split (log 8):
+        # the regression line extrapolates to 0.8 per bar, four times the history's highest month.
+        closes = pd.read_csv(DATA / "bokeh_MSFT_1d.csv")["close"].to_numpy()
+        returns = np.diff(np.log(closes))[-2000:-1000].copy()
+        returns[-8] = np.log(8.0)
+        rv = returns**2
+        highest_month = max(rv[i:i + 22].mean() for i in range(len(rv) - 21))
+        forecast = volatility.har_variance(returns, 24)
+        assert 0 < forecast <= highest_month * (1 + 1e-12)
 
 
 class TestProbability:
