@@ -21,6 +21,7 @@ combined forecast depended on where it ran. On 1,000 returns one thread is also 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import warnings
@@ -69,6 +70,17 @@ class GarchFit:
                 and self.nu > 2 and self.last_variance >= 0 and self.scale > 0 and self.bound > 0)
 
 
+@functools.cache
+def _blas():
+    """The BLAS libraries of NumPy and SciPy (``threadpoolctl.ThreadpoolController``), found once per process:
+    finding them costs milliseconds, limiting them for one fit microseconds."""
+    import arch  # noqa: F401  (with SciPy's optimiser: loads every BLAS the fit uses, so the controller sees it)
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def fit_garch_t(returns: np.ndarray) -> GarchFit | None:
     """Fit GARCH(1,1)-t to log returns (N,); None when ``arch`` is missing, N < ``MIN_RETURNS``, the
     fit raises or does not converge, or its parameters are not finite/valid."""
@@ -76,12 +88,10 @@ def fit_garch_t(returns: np.ndarray) -> GarchFit | None:
     returns = returns[np.isfinite(returns)]
     if len(returns) < MIN_RETURNS or not garch_available() or float(returns.std()) == 0.0:
         return None
-    import scipy.optimize  # noqa: F401  (loads SciPy's BLAS, so that the limit below reaches it too)
     from arch import arch_model
-    from threadpoolctl import threadpool_limits
 
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"), _blas().limit(limits=1, user_api="blas"):
             warnings.simplefilter("ignore")
             model = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t", rescale=True)
             result = model.fit(disp="off", show_warning=False)
