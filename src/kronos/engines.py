@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data.errors import first_line
 from .forecasting.calibration import Calibration
 from .forecasting.forecast import forecast_series
 from .forecasting.inputs import tidy_frame
@@ -50,12 +51,6 @@ class TaskSettings:
     options: ForecastOptions
     paths: bool = False
     samples: bool = False
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # -- the work of one batch (the same in every engine) --------------------------------------------------------

@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from . import kill_points
+from .data.errors import first_line
 from .data.tables import ReadOptions, Series, TableError, read_series, table_stem
-from .engines import ENGINES, SeriesTask, TaskSettings, first_line, run_batches
+from .engines import ENGINES, SeriesTask, TaskSettings, run_batches
 from .forecasting.calibration import Calibration
 from .forecasting.inputs import future_of
 from .forecasting.options import ForecastOptions

@@ -98,7 +98,7 @@ def har_variance(returns: np.ndarray, horizon: int, windows: tuple[int, ...] = H
     target = (cumulative[ends[fit_rows] + horizon] - cumulative[ends[fit_rows]]) / horizon
     coefficients, *_ = np.linalg.lstsq(features[fit_rows], target, rcond=None)
     forecast = float(features[-1] @ coefficients)
-    highest = float(np.max(cumulative[ends] - cumulative[ends - longest])) / longest
+    highest = float(features[:, 1 + windows.index(longest)].max())  # the longest window's mean, at every bar
     return min(max(forecast, 0.1 * float(rv.mean())), highest)
 
 
